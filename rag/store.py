@@ -1,0 +1,240 @@
+"""The Chroma collection that holds chunks: embedded under the data dir, or on a server.
+
+The per-file record lives in the chunks' own metadata: every chunk of a file carries the file's
+content hash, the pipeline that made it, its index and the file's chunk count. A file is stored
+*completely* when all its chunks share one hash and pipeline and the indexes run 0..count-1.
+Because the record and the chunks are the same rows, they can never disagree, whatever moment
+an ingest is killed at.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+
+from rag.locking import NoLock, StoreLock
+from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from numpy.typing import NDArray
+
+Metadata = dict[str, str | int | float | bool]
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or does not match the current settings."""
+
+
+@dataclass
+class FileRecord:
+    """What the store holds for one source file."""
+
+    root: str
+    source: str
+    chunk_ids: set[str] = field(default_factory=set)
+    versions: set[tuple[str, str]] = field(default_factory=set)  # (file_hash, pipeline)
+    indexes: set[int] = field(default_factory=set)
+    chunk_counts: set[int] = field(default_factory=set)
+
+    def holds(self, file_hash: str, pipeline: str) -> bool:
+        """True when exactly one complete version, this one, is stored."""
+        return (
+            self.versions == {(file_hash, pipeline)}
+            and len(self.chunk_counts) == 1
+            and self.indexes == set(range(next(iter(self.chunk_counts))))
+            and len(self.chunk_ids) == len(self.indexes)
+        )
+
+    @property
+    def file_hash(self) -> str | None:
+        """The stored content hash when there is a single one."""
+        return next(iter(self.versions))[0] if len(self.versions) == 1 else None
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A chunk as written to the store."""
+
+    id: str
+    text: str
+    metadata: Metadata
+    embedding: NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A query result: the chunk and its cosine distance (0 is identical)."""
+
+    id: str
+    text: str
+    metadata: Metadata
+    distance: float
+
+
+class ChunkStore:
+    """One Chroma collection, guarded for several processes when embedded."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        embedder_name: str,
+        on_wait: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder_name = embedder_name
+        if settings.store.mode == "embedded":
+            self.lock: StoreLock = StoreLock(
+                settings.chroma_path.with_name(settings.chroma_path.name + ".lock"),
+                settings.store.lock_timeout_s,
+                on_wait,
+            )
+        else:
+            self.lock = NoLock()
+        with self.lock.exclusive():
+            self.client = self._connect()
+            self.collection = self._open_collection()
+        self.max_batch = self.client.get_max_batch_size()
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, for messages."""
+        store = self.settings.store
+        if store.mode == "embedded":
+            return str(self.settings.chroma_path)
+        return f"http://{store.host}:{store.port}"
+
+    def _connect(self) -> ClientAPI:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
+        store = self.settings.store
+        try:
+            if store.mode == "embedded":
+                self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
+                return chromadb.PersistentClient(
+                    path=str(self.settings.chroma_path), settings=chroma_settings
+                )
+            client = chromadb.HttpClient(host=store.host, port=store.port, settings=chroma_settings)
+            client.heartbeat()
+            return client
+        except Exception as error:
+            msg = f"cannot open the Chroma store at {self.location}: {error}"
+            raise StoreError(msg) from error
+
+    def _open_collection(self) -> Collection:
+        collection = self.client.get_or_create_collection(
+            self.settings.store.collection,
+            metadata={"embedder": self.embedder_name},
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+        )
+        built_with = (collection.metadata or {}).get("embedder")
+        if built_with != self.embedder_name:
+            msg = (
+                f"collection {collection.name!r} at {self.location} was built with embedding "
+                f"model {built_with!r}, not the configured {self.embedder_name!r}; "
+                "re-run the ingest with --reset to rebuild it"
+            )
+            raise StoreError(msg)
+        return collection
+
+    def reset(self) -> None:
+        """Drop every chunk: delete the collection and create it again."""
+        with self.lock.exclusive():
+            self.client.delete_collection(self.settings.store.collection)
+            self.collection = self._open_collection()
+
+    def count(self) -> int:
+        """Number of chunks stored."""
+        with self.lock.shared():
+            return self.collection.count()
+
+    def records(self, roots: Iterable[str] | None = None) -> dict[tuple[str, str], FileRecord]:
+        """Per-file records, keyed by (root, source), for the given roots or all of them."""
+        where: Any = None
+        roots = sorted(set(roots)) if roots is not None else None
+        if roots is not None:
+            where = {"root": roots[0]} if len(roots) == 1 else {"root": {"$in": roots}}
+        with self.lock.shared():
+            result = self.collection.get(where=where, include=["metadatas"])
+        records: dict[tuple[str, str], FileRecord] = {}
+        for chunk_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True):
+            key = (str(metadata["root"]), str(metadata["source"]))
+            record = records.setdefault(key, FileRecord(*key))
+            record.chunk_ids.add(chunk_id)
+            record.versions.add((str(metadata["file_hash"]), str(metadata["pipeline"])))
+            record.indexes.add(int(cast(int, metadata["chunk_index"])))
+            record.chunk_counts.add(int(cast(int, metadata["chunk_count"])))
+        return records
+
+    def embeddings_by_content(
+        self, content_hashes: Sequence[str]
+    ) -> dict[str, NDArray[np.float32]]:
+        """Stored embeddings of chunks whose text has one of these hashes (same model)."""
+        found: dict[str, NDArray[np.float32]] = {}
+        unique = sorted(set(content_hashes))
+        for start in range(0, len(unique), self.max_batch):
+            batch = unique[start : start + self.max_batch]
+            with self.lock.shared():
+                result = self.collection.get(
+                    where=cast(Any, {"content_hash": {"$in": batch}}),
+                    include=["embeddings", "metadatas"],
+                )
+            embeddings = result["embeddings"]
+            if embeddings is None:
+                continue
+            for metadata, embedding in zip(result["metadatas"] or [], embeddings, strict=True):
+                found[str(metadata["content_hash"])] = np.asarray(embedding, dtype=np.float32)
+        return found
+
+    def write(self, chunks: Sequence[StoredChunk], delete_ids: Iterable[str] = ()) -> None:
+        """Upsert ``chunks`` and delete ``delete_ids`` as one step that readers cannot split."""
+        keep = {chunk.id for chunk in chunks}
+        stale = sorted(set(delete_ids) - keep)
+        with self.lock.exclusive():
+            for start in range(0, len(chunks), self.max_batch):
+                batch = chunks[start : start + self.max_batch]
+                self.collection.upsert(
+                    ids=[chunk.id for chunk in batch],
+                    embeddings=np.stack([chunk.embedding for chunk in batch]),
+                    documents=[chunk.text for chunk in batch],
+                    metadatas=cast(Any, [chunk.metadata for chunk in batch]),
+                )
+            for start in range(0, len(stale), self.max_batch):
+                self.collection.delete(ids=stale[start : start + self.max_batch])
+
+    def query(
+        self, embedding: NDArray[np.float32], k: int, where: Mapping[str, Any] | None = None
+    ) -> list[Hit]:
+        """The ``k`` chunks nearest to ``embedding``."""
+        with self.lock.shared():
+            result = self.collection.query(
+                query_embeddings=embedding.reshape(1, -1),
+                n_results=k,
+                where=cast(Any, where),
+                include=["documents", "metadatas", "distances"],
+            )
+        return [
+            Hit(chunk_id, text, cast(Metadata, metadata), float(distance))
+            for chunk_id, text, metadata, distance in zip(
+                result["ids"][0],
+                (result["documents"] or [[]])[0],
+                (result["metadatas"] or [[]])[0],
+                (result["distances"] or [[]])[0],
+                strict=True,
+            )
+        ]
+
+    def sources(self) -> dict[str, int]:
+        """Chunk count of every stored source path, for listings."""
+        counts: dict[str, int] = defaultdict(int)
+        for record in self.records().values():
+            counts[record.source] += len(record.chunk_ids)
+        return dict(sorted(counts.items()))

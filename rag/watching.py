@@ -1,0 +1,74 @@
+"""Keep the store in sync with folders while they change (``rag ingest --watch``).
+
+File events only say *that* something changed; each sync then compares the whole folder with
+the store, which is cheap for unchanged files (one hash each) and cannot miss an event that
+the operating system dropped. Events are debounced so a burst of saves costs one sync.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from rag.ingestion import Ingestor, IngestReport
+
+
+class _Changes(FileSystemEventHandler):
+    """Remembers when the last relevant change happened."""
+
+    def __init__(self, ignored: tuple[Path, ...]) -> None:
+        self.ignored = ignored
+        self.last_change: float | None = None
+        self.lock = threading.Lock()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in {"opened", "closed_no_write"}:
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        if all(self._ignored(str(path)) for path in paths if path):
+            return
+        with self.lock:
+            self.last_change = time.monotonic()
+
+    def _ignored(self, path: str) -> bool:
+        parts = Path(path).parts
+        hidden = any(part.startswith(".") for part in parts)
+        return hidden or any(Path(path).is_relative_to(folder) for folder in self.ignored)
+
+    def take_if_quiet(self, quiet_s: float) -> bool:
+        """True (once) when a change happened and nothing changed for ``quiet_s`` since."""
+        with self.lock:
+            if self.last_change is None or time.monotonic() - self.last_change < quiet_s:
+                return False
+            self.last_change = None
+            return True
+
+
+def watch(
+    ingestor: Ingestor,
+    paths: Sequence[Path],
+    on_sync: Callable[[IngestReport], None],
+    stop: threading.Event,
+) -> None:
+    """Sync once, then again after each quiet spell following changes, until ``stop`` is set."""
+    chroma = ingestor.settings.chroma_path.resolve()
+    changes = _Changes((chroma, chroma.with_name(chroma.name + ".lock")))
+    observer = Observer()
+    for path in paths:
+        folder = path if path.is_dir() else path.parent
+        observer.schedule(changes, str(folder.resolve()), recursive=path.is_dir())
+    observer.start()
+    try:
+        on_sync(ingestor.sync(paths))
+        quiet_s = ingestor.settings.ingest.watch_debounce_s
+        while not stop.wait(min(0.2, quiet_s or 0.2)):
+            if changes.take_if_quiet(quiet_s):
+                on_sync(ingestor.sync(paths))
+    finally:
+        observer.stop()
+        observer.join()
