@@ -29,8 +29,6 @@ from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
 
 # Bump when chunking changes in a way that changes chunk texts: every file is then redone.
 CHUNKER_VERSION = 1
-# Chunks embedded together; also the most work a killed run can lose.
-GROUP_CHUNKS = 512
 
 
 class Progress(Protocol):
@@ -158,7 +156,7 @@ class Ingestor:
                 self.progress.file_done()
                 if prepared is not None:
                     group.append(prepared)
-                if sum(len(p.chunks) for p in group) >= GROUP_CHUNKS:
+                if sum(len(p.chunks) for p in group) >= self.settings.ingest.group_chunks:
                     self._write(group, report, added_hashes)
                     group = []
             self._write(group, report, added_hashes)

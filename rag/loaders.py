@@ -115,9 +115,15 @@ def decode_text(path: Path, data: bytes) -> str:
         return _checked_text(path, data.decode("utf-8"))
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
-    if best is None:
+    matches = list(charset_normalizer.from_bytes(data))
+    if not matches:
         raise LoadError(path, "binary data or unknown text encoding")
+    best = matches[0]
+    # Western text is the common case, and the detector often ranks a Baltic or Central
+    # European code page a hair above cp1252 for it; take cp1252 when it reads as cleanly.
+    western = next((m for m in matches if m.encoding == "cp1252"), None)
+    if western and western.chaos <= best.chaos + 0.1 and western.coherence >= best.coherence:
+        best = western
     return _checked_text(path, str(best))
 
 

@@ -64,6 +64,9 @@ class IngestSettings(BaseModel):
     """Limits on what ingestion accepts."""
 
     max_file_mb: float = Field(100.0, gt=0, description="Larger files are skipped and reported.")
+    group_chunks: int = Field(
+        512, ge=1, description="Chunks embedded and written together; what a crash can lose."
+    )
     watch_debounce_s: float = Field(
         1.0, ge=0, description="Quiet time after a change before --watch syncs."
     )

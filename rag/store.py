@@ -5,12 +5,18 @@ content hash, the pipeline that made it, its index and the file's chunk count. A
 *completely* when all its chunks share one hash and pipeline and the indexes run 0..count-1.
 Because the record and the chunks are the same rows, they can never disagree, whatever moment
 an ingest is killed at.
+
+An embedded client keeps the vector index it loaded in memory: a process that reads while
+another one writes would go on answering from the old index, and a writer holding an old
+index could overwrite a newer one. So every write bumps a generation number beside the store,
+and every read or write first reopens the client when the generation moved.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -96,10 +102,48 @@ class ChunkStore:
             )
         else:
             self.lock = NoLock()
+        self._generation_file = self.lock.folder / "generation"
         with self.lock.exclusive():
+            self._seen_generation = self._generation()
             self.client = self._connect()
             self.collection = self._open_collection()
         self.max_batch = self.client.get_max_batch_size()
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold off writers, and see everything they wrote before."""
+        with self.lock.shared():
+            self._refresh()
+            yield
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Be the only one touching the store; tell other processes afterwards."""
+        with self.lock.exclusive():
+            self._refresh()
+            try:
+                yield
+            finally:
+                self._seen_generation = self._generation() + 1
+                if self.settings.store.mode == "embedded":
+                    self._generation_file.write_text(str(self._seen_generation))
+
+    def _generation(self) -> int:
+        try:
+            return int(self._generation_file.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _refresh(self) -> None:
+        """Reopen the embedded client when another process wrote since we last looked."""
+        if self.settings.store.mode != "embedded":
+            return
+        generation = self._generation()
+        if generation != self._seen_generation:
+            self.client.close()
+            self.client = self._connect()
+            self.collection = self._open_collection()
+            self._seen_generation = generation
 
     @property
     def location(self) -> str:
@@ -147,13 +191,13 @@ class ChunkStore:
 
     def reset(self) -> None:
         """Drop every chunk: delete the collection and create it again."""
-        with self.lock.exclusive():
+        with self.writing():
             self.client.delete_collection(self.settings.store.collection)
             self.collection = self._open_collection()
 
     def count(self) -> int:
         """Number of chunks stored."""
-        with self.lock.shared():
+        with self.reading():
             return self.collection.count()
 
     def records(self, roots: Iterable[str] | None = None) -> dict[tuple[str, str], FileRecord]:
@@ -162,7 +206,7 @@ class ChunkStore:
         roots = sorted(set(roots)) if roots is not None else None
         if roots is not None:
             where = {"root": roots[0]} if len(roots) == 1 else {"root": {"$in": roots}}
-        with self.lock.shared():
+        with self.reading():
             result = self.collection.get(where=where, include=["metadatas"])
         records: dict[tuple[str, str], FileRecord] = {}
         for chunk_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True):
@@ -182,7 +226,7 @@ class ChunkStore:
         unique = sorted(set(content_hashes))
         for start in range(0, len(unique), self.max_batch):
             batch = unique[start : start + self.max_batch]
-            with self.lock.shared():
+            with self.reading():
                 result = self.collection.get(
                     where=cast(Any, {"content_hash": {"$in": batch}}),
                     include=["embeddings", "metadatas"],
@@ -198,7 +242,9 @@ class ChunkStore:
         """Upsert ``chunks`` and delete ``delete_ids`` as one step that readers cannot split."""
         keep = {chunk.id for chunk in chunks}
         stale = sorted(set(delete_ids) - keep)
-        with self.lock.exclusive():
+        if not chunks and not stale:
+            return
+        with self.writing():
             for start in range(0, len(chunks), self.max_batch):
                 batch = chunks[start : start + self.max_batch]
                 self.collection.upsert(
@@ -214,7 +260,7 @@ class ChunkStore:
         self, embedding: NDArray[np.float32], k: int, where: Mapping[str, Any] | None = None
     ) -> list[Hit]:
         """The ``k`` chunks nearest to ``embedding``."""
-        with self.lock.shared():
+        with self.reading():
             result = self.collection.query(
                 query_embeddings=embedding.reshape(1, -1),
                 n_results=k,

@@ -1,0 +1,221 @@
+"""Sync behaviour against real Chroma (embedded and server) with the real embedding model."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.embeddings import Embedder
+from rag.ingestion import Ingestor
+from rag.store import ChunkStore, StoreError
+from tests.conftest import SettingsFactory
+from tests.docgen import paragraphs, write_mixed_folder
+
+pytestmark = pytest.mark.slow
+
+
+def snapshot(store: ChunkStore) -> dict[str, tuple[str, str]]:
+    """Every chunk: id -> (source, text). Equal snapshots mean equal stores."""
+    result = store.collection.get(include=["metadatas", "documents"])
+    return {
+        i: (str(m["source"]), d)
+        for i, m, d in zip(result["ids"], result["metadatas"], result["documents"], strict=True)
+    }
+
+
+def assert_consistent(store: ChunkStore) -> None:
+    """No duplicate and no orphan: every stored file is complete, in exactly one version."""
+    records = store.records()
+    for record in records.values():
+        (file_hash, pipeline), *rest = record.versions
+        assert not rest, record
+        assert record.holds(file_hash, pipeline), record
+    assert store.count() == sum(len(r.chunk_ids) for r in records.values())
+
+
+def sources(store: ChunkStore) -> set[str]:
+    return set(store.sources())
+
+
+def test_ingest_every_type_then_reingest_embeds_nothing(ingestor: Ingestor, tmp_path: Path) -> None:
+    phrases = write_mixed_folder(tmp_path / "docs")
+    first = ingestor.sync([tmp_path / "docs"])
+    assert first.ok, first.failed
+    assert sorted(first.added) == sorted(phrases)
+    assert first.chunks_embedded > 0
+    assert sources(ingestor.store) == set(phrases)
+    assert_consistent(ingestor.store)
+    before = snapshot(ingestor.store)
+
+    again = ingestor.sync([tmp_path / "docs"])
+    assert again.chunks_embedded == 0
+    assert again.unchanged == len(phrases)
+    assert (again.added, again.updated, again.removed) == ([], [], [])
+    assert snapshot(ingestor.store) == before
+
+
+def test_metadata_keeps_provenance(ingestor: Ingestor, tmp_path: Path) -> None:
+    write_mixed_folder(tmp_path / "docs")
+    ingestor.sync([tmp_path / "docs"])
+    got = ingestor.store.collection.get(include=["metadatas", "documents"])
+    by_source = {}
+    for metadata, text in zip(got["metadatas"], got["documents"], strict=True):
+        by_source.setdefault(metadata["source"], []).append((metadata, text))
+    pdf = {m["page"]: t for m, t in by_source["manual.pdf"]}
+    assert "boiler pressure" in pdf[2]
+    (guide_meta, guide_text), *_ = [
+        (m, t) for m, t in by_source["guide.md"] if "Water tomatoes" in t
+    ]
+    assert guide_meta["headings"] == "Garden guide > Tomatoes"
+    original = (tmp_path / "docs" / "guide.md").read_text()
+    assert original[guide_meta["start_char"] : guide_meta["end_char"]] == guide_text
+    assert guide_meta["file_type"] == "md"
+    assert len(guide_meta["content_hash"]) == 32
+
+
+def test_edit_delete_and_rename_are_reflected_exactly(
+    ingestor: Ingestor, tmp_path: Path, make_settings: SettingsFactory, embedder: Embedder
+) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    long_doc = docs / "long.md"
+    long_doc.write_text("# Long\n\n" + "\n\n".join(paragraphs("ocean", 30)))
+    ingestor.sync([docs])
+
+    # Edit one paragraph of a long document: only its chunk is embedded again.
+    long_doc.write_text(long_doc.read_text().replace("Paragraph 29 of ocean", "Closing words"))
+    edited = ingestor.sync([docs])
+    assert edited.updated == ["long.md"]
+    assert 1 <= edited.chunks_embedded < 3
+    assert edited.chunks_reused > 5
+    texts = [t for s, t in snapshot(ingestor.store).values() if s == "long.md"]
+    assert any("Closing words" in t for t in texts)
+    assert not any("Paragraph 29 of ocean" in t for t in texts)
+
+    # Delete and rename.
+    (docs / "parts.csv").unlink()
+    (docs / "notes.txt").rename(docs / "sub" / "renamed-notes.txt")
+    changed = ingestor.sync([docs])
+    assert changed.removed == ["parts.csv"]
+    assert changed.renamed == [("notes.txt", "sub/renamed-notes.txt")]
+    assert changed.chunks_embedded == 0
+    assert "parts.csv" not in sources(ingestor.store)
+    assert "notes.txt" not in sources(ingestor.store)
+    assert_consistent(ingestor.store)
+
+    # The result equals a clean ingest of the folder as it is now.
+    clean_settings = make_settings(data_dir=tmp_path / "clean")
+    clean_settings.store.collection += "-clean"
+    clean = Ingestor(clean_settings, ChunkStore(clean_settings, embedder.name), embedder)
+    clean.sync([docs])
+    assert snapshot(ingestor.store) == snapshot(clean.store)
+
+
+def test_bad_inputs_are_reported_and_the_rest_is_ingested(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    phrases = write_mixed_folder(docs)
+    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> broken")
+    (docs / "empty.txt").write_bytes(b"")
+    (docs / "binary.txt").write_bytes(os.urandom(4096))
+    (docs / "huge.txt").write_text("big " * 300_000)  # 1.2 MB, over the 1 MB limit below
+    (docs / "dangling.md").symlink_to(docs / "does-not-exist.md")
+    (docs / "loop").symlink_to(docs)
+    (docs / "self.txt").symlink_to(docs / "self.txt")
+    os.mkfifo(docs / "pipe.txt")
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n")
+    ingestor.settings.ingest.max_file_mb = 1.0
+
+    report = ingestor.sync([docs])
+    failed = {Path(path).name: reason for path, reason in report.failed}
+    assert failed == {
+        "corrupt.pdf": failed["corrupt.pdf"],
+        "empty.txt": "empty file",
+        "binary.txt": "binary data or unknown text encoding",
+        "huge.txt": "1.1 MB is over the 1 MB size limit",
+        "dangling.md": "no such file (or a broken symlink)",
+        "loop": "symlink loop: links back to a folder above it",
+        "self.txt": "symlink loop",
+        "pipe.txt": "not a regular file",
+    }
+    assert "cannot parse .pdf file" in failed["corrupt.pdf"]
+    assert [Path(p).name for p in report.skipped] == ["image.png"]
+    assert not report.ok
+    assert sources(ingestor.store) == set(phrases)
+    assert_consistent(ingestor.store)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_file_is_reported(ingestor: Ingestor, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    (docs / "secret.txt").write_text("hidden")
+    (docs / "secret.txt").chmod(0)
+    report = ingestor.sync([docs])
+    assert [(Path(p).name, r) for p, r in report.failed] == [
+        ("secret.txt", "cannot read: Permission denied")
+    ]
+
+
+def test_a_file_that_turns_corrupt_keeps_its_last_good_version(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    ingestor.sync([docs])
+    (docs / "manual.pdf").write_bytes(b"%PDF-1.4 truncated")
+    report = ingestor.sync([docs])
+    assert [Path(p).name for p, _ in report.failed] == ["manual.pdf"]
+    assert "manual.pdf" in sources(ingestor.store)
+
+
+def test_single_file_scope_leaves_neighbours_alone(ingestor: Ingestor, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    ingestor.sync([docs])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "extra.md").write_text("# Extra\n\nAn extra file about llamas.\n")
+    report = ingestor.sync([other / "extra.md"])
+    assert report.added == ["extra.md"]
+    assert report.removed == []
+    assert len(sources(ingestor.store)) == 8
+    # Syncing the first folder again does not remove what came from elsewhere.
+    shutil.rmtree(docs / "sub")
+    report = ingestor.sync([docs])
+    assert report.removed == ["sub/deep.txt"]
+    assert "extra.md" in sources(ingestor.store)
+
+
+def test_duplicate_files_are_embedded_once(ingestor: Ingestor, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    text = "# Copy\n\n" + "\n\n".join(paragraphs("copy", 5))
+    (docs / "a.md").write_text(text)
+    (docs / "b.md").write_text(text)
+    report = ingestor.sync([docs])
+    assert sorted(report.added) == ["a.md", "b.md"]
+    assert ingestor.store.count() == 2 * report.chunks_embedded
+
+
+def test_reset_empties_the_collection(ingestor: Ingestor, tmp_path: Path) -> None:
+    write_mixed_folder(tmp_path / "docs")
+    ingestor.sync([tmp_path / "docs"])
+    ingestor.reset()
+    assert ingestor.store.count() == 0
+    assert ingestor.sync([tmp_path / "docs"]).chunks_embedded > 0
+
+
+def test_store_built_with_another_model_is_refused(make_settings: SettingsFactory) -> None:
+    settings = make_settings()
+    ChunkStore(settings, "model-a")
+    with pytest.raises(StoreError, match="--reset"):
+        ChunkStore(settings, "model-b")
+
+
+def test_unreachable_server_is_a_clear_error(make_settings: SettingsFactory) -> None:
+    settings = make_settings(store={"mode": "server", "host": "127.0.0.1", "port": 9})
+    with pytest.raises(StoreError, match="cannot open the Chroma store at http://127.0.0.1:9"):
+        ChunkStore(settings, "model")

@@ -1,0 +1,123 @@
+from pathlib import Path
+
+import pytest
+
+from rag.loaders import LoadError, load
+from tests.docgen import write_csv, write_docx, write_html, write_mixed_folder, write_pdf
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    return tmp_path, write_mixed_folder(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "source", ["notes.txt", "guide.md", "page.html", "manual.pdf", "report.docx", "parts.csv"]
+)
+def test_every_type_loads_its_text(mixed: tuple[Path, dict[str, str]], source: str) -> None:
+    folder, phrases = mixed
+    document = load(folder / source)
+    assert phrases[source] in document.text
+    assert document.sections
+    for section in document.sections:
+        assert 0 <= section.start < section.end <= len(document.text)
+
+
+def test_markdown_heading_path(tmp_path: Path) -> None:
+    path = tmp_path / "a.md"
+    path.write_text(
+        "# Top\n\nintro\n\n## Sub\n\nbody\n\n```\n# not a heading\n```\n\n# Next\n\nend\n"
+    )
+    document = load(path)
+    by_text = {document.text[s.start : s.end].strip().split("\n")[-1]: s for s in document.sections}
+    assert [s.headings for s in document.sections] == [("Top",), ("Top", "Sub"), ("Next",)]
+    assert by_text["```"].headings == ("Top", "Sub")
+
+
+def test_text_underlined_titles_are_headings(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("Title\n*****\n\nintro\n\nPart\n====\n\nbody\n\nOther\n*****\n\nx\n")
+    assert [s.headings for s in load(path).sections] == [("Title",), ("Title", "Part"), ("Other",)]
+
+
+def test_txt_offsets_point_into_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("Title\n=====\n\nfirst\n\nSecond\n------\n\nsecond\n")
+    document = load(path)
+    assert document.text == path.read_text()
+
+
+def test_html_drops_scripts_and_styles_keeps_headings(tmp_path: Path) -> None:
+    path = write_html(tmp_path / "p.html", "Main", [("Part", ["Some <b>bold</b> words."])])
+    document = load(path)
+    assert "SCRIPT_TEXT" not in document.text
+    assert "color: red" not in document.text
+    assert "Some bold words." in document.text
+    assert ("Main", "Part") in [s.headings for s in document.sections]
+
+
+def test_pdf_keeps_page_numbers(tmp_path: Path) -> None:
+    path = write_pdf(tmp_path / "m.pdf", [["alpha page"], ["beta page"], ["gamma page"]])
+    document = load(path)
+    pages = {document.text[s.start : s.end].strip(): s.page for s in document.sections}
+    assert pages == {"alpha page": 1, "beta page": 2, "gamma page": 3}
+
+
+def test_docx_headings_and_tables(tmp_path: Path) -> None:
+    path = write_docx(
+        tmp_path / "d.docx",
+        [("h1", "Intro"), ("p", "hello"), ("h2", "Detail"), ("table", "k|v;size|9")],
+    )
+    document = load(path)
+    assert "size | 9" in document.text
+    assert [s.headings for s in document.sections] == [("Intro",), ("Intro", "Detail")]
+
+
+def test_csv_rows_stay_whole(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "c.csv", ["name", "note"], [["a", "x, with comma"], ["b", "y"]])
+    document = load(path)
+    assert "name: a\nnote: x, with comma" in document.text
+    assert document.text.count("\n\n") == 1  # one blank line between the two rows
+
+
+@pytest.mark.parametrize(
+    ("encoding", "text"),
+    [
+        ("latin-1", "Café crème, naïve façade, déjà vu, señor, smörgåsbord für Müller."),
+        ("cp1252", "Prices in €: the “best” café — déjà vu, naïve façade, crème brûlée."),
+        ("cp1251", "Привет, как дела? Это тестовый текст на русском языке."),
+        ("utf-16", "Grüße aus Köln: Straße, Äpfel und Öl für die Küche."),
+        ("utf-8-sig", "BOM first: Ωmega and ☃ snowman."),
+    ],
+)
+def test_legacy_encodings_decode(tmp_path: Path, encoding: str, text: str) -> None:
+    path = tmp_path / "enc.txt"
+    path.write_bytes(((text + "\n") * 5).encode(encoding))
+    assert load(path).text.strip().split("\n")[0] == text
+
+
+def test_csv_in_latin1(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "c.csv", ["ville"], [["Zürich"], ["Genève"]], encoding="latin-1")
+    assert "ville: Genève" in load(path).text
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.txt", b"", "empty file"),
+        ("blank.md", b"  \n\n ", "empty file"),
+        ("binary.txt", bytes(range(256)) * 40, "binary"),
+        ("corrupt.pdf", b"%PDF-1.4\n garbage that is no pdf at all", "cannot parse .pdf"),
+        ("corrupt.docx", b"PK\x03\x04 not really a zip", "cannot parse .docx"),
+        ("photo.jpg", b"\xff\xd8\xff", "unsupported file type"),
+    ],
+)
+def test_bad_input_names_file_and_reason(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(LoadError) as raised:
+        load(path)
+    assert reason in raised.value.reason
+    assert str(path) in str(raised.value)
