@@ -140,7 +140,7 @@ class ChunkStore:
             return
         generation = self._generation()
         if generation != self._seen_generation:
-            self.client.close()
+            cast(Any, self.client).close()  # PersistentClient has close(); ClientAPI omits it
             self.client = self._connect()
             self.collection = self._open_collection()
             self._seen_generation = generation

@@ -98,7 +98,8 @@ def test_real_chunks_fit_the_embedder_and_are_exact_slices(
         ]
         # What is stored is what is embedded: the model reads every word piece of every chunk.
         assert max(with_specials) <= tokenizer_only.max_seq_length, path
-        for chunk, counted in zip(chunks, tokenizer_only.count_tokens([c.text for c in chunks])):
+        counts = tokenizer_only.count_tokens([c.text for c in chunks])
+        for chunk, counted in zip(chunks, counts, strict=True):
             assert chunk.text == doc.text[chunk.start : chunk.end]
             assert chunk.tokens == counted
         total += len(chunks)

@@ -1,8 +1,10 @@
 """Sync behaviour against real Chroma (embedded and server) with the real embedding model."""
 
 import os
+import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,9 +20,10 @@ pytestmark = pytest.mark.slow
 def snapshot(store: ChunkStore) -> dict[str, tuple[str, str]]:
     """Every chunk: id -> (source, text). Equal snapshots mean equal stores."""
     result = store.collection.get(include=["metadatas", "documents"])
+    metadatas, documents = result["metadatas"] or [], result["documents"] or []
     return {
         i: (str(m["source"]), d)
-        for i, m, d in zip(result["ids"], result["metadatas"], result["documents"], strict=True)
+        for i, m, d in zip(result["ids"], metadatas, documents, strict=True)
     }
 
 
@@ -59,8 +62,8 @@ def test_metadata_keeps_provenance(ingestor: Ingestor, tmp_path: Path) -> None:
     write_mixed_folder(tmp_path / "docs")
     ingestor.sync([tmp_path / "docs"])
     got = ingestor.store.collection.get(include=["metadatas", "documents"])
-    by_source = {}
-    for metadata, text in zip(got["metadatas"], got["documents"], strict=True):
+    by_source: dict[Any, list[tuple[Any, str]]] = {}
+    for metadata, text in zip(got["metadatas"] or [], got["documents"] or [], strict=True):
         by_source.setdefault(metadata["source"], []).append((metadata, text))
     pdf = {m["page"]: t for m, t in by_source["manual.pdf"]}
     assert "boiler pressure" in pdf[2]
@@ -217,5 +220,7 @@ def test_store_built_with_another_model_is_refused(make_settings: SettingsFactor
 
 def test_unreachable_server_is_a_clear_error(make_settings: SettingsFactory) -> None:
     settings = make_settings(store={"mode": "server", "host": "127.0.0.1", "port": 9})
-    with pytest.raises(StoreError, match="cannot open the Chroma store at http://127.0.0.1:9"):
+    with pytest.raises(
+        StoreError, match=re.escape("cannot open the Chroma store at http://127.0.0.1:9")
+    ):
         ChunkStore(settings, "model")

@@ -40,7 +40,7 @@ def test_named_settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings(named).chunking.overlap_tokens == 7
     monkeypatch.setenv("RAG_SETTINGS_FILE", str(named))
     assert load_settings().chunking.overlap_tokens == 7
-    with pytest.raises(FileNotFoundError, match="missing.toml"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.toml"):
         load_settings(tmp_path / "missing.toml")
 
 
