@@ -1,0 +1,208 @@
+"""The CLI as separate processes: killed mid-run, run three at once, read while writing, watch."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.embeddings import Embedder
+from rag.settings import load_settings
+from rag.store import ChunkStore
+from tests.conftest import ROOT, run_cli
+from tests.docgen import paragraphs, write_mixed_folder
+
+pytestmark = pytest.mark.slow
+
+
+def write_corpus(folder: Path, files: int = 40) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in range(files):
+        body = "\n\n".join(paragraphs(f"topic {n}", 8))
+        (folder / f"doc{n:02d}.md").write_text(f"# Document {n}\n\n{body}\n")
+    return folder
+
+
+def store_state(data_dir: Path, embedder: Embedder) -> tuple[int, set[str]]:
+    store = ChunkStore(load_settings(data_dir=data_dir), embedder.name)
+    ids = set(store.collection.get(include=[])["ids"])
+    return store.count(), ids
+
+
+def ingest_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "ingest.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_help_explains_every_option() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for option in ("--watch", "--reset", "--data-dir", "--settings", "PATH"):
+        assert option in result.stdout
+
+
+def test_exit_status_and_summary(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    result = run_cli(str(docs), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr
+    assert "added 7, updated 0, removed 0, renamed 0, unchanged 0, skipped 0, failed 0" in (
+        result.stdout
+    )
+
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 not a pdf")
+    result = run_cli(str(docs), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1
+    assert f"failed: {docs / 'broken.pdf'}: cannot parse .pdf file" in result.stderr
+    assert "unchanged 7, skipped 0, failed 1; chunks embedded 0" in result.stdout
+
+    assert run_cli("--data-dir", str(tmp_path / "data")).returncode == 2
+    search = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "search", "boiler pressure", "-k", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAG_DATA_DIR": str(tmp_path / "data")},
+        check=True,
+    )
+    assert "manual.pdf, page 2" in search.stdout
+
+
+def test_killed_ingest_then_rerun_equals_clean_ingest(tmp_path: Path, embedder: Embedder) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    small_groups = {"RAG_INGEST__GROUP_CHUNKS": "8"}
+    killed_dir = tmp_path / "killed"
+    for delay in (7.0, 9.0, 11.0):
+        process = ingest_process(str(docs), "--data-dir", str(killed_dir), env=small_groups)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.communicate()
+        # Whatever moment it died at, the store opens and every stored file is complete.
+        store = ChunkStore(load_settings(data_dir=killed_dir), embedder.name)
+        for record in store.records().values():
+            (file_hash, pipeline), *others = record.versions
+            assert not others
+            assert record.holds(file_hash, pipeline), record
+        del store
+    resumed = run_cli(str(docs), "--data-dir", str(killed_dir), env=small_groups)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = run_cli(str(docs), "--data-dir", str(tmp_path / "clean"))
+    assert clean.returncode == 0, clean.stderr
+    assert store_state(killed_dir, embedder) == store_state(tmp_path / "clean", embedder)
+    assert "chunks embedded 0" not in resumed.stdout or "unchanged 40" in resumed.stdout
+
+
+def test_three_ingests_at_once_finish_and_leave_a_readable_store(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    docs = write_corpus(tmp_path / "docs", files=20)
+    data = tmp_path / "data"
+    processes = [
+        ingest_process(str(docs), "--data-dir", str(data), env={"RAG_INGEST__GROUP_CHUNKS": "8"})
+        for _ in range(3)
+    ]
+    outputs = [process.communicate(timeout=300) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    # Exactly one run embedded; the others waited, then found everything unchanged.
+    summaries = [out for out, _ in outputs]
+    assert sum("unchanged 20" in s for s in summaries) == 2, summaries
+    listing = run_cli_sources(data)
+    assert "20 documents" in listing
+    clean = run_cli(str(docs), "--data-dir", str(tmp_path / "clean"))
+    assert clean.returncode == 0
+    assert store_state(data, embedder) == store_state(tmp_path / "clean", embedder)
+
+
+def run_cli_sources(data: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "sources", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_reader_sees_whole_files_and_fresh_results_during_ingest(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    docs = write_corpus(tmp_path / "docs")
+    data = tmp_path / "data"
+    reader = ChunkStore(load_settings(data_dir=data), embedder.name)
+    # Files are ingested in name order: this one is written last.
+    (docs / "zz-last.md").write_text(
+        "# Volcanoes\n\nThe volcano erupted, and lava reached the sea.\n"
+    )
+    process = ingest_process(
+        str(docs), "--data-dir", str(data), env={"RAG_INGEST__GROUP_CHUNKS": "8"}
+    )
+    query = embedder.embed(["When did lava from the volcano reach the sea?"])[0]
+    seen_counts = []
+    while process.poll() is None:
+        for record in reader.records().values():
+            (file_hash, pipeline), *others = record.versions
+            assert not others
+            assert record.holds(file_hash, pipeline), record
+        if reader.count():
+            assert reader.query(query, 3)
+        seen_counts.append(reader.count())
+        time.sleep(0.05)
+    assert process.returncode == 0, process.communicate()
+    assert len(set(seen_counts)) > 2, "the reader should have watched the store grow"
+    top = reader.query(query, 1)[0]
+    assert top.metadata["source"] == "zz-last.md"  # the reader's vector index is fresh
+    assert reader.count() == store_state(data, embedder)[0]
+
+
+def test_watch_follows_create_edit_move_delete(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    process = ingest_process(
+        str(docs),
+        "--watch",
+        "--data-dir",
+        str(tmp_path / "data"),
+        env={"RAG_INGEST__WATCH_DEBOUNCE_S": "0.3"},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    stdout = process.stdout
+    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def wait_for(expected: str) -> str:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if expected in line:
+                return line
+        raise AssertionError(f"no line with {expected!r}")
+
+    try:
+        wait_for("added 7,")
+        (docs / "new.md").write_text("# New\n\nA new note about kestrels.\n")
+        wait_for("added 1, updated 0, removed 0, renamed 0")
+        (docs / "new.md").write_text("# New\n\nAn edited note about falcons.\n")
+        wait_for("added 0, updated 1, removed 0")
+        (docs / "new.md").rename(docs / "sub" / "moved.md")
+        wait_for("renamed 1")
+        (docs / "guide.md").unlink()
+        wait_for("added 0, updated 0, removed 1, renamed 0")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    assert process.returncode == 0
