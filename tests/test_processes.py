@@ -179,7 +179,12 @@ def test_watch_follows_create_edit_move_delete(tmp_path: Path) -> None:
     lines: queue.Queue[str] = queue.Queue()
     assert process.stdout is not None
     stdout = process.stdout
-    threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
 
     def wait_for(expected: str) -> str:
         deadline = time.monotonic() + 120

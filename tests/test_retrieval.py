@@ -19,7 +19,8 @@ def test_pydoc_gold_source_in_top_4(tmp_path: Path, embedder: Embedder) -> None:
     settings = load_settings(data_dir=tmp_path / "data")
     store = ChunkStore(settings, embedder.name)
     report = Ingestor(settings, store, embedder).sync([SHARED_EVAL / "corpus"])
-    assert report.ok and len(report.added) == 79
+    assert report.ok
+    assert len(report.added) == 79
 
     questions = [
         q
