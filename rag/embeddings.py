@@ -7,10 +7,12 @@ The model itself loads on the first call to :meth:`Embedder.embed`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -97,18 +99,53 @@ class Embedder:
         """Device the model runs on (loads it)."""
         return str(self._loaded().device)
 
-    def embed(self, texts: list[str]) -> NDArray[np.float32]:
-        """Unit-length embeddings of ``texts``, one row each."""
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        vectors = self._loaded().encode(
-            texts,
-            batch_size=self.settings.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+    def embed(
+        self, texts: list[str], on_batch: Callable[[int], None] | None = None
+    ) -> NDArray[np.float32]:
+        """Unit-length embeddings of ``texts``, one row each; ``on_batch(n)`` after each batch.
+
+        Batches are formed from texts of equal word-piece counts (sorted by them), so almost no
+        compute is spent on padding.
+        """
+        model = self._loaded()
+        dimension = int(model.get_embedding_dimension())
+        vectors = np.zeros((len(texts), dimension), dtype=np.float32)
+        counts = self.count_tokens(texts)
+        order = sorted(range(len(texts)), key=lambda i: counts[i], reverse=True)
+        size = self.settings.batch_size
+        with self._precision():
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
+                vectors[batch] = model.encode(
+                    [texts[i] for i in batch],
+                    batch_size=size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
+                if on_batch is not None:
+                    on_batch(len(batch))
+        return vectors
+
+    @property
+    def precision(self) -> str:
+        """The precision embeddings are computed in (loads the model)."""
+        if self.settings.precision != "auto":
+            return self.settings.precision
+        if self.device.startswith("cuda"):
+            return "float16"
+        if self.device == "cpu" and _cpu_computes_bfloat16():
+            return "bfloat16"
+        return "float32"
+
+    def _precision(self) -> contextlib.AbstractContextManager[Any]:
+        import torch
+
+        precision = self.precision
+        if precision == "float32":
+            return contextlib.nullcontext()
+        device_type = self.device.split(":")[0]
+        return torch.autocast(device_type, dtype=getattr(torch, precision))
 
     def _loaded(self) -> Any:
         with self._load_lock:
@@ -130,3 +167,12 @@ class Embedder:
         if torch.backends.mps.is_available():
             return "mps"
         return "cpu"
+
+
+def _cpu_computes_bfloat16() -> bool:
+    """True when the CPU has bfloat16 arithmetic in hardware (else autocast only slows down)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags.split() for flag in ("avx512_bf16", "amx_bf16"))

@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -26,6 +27,9 @@ from rag.loaders import LoadError, load
 from rag.scanning import SourceFile, scan
 from rag.settings import Settings
 from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 # Bump when chunking changes in a way that changes chunk texts: every file is then redone.
 CHUNKER_VERSION = 1
@@ -105,6 +109,54 @@ class _Prepared:
     record: FileRecord | None
 
 
+def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
+    """The chunker for these settings: never longer than what the embedder reads."""
+    limit = embedder.max_tokens
+    max_tokens = min(settings.chunking.max_tokens or limit, limit)
+    return Chunker(embedder.token_spans, max_tokens, settings.chunking.overlap_tokens)
+
+
+@dataclass
+class _GroupWrite:
+    """One group's write: chunks of files new to the store, of changed files, stale ids."""
+
+    new_chunks: list[StoredChunk] = field(default_factory=list)
+    chunks: list[StoredChunk] = field(default_factory=list)
+    stale: set[str] = field(default_factory=set)
+
+
+class _BackgroundWriter:
+    """Writes groups in order on one thread, so the next group embeds meanwhile.
+
+    At most one write is pending; an error in a write comes out of the next submit or exit.
+    """
+
+    def __init__(self, store: ChunkStore) -> None:
+        self.store = store
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self.pending: Future[None] | None = None
+
+    def submit(self, write: _GroupWrite) -> None:
+        self._wait()
+        self.pending = self.pool.submit(
+            self.store.write, write.chunks, write.stale, write.new_chunks
+        )
+
+    def _wait(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.result()
+
+    def __enter__(self) -> _BackgroundWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self._wait()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 class Ingestor:
     """Syncs folders and files into a :class:`ChunkStore`."""
 
@@ -119,10 +171,10 @@ class Ingestor:
         self.store = store
         self.embedder = embedder
         self.progress: Progress = progress or NoProgress()
-        max_tokens = min(settings.chunking.max_tokens or embedder.max_tokens, embedder.max_tokens)
-        self.chunker = Chunker(embedder.token_spans, max_tokens, settings.chunking.overlap_tokens)
+        self.chunker = make_chunker(settings, embedder)
         self.pipeline = _digest(
-            f"{embedder.name}|{max_tokens}|{settings.chunking.overlap_tokens}|{CHUNKER_VERSION}"
+            f"{embedder.name}|{self.chunker.max_tokens}|{self.chunker.overlap_tokens}"
+            f"|{CHUNKER_VERSION}"
         )[:16]
 
     def reset(self) -> None:
@@ -151,18 +203,22 @@ class Ingestor:
             }
             group: list[_Prepared] = []
             added_hashes: dict[str, str] = {}  # file hash -> source, of files new to the store
-            for file in found.files:
-                prepared = self._prepare(file, records.get((file.root, file.source)), report)
-                self.progress.file_done()
-                if prepared is not None:
-                    group.append(prepared)
-                if sum(len(p.chunks) for p in group) >= self.settings.ingest.group_chunks:
-                    self._write(group, report, added_hashes)
-                    group = []
-            self._write(group, report, added_hashes)
+            with _BackgroundWriter(self.store) as writer:
+                for file in found.files:
+                    prepared = self._prepare(file, records.get((file.root, file.source)), report)
+                    self.progress.file_done()
+                    if prepared is not None:
+                        group.append(prepared)
+                        if prepared.record is None:
+                            added_hashes.setdefault(prepared.file_hash, file.source)
+                    if sum(len(p.chunks) for p in group) >= self.settings.ingest.group_chunks:
+                        writer.submit(self._embed_group(group, report))
+                        group = []
+                if group:
+                    writer.submit(self._embed_group(group, report))
             on_disk = {(file.root, file.source) for file in found.files}
             gone = [record for key, record in records.items() if key not in on_disk]
-            self.store.write([], delete_ids=[i for record in gone for i in record.chunk_ids])
+            self.store.write(delete_ids=[i for record in gone for i in record.chunk_ids])
             _report_removals(gone, added_hashes, report)
         report.chunks_in_store = self.store.count()
         report.seconds = time.perf_counter() - started
@@ -188,56 +244,44 @@ class Ingestor:
             return None
         return _Prepared(file, file_hash, chunks, record)
 
-    def _write(
-        self, group: list[_Prepared], report: IngestReport, added_hashes: dict[str, str]
-    ) -> None:
-        """Embed what is new in ``group`` and write it, replacing the files' old chunks."""
-        if not group:
-            return
-        hashes = [_digest(chunk.text)[:32] for p in group for chunk in p.chunks]
-        vectors = self.store.embeddings_by_content(hashes)
-        report.chunks_reused += sum(1 for h in hashes if h in vectors)
-        texts = {h: c.text for p in group for c in p.chunks for h in [_digest(c.text)[:32]]}
-        missing = [h for h in dict.fromkeys(hashes) if h not in vectors]
-        vectors.update(self._embed({h: texts[h] for h in missing}))
+    def _embed_group(self, group: list[_Prepared], report: IngestReport) -> _GroupWrite:
+        """Chunks of ``group`` with their embeddings, reused where the store has the text."""
+        keyed = [[(_digest(chunk.text)[:32], chunk) for chunk in p.chunks] for p in group]
+        texts = {content_hash: chunk.text for pairs in keyed for content_hash, chunk in pairs}
+        vectors = self.store.embeddings_by_content(list(texts))
+        report.chunks_reused += sum(h in vectors for pairs in keyed for h, _ in pairs)
+        missing = {h: text for h, text in texts.items() if h not in vectors}
+        vectors.update(self._embed(missing))
         report.chunks_embedded += len(missing)
 
-        stored: list[StoredChunk] = []
-        stale: set[str] = set()
-        position = 0
-        for prepared in group:
-            for index, chunk in enumerate(prepared.chunks):
-                content_hash = hashes[position]
-                position += 1
-                metadata = self._metadata(prepared, index, chunk, content_hash)
-                chunk_id = _digest(
-                    f"{prepared.file.root}\x1f{prepared.file.source}\x1f{index}\x1f{content_hash}"
-                )[:32]
-                stored.append(StoredChunk(chunk_id, chunk.text, metadata, vectors[content_hash]))
+        write = _GroupWrite()
+        for prepared, pairs in zip(group, keyed, strict=True):
+            file = prepared.file
+            stored = [
+                StoredChunk(
+                    _digest(f"{file.root}\x1f{file.source}\x1f{index}\x1f{content_hash}")[:32],
+                    chunk.text,
+                    self._metadata(prepared, index, chunk, content_hash),
+                    vectors[content_hash],
+                )
+                for index, (content_hash, chunk) in enumerate(pairs)
+            ]
             if prepared.record is None:
-                report.added.append(prepared.file.source)
-                added_hashes.setdefault(prepared.file_hash, prepared.file.source)
+                write.new_chunks += stored
+                report.added.append(file.source)
             else:
-                report.updated.append(prepared.file.source)
-                stale |= prepared.record.chunk_ids
-        self.store.write(stored, delete_ids=stale)
+                write.chunks += stored
+                write.stale |= prepared.record.chunk_ids
+                report.updated.append(file.source)
+        return write
 
-    def _embed(self, texts: dict[str, str]) -> dict[str, np.ndarray]:
-        """Embed in slices of similar length (little padding), reporting progress."""
+    def _embed(self, texts: dict[str, str]) -> dict[str, NDArray[np.float32]]:
+        """Embed ``texts`` (content hash -> text), reporting progress."""
         if not texts:
             return {}
         self.progress.chunks_total(len(texts))
-        order = sorted(texts, key=lambda h: len(texts[h]), reverse=True)
-        step = self.settings.embedding.batch_size * 4
-        vectors: dict[str, np.ndarray] = {}
-        for start in range(0, len(order), step):
-            batch = order[start : start + step]
-            for content_hash, vector in zip(
-                batch, self.embedder.embed([texts[h] for h in batch]), strict=True
-            ):
-                vectors[content_hash] = vector
-            self.progress.chunks_done(len(batch))
-        return vectors
+        vectors = self.embedder.embed(list(texts.values()), on_batch=self.progress.chunks_done)
+        return dict(zip(texts, vectors, strict=True))
 
     def _metadata(
         self, prepared: _Prepared, index: int, chunk: Chunk, content_hash: str

@@ -32,7 +32,12 @@ class EmbeddingSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="'auto' picks the GPU when there is one."
     )
-    batch_size: int = Field(64, ge=1, description="Chunks embedded per forward pass.")
+    batch_size: int = Field(16, ge=1, description="Chunks embedded per forward pass.")
+    precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="'auto': float16 on a GPU, bfloat16 on a CPU that computes it natively "
+        "(AVX512-BF16 or AMX), else float32. Vectors agree with float32 to a cosine of 0.9999.",
+    )
 
 
 class ChunkingSettings(BaseModel):

@@ -238,21 +238,34 @@ class ChunkStore:
                 found[str(metadata["content_hash"])] = np.asarray(embedding, dtype=np.float32)
         return found
 
-    def write(self, chunks: Sequence[StoredChunk], delete_ids: Iterable[str] = ()) -> None:
-        """Upsert ``chunks`` and delete ``delete_ids`` as one step that readers cannot split."""
-        keep = {chunk.id for chunk in chunks}
+    def write(
+        self,
+        chunks: Sequence[StoredChunk] = (),
+        delete_ids: Iterable[str] = (),
+        new_chunks: Sequence[StoredChunk] = (),
+    ) -> None:
+        """Upsert ``chunks``, add ``new_chunks`` and delete ``delete_ids``, as one step.
+
+        ``new_chunks`` have ids the store cannot hold yet (their file was never stored):
+        adding skips the existence check that makes an upsert slower.
+        """
+        keep = {chunk.id for chunk in chunks} | {chunk.id for chunk in new_chunks}
         stale = sorted(set(delete_ids) - keep)
-        if not chunks and not stale:
+        if not keep and not stale:
             return
         with self.writing():
-            for start in range(0, len(chunks), self.max_batch):
-                batch = chunks[start : start + self.max_batch]
-                self.collection.upsert(
-                    ids=[chunk.id for chunk in batch],
-                    embeddings=np.stack([chunk.embedding for chunk in batch]),
-                    documents=[chunk.text for chunk in batch],
-                    metadatas=cast(Any, [chunk.metadata for chunk in batch]),
-                )
+            for write, items in (
+                (self.collection.add, new_chunks),
+                (self.collection.upsert, chunks),
+            ):
+                for start in range(0, len(items), self.max_batch):
+                    batch = items[start : start + self.max_batch]
+                    write(
+                        ids=[chunk.id for chunk in batch],
+                        embeddings=np.stack([chunk.embedding for chunk in batch]),
+                        documents=[chunk.text for chunk in batch],
+                        metadatas=cast(Any, [chunk.metadata for chunk in batch]),
+                    )
             for start in range(0, len(stale), self.max_batch):
                 self.collection.delete(ids=stale[start : start + self.max_batch])
 

@@ -1,0 +1,38 @@
+# One place for the commands people and CI run. `make run` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE := data/sample
+
+.PHONY: run test lint bench clean-store
+
+# Create .venv and install the project with its test tools; redone when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+## run: set up, ingest the sample documents, show what is indexed and answer an example query
+run: $(VENV)/.installed
+	$(BIN)/python ingest.py $(SAMPLE)
+	$(BIN)/rag sources
+	$(BIN)/rag search "How long is the battery covered by the warranty?"
+
+## lint: ruff and mypy, as CI runs them
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## test: set up, then lint, types and the whole test suite
+test: lint
+	$(BIN)/python -m pytest
+
+## bench: the ingestion figures on the shared pydoc corpus
+bench: $(VENV)/.installed
+	$(BIN)/python bench/bench_ingest.py
+
+## clean-store: delete the embedded store under data/
+clean-store:
+	rm -rf data/chroma data/chroma.lock
