@@ -13,7 +13,9 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor, make_chunker
@@ -21,10 +23,11 @@ from rag.loaders import load
 from rag.settings import load_settings
 from rag.store import ChunkStore
 
+T = TypeVar("T")
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "pydoc" / "corpus"
 
 
-def timed(label: str, action):  # type: ignore[no-untyped-def]
+def timed(label: str, action: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
     result = action()
     seconds = time.perf_counter() - started
