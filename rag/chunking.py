@@ -165,34 +165,32 @@ class _Spans:
 
 
 def _merge_heading_only(sections: list[Section], text: str) -> list[Section]:
-    """Fold a section that is only its heading line into the section after it on the page.
+    """Fold a section that is only its heading into the section after it on the same page.
 
     A title straight above a subtitle would otherwise become a chunk of two words.
     """
     merged: list[Section] = []
-    pending: Section | None = None
+    waiting: Section | None = None  # a heading-only section, to prefix to the next one
     for section in sections:
-        if pending is not None and pending.page == section.page:
-            section = Section(pending.start, section.end, section.headings, section.page)
-        elif pending is not None:
-            merged.append(pending)
-        pending = None
-        body = text[section.start : section.end].strip()
-        heading_only = (
-            bool(section.headings)
-            and body.split("\n", 1)[0].strip() in {section.headings[-1]}
-            and _only_heading_lines(body)
-        )
-        if heading_only:
-            pending = section
+        if waiting is not None and waiting.page == section.page:
+            section = Section(waiting.start, section.end, section.headings, section.page)
+        elif waiting is not None:
+            merged.append(waiting)
+        waiting = None
+        if _is_heading_only(section, text):
+            waiting = section
         else:
             merged.append(section)
-    if pending is not None:
-        merged.append(pending)
+    if waiting is not None:
+        merged.append(waiting)
     return merged
 
 
-def _only_heading_lines(body: str) -> bool:
-    """True when ``body`` is a title line, optionally with its underline."""
-    lines = [line for line in body.split("\n") if line.strip()]
-    return len(lines) == 1 or (len(lines) == 2 and len(set(lines[1].strip())) == 1)
+def _is_heading_only(section: Section, text: str) -> bool:
+    """True for '# Title', 'Title' or 'Title' over an underline, and nothing more."""
+    lines = [line.strip() for line in text[section.start : section.end].split("\n")]
+    lines = [line for line in lines if line]
+    if not section.headings or not 1 <= len(lines) <= 2:
+        return False
+    underlined_or_alone = len(lines) == 1 or len(set(lines[1])) == 1
+    return lines[0].lstrip("#").strip() == section.headings[-1] and underlined_or_alone

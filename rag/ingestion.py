@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 # Bump when chunking changes in a way that changes chunk texts: every file is then redone.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2
 
 
 class Progress(Protocol):
@@ -186,11 +186,10 @@ class Ingestor:
         """Make the store hold exactly the supported files under ``paths``."""
         started = time.perf_counter()
         report = IngestReport()
-        chroma = self.settings.chroma_path
         found = scan(
             list(paths),
             int(self.settings.ingest.max_file_mb * 2**20),
-            exclude=(chroma, chroma.with_name(chroma.name + ".lock")),
+            exclude=(self.settings.chroma_path, self.settings.lock_dir),
         )
         report.skipped = [str(path) for path in found.skipped]
         report.failed = [(str(path), reason) for path, reason in found.failed]

@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         """Folder of the embedded Chroma store."""
         return self.data_dir / "chroma"
 
+    @property
+    def lock_dir(self) -> Path:
+        """Folder of the locks and the write generation that guard the embedded store."""
+        return self.data_dir / "chroma.lock"
+
     @classmethod
     def settings_customise_sources(
         cls,

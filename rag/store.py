@@ -96,9 +96,7 @@ class ChunkStore:
         self.embedder_name = embedder_name
         if settings.store.mode == "embedded":
             self.lock: StoreLock = StoreLock(
-                settings.chroma_path.with_name(settings.chroma_path.name + ".lock"),
-                settings.store.lock_timeout_s,
-                on_wait,
+                settings.lock_dir, settings.store.lock_timeout_s, on_wait
             )
         else:
             self.lock = NoLock()
@@ -129,6 +127,8 @@ class ChunkStore:
                     self._generation_file.write_text(str(self._seen_generation))
 
     def _generation(self) -> int:
+        if self.settings.store.mode != "embedded":
+            return 0
         try:
             return int(self._generation_file.read_text() or 0)
         except (FileNotFoundError, ValueError):

@@ -36,9 +36,8 @@ class _Changes(FileSystemEventHandler):
             self.last_change = time.monotonic()
 
     def _ignored(self, path: str) -> bool:
-        parts = Path(path).parts
-        hidden = any(part.startswith(".") for part in parts)
-        return hidden or any(Path(path).is_relative_to(folder) for folder in self.ignored)
+        """The store's own files; everything else may matter (a sync skips hidden files)."""
+        return any(Path(path).is_relative_to(folder) for folder in self.ignored)
 
     def take_if_quiet(self, quiet_s: float) -> bool:
         """True (once) when a change happened and nothing changed for ``quiet_s`` since."""
@@ -56,8 +55,8 @@ def watch(
     stop: threading.Event,
 ) -> None:
     """Sync once, then again after each quiet spell following changes, until ``stop`` is set."""
-    chroma = ingestor.settings.chroma_path.resolve()
-    changes = _Changes((chroma, chroma.with_name(chroma.name + ".lock")))
+    settings = ingestor.settings
+    changes = _Changes((settings.chroma_path.resolve(), settings.lock_dir.resolve()))
     observer = Observer()
     for path in paths:
         folder = path if path.is_dir() else path.parent

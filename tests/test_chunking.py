@@ -104,3 +104,12 @@ def test_real_chunks_fit_the_embedder_and_are_exact_slices(
             assert chunk.tokens == counted
         total += len(chunks)
     assert total > 50
+
+
+def test_markdown_title_alone_is_merged(tokenizer_only: Embedder, tmp_path: Path) -> None:
+    path = tmp_path / "a.md"
+    path.write_text("# Manual\n\n## Setup\n\nPlug it in.\n")
+    chunks = Chunker(tokenizer_only.token_spans, 200).split(load(path))
+    assert [(c.text, c.headings) for c in chunks] == [
+        ("# Manual\n\n## Setup\n\nPlug it in.", ("Manual", "Setup"))
+    ]
