@@ -99,18 +99,26 @@ class Embedder:
         """Device the model runs on (loads it)."""
         return str(self._loaded().device)
 
+    @property
+    def on_gpu(self) -> bool:
+        """True when the model is loaded, and not on the CPU."""
+        return self._model is not None and self.device != "cpu"
+
     def embed(
-        self, texts: list[str], on_batch: Callable[[int], None] | None = None
+        self,
+        texts: list[str],
+        on_batch: Callable[[int], None] | None = None,
+        token_counts: list[int] | None = None,
     ) -> NDArray[np.float32]:
         """Unit-length embeddings of ``texts``, one row each; ``on_batch(n)`` after each batch.
 
         Batches are formed from texts of equal word-piece counts (sorted by them), so almost no
-        compute is spent on padding.
+        compute is spent on padding; pass ``token_counts`` when they are known already.
         """
         model = self._loaded()
         dimension = int(model.get_embedding_dimension())
         vectors = np.zeros((len(texts), dimension), dtype=np.float32)
-        counts = self.count_tokens(texts)
+        counts = token_counts if token_counts is not None else self.count_tokens(texts)
         order = sorted(range(len(texts)), key=lambda i: counts[i], reverse=True)
         size = self.settings.batch_size
         with self._precision():

@@ -125,29 +125,35 @@ class _GroupWrite:
     stale: set[str] = field(default_factory=set)
 
 
-class _BackgroundWriter:
-    """Writes groups in order on one thread, so the next group embeds meanwhile.
+class _GroupWriter:
+    """Writes groups in order; in the background while a GPU embeds the next group.
 
-    At most one write is pending; an error in a write comes out of the next submit or exit.
+    On a CPU the writes stay in line: the model already keeps every core busy, and a write
+    thread beside it slows the embedding more than it saves. At most one write is pending;
+    an error in a background write comes out of the next submit or the exit.
     """
 
-    def __init__(self, store: ChunkStore) -> None:
+    def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
         self.store = store
+        self.embedder = embedder
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self.pending: Future[None] | None = None
 
     def submit(self, write: _GroupWrite) -> None:
         self._wait()
-        self.pending = self.pool.submit(
-            self.store.write, write.chunks, write.stale, write.new_chunks
-        )
+        if self.embedder.on_gpu:
+            self.pending = self.pool.submit(
+                self.store.write, write.chunks, write.stale, write.new_chunks
+            )
+        else:
+            self.store.write(write.chunks, write.stale, write.new_chunks)
 
     def _wait(self) -> None:
         if self.pending is not None:
             pending, self.pending = self.pending, None
             pending.result()
 
-    def __enter__(self) -> _BackgroundWriter:
+    def __enter__(self) -> _GroupWriter:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -202,7 +208,7 @@ class Ingestor:
             }
             group: list[_Prepared] = []
             added_hashes: dict[str, str] = {}  # file hash -> source, of files new to the store
-            with _BackgroundWriter(self.store) as writer:
+            with _GroupWriter(self.store, self.embedder) as writer:
                 for file in found.files:
                     prepared = self._prepare(file, records.get((file.root, file.source)), report)
                     self.progress.file_done()
@@ -246,10 +252,10 @@ class Ingestor:
     def _embed_group(self, group: list[_Prepared], report: IngestReport) -> _GroupWrite:
         """Chunks of ``group`` with their embeddings, reused where the store has the text."""
         keyed = [[(_digest(chunk.text)[:32], chunk) for chunk in p.chunks] for p in group]
-        texts = {content_hash: chunk.text for pairs in keyed for content_hash, chunk in pairs}
-        vectors = self.store.embeddings_by_content(list(texts))
+        unique = {content_hash: chunk for pairs in keyed for content_hash, chunk in pairs}
+        vectors = self.store.embeddings_by_content(list(unique))
         report.chunks_reused += sum(h in vectors for pairs in keyed for h, _ in pairs)
-        missing = {h: text for h, text in texts.items() if h not in vectors}
+        missing = {h: chunk for h, chunk in unique.items() if h not in vectors}
         vectors.update(self._embed(missing))
         report.chunks_embedded += len(missing)
 
@@ -274,13 +280,17 @@ class Ingestor:
                 report.updated.append(file.source)
         return write
 
-    def _embed(self, texts: dict[str, str]) -> dict[str, NDArray[np.float32]]:
-        """Embed ``texts`` (content hash -> text), reporting progress."""
-        if not texts:
+    def _embed(self, chunks: dict[str, Chunk]) -> dict[str, NDArray[np.float32]]:
+        """Embed ``chunks`` (content hash -> chunk), reporting progress."""
+        if not chunks:
             return {}
-        self.progress.chunks_total(len(texts))
-        vectors = self.embedder.embed(list(texts.values()), on_batch=self.progress.chunks_done)
-        return dict(zip(texts, vectors, strict=True))
+        self.progress.chunks_total(len(chunks))
+        vectors = self.embedder.embed(
+            [chunk.text for chunk in chunks.values()],
+            on_batch=self.progress.chunks_done,
+            token_counts=[chunk.tokens for chunk in chunks.values()],
+        )
+        return dict(zip(chunks, vectors, strict=True))
 
     def _metadata(
         self, prepared: _Prepared, index: int, chunk: Chunk, content_hash: str

@@ -107,6 +107,16 @@ class ChunkStore:
             self.collection = self._open_collection()
         self.max_batch = self.client.get_max_batch_size()
 
+    def close(self) -> None:
+        """Release the client: an embedded store's files, threads and memory."""
+        cast(Any, self.client).close()  # PersistentClient has close(); ClientAPI omits it
+
+    def __enter__(self) -> ChunkStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Hold off writers, and see everything they wrote before."""
@@ -140,7 +150,7 @@ class ChunkStore:
             return
         generation = self._generation()
         if generation != self._seen_generation:
-            cast(Any, self.client).close()  # PersistentClient has close(); ClientAPI omits it
+            self.close()
             self.client = self._connect()
             self.collection = self._open_collection()
             self._seen_generation = generation
