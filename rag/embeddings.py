@@ -159,7 +159,9 @@ class Embedder:
         with self._load_lock:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
+                from transformers.utils import logging as transformers_logging
 
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
                 self._model = SentenceTransformer(
                     str(self.model_path), device=self._pick_device(), local_files_only=True
                 )
