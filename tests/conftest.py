@@ -103,7 +103,7 @@ def ingestor(make_settings: SettingsFactory, embedder: Embedder) -> Ingestor:
 def run_cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python ingest.py`` (or ``python -m rag.cli`` when args start with a command)."""
+    """Run ``python ingest.py ARGS`` in a new process."""
     return subprocess.run(
         [sys.executable, str(ROOT / "ingest.py"), *args],
         capture_output=True,
