@@ -1,7 +1,8 @@
 """Command line: ``rag ingest``, ``rag search``, ``rag sources``.
 
 Entry points only build services from settings and call them. Exit status: 0 when all went
-well, 1 when some files failed, 2 when the command could not run (bad settings, store error).
+well, 1 when some files failed, 2 when the command could not run (bad settings, store error),
+130 when interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from rag.locking import LockTimeoutError
 from rag.settings import Settings, load_settings
 from rag.store import ChunkStore, StoreError
 
-EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class BarProgress:
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = load_settings(args.settings, data_dir=args.data_dir)
         embedder = Embedder(settings.embedding)
-        store = ChunkStore(settings, embedder.name, on_wait=_tell)
+        reset = args.command == "ingest" and args.reset
+        store = ChunkStore(settings, embedder.name, on_wait=_tell, check_embedder=not reset)
         if args.command == "ingest":
             return _ingest(args, settings, store, embedder)
         if args.command == "search":
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError, LockTimeoutError, FileNotFoundError, ValueError) as error:
         _tell(f"error: {error}")
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        _tell("interrupted: what was written is consistent; run the same command to finish")
+        return EXIT_INTERRUPTED
 
 
 def _ingest(

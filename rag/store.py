@@ -91,9 +91,17 @@ class ChunkStore:
         settings: Settings,
         embedder_name: str,
         on_wait: Callable[[str], None] | None = None,
+        check_embedder: bool = True,
     ) -> None:
+        """Open (or create) the collection.
+
+        Raises:
+            StoreError: the store is unreachable, or was built with another embedding model
+                (unless ``check_embedder`` is off, for a store about to be reset).
+        """
         self.settings = settings
         self.embedder_name = embedder_name
+        self._check_embedder = check_embedder
         if settings.store.mode == "embedded":
             self.lock: StoreLock = StoreLock(
                 settings.lock_dir, settings.store.lock_timeout_s, on_wait
@@ -190,7 +198,7 @@ class ChunkStore:
             embedding_function=None,
         )
         built_with = (collection.metadata or {}).get("embedder")
-        if built_with != self.embedder_name:
+        if self._check_embedder and built_with != self.embedder_name:
             msg = (
                 f"collection {collection.name!r} at {self.location} was built with embedding "
                 f"model {built_with!r}, not the configured {self.embedder_name!r}; "
@@ -204,6 +212,7 @@ class ChunkStore:
         with self.writing():
             self.client.delete_collection(self.settings.store.collection)
             self.collection = self._open_collection()
+            self._check_embedder = True
 
     def count(self) -> int:
         """Number of chunks stored."""

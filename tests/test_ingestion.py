@@ -211,11 +211,20 @@ def test_reset_empties_the_collection(ingestor: Ingestor, tmp_path: Path) -> Non
     assert ingestor.sync([tmp_path / "docs"]).chunks_embedded > 0
 
 
-def test_store_built_with_another_model_is_refused(make_settings: SettingsFactory) -> None:
+def test_store_built_with_another_model_is_refused_until_reset(
+    make_settings: SettingsFactory,
+) -> None:
     settings = make_settings()
-    ChunkStore(settings, "model-a")
+    ChunkStore(settings, "model-a").close()
     with pytest.raises(StoreError, match="--reset"):
         ChunkStore(settings, "model-b")
+    # What the message advises works: open without the check, reset, then it is model-b's.
+    store = ChunkStore(settings, "model-b", check_embedder=False)
+    store.reset()
+    store.close()
+    ChunkStore(settings, "model-b").close()
+    with pytest.raises(StoreError, match="model-b"):
+        ChunkStore(settings, "model-a")
 
 
 def test_unreachable_server_is_a_clear_error(make_settings: SettingsFactory) -> None:

@@ -224,3 +224,21 @@ def test_watch_follows_create_edit_move_delete(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
     assert process.returncode == 0
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, embedder: Embedder) -> None:
+    docs = write_corpus(tmp_path / "docs", files=20)
+    data = tmp_path / "data"
+    process = ingest_process(
+        str(docs), "--data-dir", str(data), env={"RAG_INGEST__GROUP_CHUNKS": "8"}
+    )
+    wait_for_writes(data, 2, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted: what was written is consistent" in stderr
+    assert "Traceback" not in stderr
+    rerun = run_cli(str(docs), "--data-dir", str(data))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "failed 0" in rerun.stdout
+    assert "added 0" not in rerun.stdout  # the interrupted run left work to finish
