@@ -18,7 +18,7 @@ from types import FrameType
 from tqdm import tqdm
 
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor, IngestReport
+from rag.ingestion import Ingestor, IngestReport, Progress
 from rag.locking import LockTimeoutError
 from rag.settings import Settings, load_settings
 from rag.store import ChunkStore, StoreError
@@ -26,7 +26,7 @@ from rag.store import ChunkStore, StoreError
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
-class BarProgress:
+class BarProgress(Progress):
     """Two progress bars on stderr: files looked at, chunks embedded."""
 
     def __init__(self) -> None:

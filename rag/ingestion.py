@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -35,36 +35,24 @@ if TYPE_CHECKING:
 CHUNKER_VERSION = 2
 
 
-class Progress(Protocol):
-    """Receives progress from a run (a progress bar, a UI)."""
+class Progress:
+    """Receives progress from a run; subclasses show it (a progress bar, a UI). Does nothing."""
 
     def files_total(self, count: int) -> None:
         """Files that will be looked at."""
+        return
 
     def file_done(self) -> None:
         """One more file looked at."""
+        return
 
     def chunks_total(self, count: int) -> None:
         """More chunks are to be embedded."""
+        return
 
     def chunks_done(self, count: int) -> None:
         """Chunks embedded."""
-
-
-class NoProgress:
-    """Progress that goes nowhere."""
-
-    def files_total(self, count: int) -> None:
-        """Ignore."""
-
-    def file_done(self) -> None:
-        """Ignore."""
-
-    def chunks_total(self, count: int) -> None:
-        """Ignore."""
-
-    def chunks_done(self, count: int) -> None:
-        """Ignore."""
+        return
 
 
 @dataclass
@@ -176,7 +164,7 @@ class Ingestor:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.progress: Progress = progress or NoProgress()
+        self.progress = progress or Progress()
         self.chunker = make_chunker(settings, embedder)
         self.pipeline = _digest(
             f"{embedder.name}|{self.chunker.max_tokens}|{self.chunker.overlap_tokens}"
