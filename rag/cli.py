@@ -20,6 +20,7 @@ from tqdm import tqdm
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor, IngestReport, Progress
 from rag.locking import LockTimeoutError
+from rag.retrieval import Retriever
 from rag.settings import Settings, load_settings
 from rag.store import ChunkStore, StoreError
 
@@ -98,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     search = commands.add_parser(
-        "search", parents=[common], help="show the chunks nearest to a query"
+        "search",
+        parents=[common],
+        help="show the chunks that best match a query (dense and keyword search fused)",
     )
     search.add_argument("query", help="what to look for")
     search.add_argument("-k", type=int, default=4, help="how many chunks (default 4)")
@@ -120,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "ingest":
             return _ingest(args, settings, store, embedder)
         if args.command == "search":
-            return _search(args.query, args.k, store, embedder)
+            return _search(args.query, args.k, Retriever(settings.retrieval, store, embedder))
         return _sources(store)
     except (StoreError, LockTimeoutError, FileNotFoundError, ValueError) as error:
         _tell(f"error: {error}")
@@ -183,18 +186,21 @@ def _print_report(report: IngestReport) -> None:
     print(f"[{stamp}] {report.summary()}", flush=True)
 
 
-def _search(query: str, k: int, store: ChunkStore, embedder: Embedder) -> int:
-    if store.count() == 0:
+def _search(query: str, k: int, retriever: Retriever) -> int:
+    if retriever.store.count() == 0:
         _tell("the store is empty: run `python ingest.py PATH` first")
         return EXIT_OK
-    for rank, hit in enumerate(store.query(embedder.embed([query])[0], k), start=1):
-        where = str(hit.metadata["source"])
-        if "page" in hit.metadata:
-            where += f", page {hit.metadata['page']}"
-        if hit.metadata.get("headings"):
-            where += f" ({hit.metadata['headings']})"
-        snippet = " ".join(hit.text.split())[:200]
-        print(f"{rank}. [{1 - hit.distance:.3f}] {where}\n   {snippet}")
+    found = retriever.retrieve(query, k)
+    if not found:
+        print("nothing relevant found: no chunk is above the relevance floor")
+    for rank, chunk in enumerate(found, start=1):
+        where = str(chunk.metadata["source"])
+        if "page" in chunk.metadata:
+            where += f", page {chunk.metadata['page']}"
+        if chunk.metadata.get("headings"):
+            where += f" ({chunk.metadata['headings']})"
+        snippet = " ".join(chunk.text.split())[:200]
+        print(f"{rank}. [similarity {chunk.similarity:.2f}] {where}\n   {snippet}")
     return EXIT_OK
 
 

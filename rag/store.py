@@ -14,6 +14,7 @@ and every read or write first reopens the client when the generation moved.
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -75,12 +76,13 @@ class StoredChunk:
 
 @dataclass(frozen=True)
 class Hit:
-    """A query result: the chunk and its cosine distance (0 is identical)."""
+    """A query result: the chunk, its unit-length embedding, its cosine distance (0: same)."""
 
     id: str
     text: str
     metadata: Metadata
     distance: float
+    embedding: NDArray[np.float32]
 
 
 class ChunkStore:
@@ -143,6 +145,17 @@ class ChunkStore:
                 self._seen_generation = self._generation() + 1
                 if self.settings.store.mode == "embedded":
                     self._generation_file.write_text(str(self._seen_generation))
+                else:  # a random token: concurrent writers to a server never repeat one
+                    self.collection.modify(
+                        metadata={"embedder": self.embedder_name, "generation": uuid.uuid4().hex}
+                    )
+
+    def generation(self) -> str:
+        """Changes whenever any process writes: lets a reader know when to refresh a cache."""
+        if self.settings.store.mode == "embedded":
+            return str(self._generation())
+        collection = self.client.get_collection(self.settings.store.collection)
+        return str((collection.metadata or {}).get("generation", ""))
 
     def _generation(self) -> int:
         if self.settings.store.mode != "embedded":
@@ -297,18 +310,64 @@ class ChunkStore:
                 query_embeddings=embedding.reshape(1, -1),
                 n_results=k,
                 where=cast(Any, where),
-                include=["documents", "metadatas", "distances"],
+                include=["documents", "metadatas", "distances", "embeddings"],
             )
         return [
-            Hit(chunk_id, text, cast(Metadata, metadata), float(distance))
-            for chunk_id, text, metadata, distance in zip(
+            Hit(chunk_id, text, cast(Metadata, metadata), float(distance), _vector(embedding))
+            for chunk_id, text, metadata, distance, embedding in zip(
                 result["ids"][0],
                 (result["documents"] or [[]])[0],
                 (result["metadatas"] or [[]])[0],
                 (result["distances"] or [[]])[0],
+                (result["embeddings"] or [[]])[0],
                 strict=True,
             )
         ]
+
+    def get(self, ids: Sequence[str]) -> list[StoredChunk]:
+        """The chunks with these ids that exist, with text, metadata and embedding."""
+        if not ids:
+            return []
+        with self.reading():
+            result = self.collection.get(
+                ids=list(ids), include=["documents", "metadatas", "embeddings"]
+            )
+        embeddings = result["embeddings"] if result["embeddings"] is not None else []
+        return [
+            StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
+            for chunk_id, text, metadata, embedding in zip(
+                result["ids"],
+                result["documents"] or [],
+                result["metadatas"] or [],
+                embeddings,
+                strict=True,
+            )
+        ]
+
+    def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
+        """Ids of the chunks that match a metadata filter."""
+        with self.reading():
+            return set(self.collection.get(where=cast(Any, where), include=[])["ids"])
+
+    def chunk_hashes(self) -> dict[str, str]:
+        """Content hash of every chunk, by id: what a cache of chunk texts compares against."""
+        with self.reading():
+            result = self.collection.get(include=["metadatas"])
+        return {
+            chunk_id: str(metadata["content_hash"])
+            for chunk_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True)
+        }
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        """Text of the chunks with these ids."""
+        texts: dict[str, str] = {}
+        for start in range(0, len(ids), self.max_batch):
+            with self.reading():
+                result = self.collection.get(
+                    ids=list(ids[start : start + self.max_batch]), include=["documents"]
+                )
+            texts.update(zip(result["ids"], result["documents"] or [], strict=True))
+        return texts
 
     def sources(self) -> dict[str, int]:
         """Chunk count of every stored source path, for listings."""
@@ -316,3 +375,7 @@ class ChunkStore:
         for record in self.records().values():
             counts[record.source] += len(record.chunk_ids)
         return dict(sorted(counts.items()))
+
+
+def _vector(embedding: Any) -> NDArray[np.float32]:
+    return np.asarray(embedding, dtype=np.float32)

@@ -8,6 +8,8 @@ def test_public_api_is_explicit() -> None:
         "IngestReport",
         "Ingestor",
         "LoadError",
+        "Retrieved",
+        "Retriever",
         "Settings",
         "StoreError",
         "load",

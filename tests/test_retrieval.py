@@ -1,35 +1,73 @@
-"""Retrieval quality on the shared evaluation set: a gold source in the top 4."""
+"""Retrieval quality on the shared evaluation set (the real corpus, model and store)."""
 
 import json
-from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
-from rag.settings import load_settings
+from rag.retrieval import Retriever
+from rag.settings import RetrievalSettings, load_settings
 from rag.store import ChunkStore
 from tests.conftest import SHARED_EVAL
 
 pytestmark = pytest.mark.slow
 
 
-def test_pydoc_gold_source_in_top_4(tmp_path: Path, embedder: Embedder) -> None:
+@pytest.fixture(scope="module")
+def pydoc_store(
+    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
+) -> Iterator[ChunkStore]:
     assert SHARED_EVAL.is_dir(), f"the shared evaluation set is missing at {SHARED_EVAL}"
-    settings = load_settings(data_dir=tmp_path / "data")
-    store = ChunkStore(settings, embedder.name)
-    report = Ingestor(settings, store, embedder).sync([SHARED_EVAL / "corpus"])
-    assert report.ok
-    assert len(report.added) == 79
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("pydoc"))
+    with ChunkStore(settings, embedder.name) as store:
+        report = Ingestor(settings, store, embedder).sync([SHARED_EVAL / "corpus"])
+        assert report.ok
+        assert len(report.added) == 79
+        yield store
 
-    questions = [
-        q
-        for q in map(json.loads, (SHARED_EVAL / "qa.jsonl").read_text().splitlines())
-        if q["answerable"]
-    ]
-    vectors = embedder.embed([q["question"] for q in questions])
+
+@pytest.fixture(scope="module")
+def questions() -> list[dict[str, Any]]:
+    lines = (SHARED_EVAL / "qa.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_pydoc_gold_source_in_dense_top_4(
+    pydoc_store: ChunkStore, embedder: Embedder, questions: list[dict[str, Any]]
+) -> None:
+    answerable = [q for q in questions if q["answerable"]]
+    vectors = embedder.embed([q["question"] for q in answerable])
     hits = 0
-    for question, vector in zip(questions, vectors, strict=True):
-        top = [hit.metadata["source"] for hit in store.query(vector, 4)]
+    for question, vector in zip(answerable, vectors, strict=True):
+        top = [hit.metadata["source"] for hit in pydoc_store.query(vector, 4)]
         hits += any(source in question["sources"] for source in top)
-    assert hits / len(questions) >= 0.85, f"{hits} of {len(questions)}"
+    assert hits / len(answerable) >= 0.85, f"{hits} of {len(answerable)}"
+
+
+def score(retriever: Retriever, questions: list[dict[str, Any]]) -> tuple[int, float, int]:
+    """(answerable questions with a gold source in the top k, MRR, unanswerable with nothing)."""
+    hits, reciprocal, refused, answerable = 0, 0.0, 0, 0
+    for question in questions:
+        found = [r.metadata["source"] for r in retriever.retrieve(question["question"])]
+        if not question["answerable"]:
+            refused += not found
+            continue
+        answerable += 1
+        rank = next((i for i, s in enumerate(found, 1) if s in question["sources"]), None)
+        hits += rank is not None
+        reciprocal += 1 / rank if rank else 0.0
+    return hits, reciprocal / answerable, refused
+
+
+def test_pydoc_hybrid_beats_dense_and_refuses_the_unanswerable(
+    pydoc_store: ChunkStore, embedder: Embedder, questions: list[dict[str, Any]]
+) -> None:
+    dense = score(Retriever(RetrievalSettings(hybrid=False), pydoc_store, embedder), questions)
+    hybrid = score(Retriever(RetrievalSettings(), pydoc_store, embedder), questions)
+    assert hybrid[0] >= 27, hybrid
+    assert hybrid[0] > dense[0], (hybrid, dense)
+    assert hybrid[1] > dense[1], (hybrid, dense)
+    assert hybrid[2] == 6  # the relevance floor leaves nothing for every unanswerable question

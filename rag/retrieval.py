@@ -1,0 +1,178 @@
+"""Find the chunks that answer a question: dense search fused with BM25 keywords.
+
+Dense similarity finds passages that mean the same; BM25 finds the ones that share the rare
+words and identifiers of the question. Their rankings are fused by reciprocal rank (RRF),
+which needs no score calibration between the two. Then chunks below the relevance floor go,
+near-duplicates of a better chunk go, and an optional MMR pass trades rank for variety.
+
+The keyword index lives in memory and follows the store: when the store's generation moved
+(any process wrote), ids and content hashes are compared and only changed chunks re-indexed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.embeddings import Embedder
+from rag.keywords import KeywordIndex
+from rag.settings import RetrievalSettings
+from rag.store import ChunkStore, Metadata
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """A chunk found for a question, with the evidence for it."""
+
+    id: str
+    text: str
+    metadata: Metadata
+    similarity: float  # cosine similarity to the question
+    keyword_score: float  # BM25; 0 when no question word is in the chunk
+    score: float  # fused rank score; higher is better
+    embedding: NDArray[np.float32]
+
+
+class Retriever:
+    """Hybrid retrieval over a :class:`ChunkStore`."""
+
+    def __init__(self, settings: RetrievalSettings, store: ChunkStore, embedder: Embedder) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+        self.index = KeywordIndex()
+        self._index_hashes: dict[str, str] = {}  # chunk id -> content hash, as indexed
+        self._index_generation: str | None = None
+        self._index_lock = threading.Lock()
+
+    def retrieve(
+        self,
+        query: str,
+        k: int | None = None,
+        sources: Collection[str] | None = None,
+        file_types: Collection[str] | None = None,
+    ) -> list[Retrieved]:
+        """The best ``k`` chunks for ``query``, optionally only from these sources or types."""
+        k = k or self.settings.k
+        settings = self.settings
+        question = self.embedder.embed([query])[0]
+        where = _where(sources, file_types)
+        candidates: dict[str, Retrieved] = {}
+        fused: dict[str, float] = {}
+
+        for rank, hit in enumerate(self.store.query(question, settings.candidates, where)):
+            candidates[hit.id] = Retrieved(
+                hit.id, hit.text, hit.metadata, 1 - hit.distance, 0.0, 0.0, hit.embedding
+            )
+            fused[hit.id] = 1 / (settings.rrf_k + rank + 1)
+
+        if settings.hybrid:
+            keyword_hits = self._keyword_hits(query, settings.candidates, sources, file_types)
+            unseen = [chunk_id for chunk_id, _ in keyword_hits if chunk_id not in candidates]
+            for chunk in self.store.get(unseen):
+                similarity = float(np.dot(chunk.embedding, question))
+                candidates[chunk.id] = Retrieved(
+                    chunk.id, chunk.text, chunk.metadata, similarity, 0.0, 0.0, chunk.embedding
+                )
+            for rank, (chunk_id, keyword_score) in enumerate(keyword_hits):
+                if chunk_id not in candidates:  # removed since the index last looked
+                    continue
+                fused[chunk_id] = fused.get(chunk_id, 0.0) + settings.keyword_weight / (
+                    settings.rrf_k + rank + 1
+                )
+                candidates[chunk_id] = _with(candidates[chunk_id], keyword_score=keyword_score)
+
+        ranked = [
+            _with(candidates[chunk_id], score=score)
+            for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1])
+            if candidates[chunk_id].similarity >= settings.min_similarity
+        ]
+        ranked = _without_near_duplicates(ranked, settings.duplicate_similarity)
+        if settings.mmr:
+            return _mmr(ranked, question, k, settings.mmr_lambda)
+        return ranked[:k]
+
+    def _keyword_hits(
+        self,
+        query: str,
+        n: int,
+        sources: Collection[str] | None,
+        file_types: Collection[str] | None,
+    ) -> list[tuple[str, float]]:
+        self._sync_index()
+        if not sources and not file_types:
+            return self.index.search(query, n)
+        allowed = self.store.ids(_where(sources, file_types))
+        return self.index.search(query, n, allowed.__contains__)
+
+    def _sync_index(self) -> None:
+        """Bring the keyword index in line with the store, re-indexing only what changed."""
+        with self._index_lock:
+            generation = self.store.generation()
+            if generation == self._index_generation and self._index_generation is not None:
+                return
+            hashes = self.store.chunk_hashes()
+            for chunk_id in set(self._index_hashes) - set(hashes):
+                self.index.remove(chunk_id)
+            changed = [i for i, h in hashes.items() if self._index_hashes.get(i) != h]
+            for chunk_id, text in self.store.texts(changed).items():
+                self.index.add(chunk_id, text)
+            self._index_hashes = hashes
+            self._index_generation = generation
+
+
+def _where(
+    sources: Collection[str] | None, file_types: Collection[str] | None
+) -> Mapping[str, Any] | None:
+    """A Chroma filter: {'source': {'$in': [...]}} and/or {'file_type': {'$in': [...]}}."""
+    clauses: list[dict[str, Any]] = []
+    if sources:
+        clauses.append({"source": {"$in": sorted(sources)}})
+    if file_types:
+        clauses.append({"file_type": {"$in": sorted(t.lower().lstrip(".") for t in file_types)}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _with(chunk: Retrieved, **changes: float) -> Retrieved:
+    return Retrieved(**{**chunk.__dict__, **changes})
+
+
+def _without_near_duplicates(ranked: list[Retrieved], threshold: float) -> list[Retrieved]:
+    """Drop each chunk nearly identical (cosine >= threshold) to a better-ranked one."""
+    kept: list[Retrieved] = []
+    for chunk in ranked:
+        if all(float(np.dot(chunk.embedding, other.embedding)) < threshold for other in kept):
+            kept.append(chunk)
+    return kept
+
+
+def _mmr(
+    ranked: list[Retrieved], question: NDArray[np.float32], k: int, relevance_weight: float
+) -> list[Retrieved]:
+    """Pick ``k`` chunks, each maximizing relevance minus similarity to those already picked."""
+    chosen: list[Retrieved] = []
+    pool = list(ranked)
+    while pool and len(chosen) < k:
+
+        def gain(chunk: Retrieved) -> float:
+            redundancy = max(
+                (float(np.dot(chunk.embedding, c.embedding)) for c in chosen), default=0
+            )
+            return (
+                relevance_weight * float(np.dot(chunk.embedding, question))
+                - (1 - relevance_weight) * redundancy
+            )
+
+        best = max(pool, key=gain)
+        chosen.append(best)
+        pool.remove(best)
+    return chosen

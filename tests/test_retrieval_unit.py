@@ -1,0 +1,65 @@
+"""Ranking logic with exact inputs: BM25, near-duplicates, MMR (the real store is tested too)."""
+
+import numpy as np
+
+from rag.keywords import KeywordIndex, keywords
+from rag.retrieval import Retrieved, _mmr, _where, _without_near_duplicates
+
+
+def test_keywords_keep_identifiers_and_drop_stop_words() -> None:
+    assert keywords("What does dict.popitem() return in the __main__ module?") == [
+        "dict",
+        "popitem",
+        "return",
+        "__main__",
+        "module",
+    ]
+
+
+def test_bm25_prefers_rare_terms_and_follows_removals() -> None:
+    index = KeywordIndex()
+    index.add("a", "popitem removes a pair from the dictionary")
+    index.add("b", "the dictionary maps keys to values")
+    index.add("c", "lists hold values in order")
+    ranked = index.search("dictionary popitem", 3)
+    assert [chunk_id for chunk_id, _ in ranked] == ["a", "b"]
+    assert ranked[0][1] > ranked[1][1] > 0
+    index.remove("a")
+    assert [chunk_id for chunk_id, _ in index.search("popitem", 3)] == []
+    assert "popitem" not in index.postings
+    index.add("b", "now about popitem")  # re-adding replaces
+    assert [chunk_id for chunk_id, _ in index.search("popitem dictionary", 3)] == ["b"]
+    assert len(index) == 2
+
+
+def test_bm25_filter() -> None:
+    index = KeywordIndex()
+    index.add("a", "walrus operator")
+    index.add("b", "walrus facts")
+    assert [i for i, _ in index.search("walrus", 5, allowed={"b"}.__contains__)] == ["b"]
+
+
+def chunk(chunk_id: str, vector: list[float], similarity: float = 0.5) -> Retrieved:
+    embedding = np.asarray(vector, dtype=np.float32)
+    embedding /= np.linalg.norm(embedding)
+    return Retrieved(chunk_id, chunk_id, {}, similarity, 0.0, 0.0, embedding)
+
+
+def test_near_duplicates_of_a_better_chunk_are_dropped() -> None:
+    ranked = [chunk("a", [1, 0]), chunk("a-copy", [1, 0.01]), chunk("b", [0, 1])]
+    assert [c.id for c in _without_near_duplicates(ranked, 0.97)] == ["a", "b"]
+
+
+def test_mmr_trades_rank_for_variety() -> None:
+    question = np.asarray([1.0, 0.0], dtype=np.float32)
+    ranked = [chunk("a", [1, 0.1]), chunk("a2", [1, 0.12]), chunk("b", [0.7, -0.7])]
+    assert [c.id for c in _mmr(ranked, question, 2, relevance_weight=0.5)] == ["a", "b"]
+    assert [c.id for c in _mmr(ranked, question, 2, relevance_weight=1.0)] == ["a", "a2"]
+
+
+def test_filters_become_chroma_where() -> None:
+    assert _where(None, None) is None
+    assert _where(["b.md", "a.md"], None) == {"source": {"$in": ["a.md", "b.md"]}}
+    assert _where(["a.md"], [".PDF"]) == {
+        "$and": [{"source": {"$in": ["a.md"]}}, {"file_type": {"$in": ["pdf"]}}]
+    }
