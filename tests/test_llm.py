@@ -1,0 +1,49 @@
+"""The bundled GGUF model run in process by llama.cpp (real model, real tokens)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from rag.llm import LlamaCppLLM, Prompt
+from rag.settings import LLMSettings
+
+pytestmark = pytest.mark.slow
+
+CAPITAL = Prompt(
+    messages=[{"role": "user", "content": "What is the capital of France?"}],
+    completion="Question: What is the capital of France?\nAnswer:",
+)
+
+
+@pytest.fixture(scope="module")
+def llm() -> LlamaCppLLM:
+    return LlamaCppLLM(LLMSettings(max_tokens=24, temperature=0))
+
+
+def test_answers_deterministically_and_stops_at_the_next_question(llm: LlamaCppLLM) -> None:
+    answer = "".join(llm.stream(CAPITAL))
+    assert "Paris" in answer
+    assert "Question:" not in answer  # the stop sequence ended it
+    assert "".join(llm.stream(CAPITAL)) == answer
+
+
+def test_tokens_stream_as_they_are_written(llm: LlamaCppLLM) -> None:
+    days = "Question: Name the days of the week, in order.\nAnswer: Monday,"
+    pieces = list(llm.stream(Prompt(messages=[], completion=days)))
+    assert len(pieces) > 5  # piece by piece, not one block at the end
+    assert "Tuesday" in "".join(pieces)
+
+
+def test_defaults_use_every_core_and_the_gpu_only_when_built_for_it(llm: LlamaCppLLM) -> None:
+    import llama_cpp
+
+    assert llm.n_threads == len(os.sched_getaffinity(0))
+    assert llm.n_gpu_layers == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
+    assert not llm.has_chat_template  # the bundled model is a base model: completion prompts
+    assert llm.count_tokens("Paris is the capital of France.") > 3
+
+
+def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"set llm\.model_path"):
+        LlamaCppLLM(LLMSettings(model_path=tmp_path / "missing.gguf"))
