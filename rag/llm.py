@@ -8,15 +8,22 @@ this process may use (llama-cpp-python's own default is half of them).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import httpx
 
 from rag.settings import LLMSettings
+
+
+class LLMError(RuntimeError):
+    """The model could not answer: a server unreachable or refusing, with its reason."""
 
 
 def bundled_gguf_path() -> Path:
@@ -35,6 +42,28 @@ class Prompt:
     completion: str
 
 
+class LLM(Protocol):
+    """What answering needs from a model."""
+
+    @property
+    def name(self) -> str:
+        """The model's name, for people."""
+        ...
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        """Yield the answer piece by piece as the model writes it."""
+        ...
+
+
+def make_llm(settings: LLMSettings) -> LLM:
+    """The backend the settings name."""
+    match settings.backend:
+        case "llama_cpp":
+            return LlamaCppLLM(settings)
+        case "openai":
+            return OpenAICompatibleLLM(settings)
+
+
 class LlamaCppLLM:
     """Streams completions from a GGUF model; the model loads on first use."""
 
@@ -44,6 +73,7 @@ class LlamaCppLLM:
         if not self.model_path.is_file():
             msg = f"model file {self.model_path} does not exist; set llm.model_path to a GGUF file"
             raise FileNotFoundError(msg)
+        self.name = self.model_path.name
         self._model: Any = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
 
@@ -84,6 +114,11 @@ class LlamaCppLLM:
         """True for instruction-tuned models, whose GGUF carries a chat template."""
         return bool(self.model.metadata.get("tokenizer.chat_template"))
 
+    @property
+    def chat(self) -> bool:
+        """Whether requests go as chat messages: the setting, else the GGUF's template."""
+        return self.has_chat_template if self.settings.chat is None else self.settings.chat
+
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` for this model."""
         return len(self.model.tokenize(text.encode(), add_bos=False, special=True))
@@ -101,7 +136,7 @@ class LlamaCppLLM:
             "stream": True,
         }
         with self._lock:
-            if self.has_chat_template:
+            if self.chat:
                 for part in self.model.create_chat_completion(prompt.messages, **options):
                     text = part["choices"][0]["delta"].get("content")
                     if text:
@@ -111,3 +146,69 @@ class LlamaCppLLM:
                     text = part["choices"][0]["text"]
                     if text:
                         yield text
+
+
+class OpenAICompatibleLLM:
+    """Streams from an OpenAI-compatible server (llama.cpp's server, vLLM) over HTTP."""
+
+    def __init__(self, settings: LLMSettings) -> None:
+        self.settings = settings
+        self.base_url = settings.base_url.rstrip("/")
+        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        self.client = httpx.Client(
+            headers=headers, timeout=httpx.Timeout(settings.timeout_s, connect=10.0)
+        )
+        self.chat = True if settings.chat is None else settings.chat
+
+    @cached_property
+    def name(self) -> str:
+        """The model's name on the server: the setting, else the first one it lists."""
+        if self.settings.server_model:
+            return self.settings.server_model
+        try:
+            response = self.client.get(f"{self.base_url}/models")
+            response.raise_for_status()
+            return str(response.json()["data"][0]["id"])
+        except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
+            msg = f"cannot list the models of the LLM server at {self.base_url}: {error}"
+            raise LLMError(msg) from error
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        """Yield the answer piece by piece as the server sends it (server-sent events)."""
+        body: dict[str, Any] = {
+            "model": self.name,
+            "max_tokens": self.settings.max_tokens,
+            "temperature": self.settings.temperature,
+            "top_p": self.settings.top_p,
+            "stop": self.settings.stop,
+            "seed": self.settings.seed,
+            "stream": True,
+        }
+        if self.chat:
+            body["messages"] = prompt.messages
+        else:
+            body["prompt"] = prompt.completion
+        url = f"{self.base_url}/{'chat/completions' if self.chat else 'completions'}"
+        try:
+            with self.client.stream("POST", url, json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    msg = f"the LLM server at {url} answered {response.status_code}: "
+                    raise LLMError(msg + response.text[:300])
+                for line in response.iter_lines():
+                    data = line.removeprefix("data:").strip()
+                    if not line.startswith("data:") or not data:
+                        continue
+                    if data == "[DONE]":
+                        return
+                    choice = json.loads(data)["choices"][0]
+                    text = (
+                        (choice.get("delta") or {}).get("content")
+                        if self.chat
+                        else choice.get("text")
+                    )
+                    if text:
+                        yield text
+        except httpx.HTTPError as error:
+            msg = f"cannot reach the LLM server at {url}: {error}"
+            raise LLMError(msg) from error

@@ -102,6 +102,22 @@ class RetrievalSettings(BaseModel):
 class LLMSettings(BaseModel):
     """The local model that writes answers, and how it samples."""
 
+    backend: Literal["llama_cpp", "openai"] = Field(
+        "llama_cpp", description="In process, or any OpenAI-compatible server (llama.cpp, vLLM)."
+    )
+    base_url: str = Field(
+        "http://127.0.0.1:8080/v1", description="The server's OpenAI API root (openai backend)."
+    )
+    api_key: str | None = Field(None, description="Bearer token, when the server wants one.")
+    server_model: str | None = Field(
+        None, description="Model name on the server; unset: the first one it lists."
+    )
+    chat: bool | None = Field(
+        None,
+        description="Send chat messages (true) or a plain completion prompt (false). Unset: "
+        "in process, chat when the GGUF has a chat template; on a server, chat.",
+    )
+    timeout_s: float = Field(600.0, gt=0, description="Longest wait for a server's answer.")
     model_path: Path | None = Field(
         None, description="A GGUF file; unset uses the bundled Gemma 3 270M (Q4_K_M)."
     )
