@@ -195,6 +195,7 @@ class Ingestor:
                 if any(scope.covers(*key) for scope in found.scopes)
             }
             group: list[_Prepared] = []
+            group_chunks = 0
             added_hashes: dict[str, str] = {}  # file hash -> source, of files new to the store
             with _GroupWriter(self.store, self.embedder) as writer:
                 for file in found.files:
@@ -202,11 +203,12 @@ class Ingestor:
                     self.progress.file_done()
                     if prepared is not None:
                         group.append(prepared)
+                        group_chunks += len(prepared.chunks)
                         if prepared.record is None:
                             added_hashes.setdefault(prepared.file_hash, file.source)
-                    if sum(len(p.chunks) for p in group) >= self.settings.ingest.group_chunks:
+                    if group_chunks >= self.settings.ingest.group_chunks:
                         writer.submit(self._embed_group(group, report))
-                        group = []
+                        group, group_chunks = [], 0
                 if group:
                     writer.submit(self._embed_group(group, report))
             on_disk = {(file.root, file.source) for file in found.files}

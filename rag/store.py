@@ -142,8 +142,8 @@ class ChunkStore:
             try:
                 yield
             finally:
-                self._seen_generation = self._generation() + 1
                 if self.settings.store.mode == "embedded":
+                    self._seen_generation = self._generation() + 1
                     self._generation_file.write_text(str(self._seen_generation))
                 else:  # a random token: concurrent writers to a server never repeat one
                     self.collection.modify(
