@@ -3,7 +3,10 @@
 Dense similarity finds passages that mean the same; BM25 finds the ones that share the rare
 words and identifiers of the question. Their rankings are fused by reciprocal rank (RRF),
 which needs no score calibration between the two. Then chunks below the relevance floor go,
-near-duplicates of a better chunk go, and an optional MMR pass trades rank for variety.
+near-duplicates of a better chunk go (their sources are kept as ``also_in``), and an optional
+MMR pass trades rank for variety. Last, the top k are ordered by the better of the chunk's
+similarity and its best sentence pair's: a long chunk whose one sentence answers the question
+is diluted as a whole, but not sentence by sentence.
 
 The keyword index lives in memory and follows the store: when the store's generation moved
 (any process wrote), ids and content hashes are compared and only changed chunks re-indexed.
@@ -11,7 +14,9 @@ The keyword index lives in memory and follows the store: when the store's genera
 
 from __future__ import annotations
 
+import re
 import threading
+from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -38,6 +43,7 @@ class Retrieved:
     keyword_score: float  # BM25; 0 when no question word is in the chunk
     score: float  # fused rank score; higher is better
     embedding: NDArray[np.float32]
+    also_in: tuple[str, ...] = ()  # other sources holding a near-identical passage
 
 
 class Retriever:
@@ -51,6 +57,7 @@ class Retriever:
         self._index_hashes: dict[str, str] = {}  # chunk id -> content hash, as indexed
         self._index_generation: str | None = None
         self._index_lock = threading.Lock()
+        self._sentence_vectors: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
 
     def retrieve(
         self,
@@ -95,9 +102,31 @@ class Retriever:
             if candidates[chunk_id].similarity >= settings.min_similarity
         ]
         ranked = _without_near_duplicates(ranked, settings.duplicate_similarity)
-        if settings.mmr:
-            return _mmr(ranked, question, k, settings.mmr_lambda)
-        return ranked[:k]
+        top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
+        return self._by_best_sentence(top, question) if settings.sentence_rerank else top
+
+    def _by_best_sentence(
+        self, chunks: list[Retrieved], question: NDArray[np.float32]
+    ) -> list[Retrieved]:
+        """Order by the better of each chunk's similarity and its best sentence pair's."""
+        missing = [c for c in chunks if _content_key(c) not in self._sentence_vectors]
+        windows = [sentence_windows(c.text) for c in missing]
+        if missing:
+            vectors = self.embedder.embed([w for group in windows for w in group])
+            start = 0
+            for chunk, group in zip(missing, windows, strict=True):
+                self._sentence_vectors[_content_key(chunk)] = vectors[start : start + len(group)]
+                start += len(group)
+        best: dict[str, float] = {}
+        for chunk in chunks:
+            key = _content_key(chunk)
+            self._sentence_vectors.move_to_end(key)
+            best[chunk.id] = max(
+                chunk.similarity, float((self._sentence_vectors[key] @ question).max())
+            )
+        while len(self._sentence_vectors) > _SENTENCE_CACHE_SIZE:
+            self._sentence_vectors.popitem(last=False)
+        return sorted(chunks, key=lambda chunk: -best[chunk.id])
 
     def _keyword_hits(
         self,
@@ -142,16 +171,45 @@ def _where(
     return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
-def _with(chunk: Retrieved, **changes: float) -> Retrieved:
+_SENTENCE_CACHE_SIZE = 4096  # chunks whose sentence vectors are kept between questions
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n\s*\n")
+
+
+def sentence_windows(text: str) -> list[str]:
+    """Each sentence with the one after it: the units a one-sentence answer is matched on."""
+    sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) > 3]
+    return [" ".join(sentences[i : i + 2]) for i in range(len(sentences))] or [text]
+
+
+def _content_key(chunk: Retrieved) -> str:
+    return str(chunk.metadata.get("content_hash") or chunk.id)
+
+
+def _with(chunk: Retrieved, **changes: Any) -> Retrieved:
     return Retrieved(**{**chunk.__dict__, **changes})
 
 
 def _without_near_duplicates(ranked: list[Retrieved], threshold: float) -> list[Retrieved]:
-    """Drop each chunk nearly identical (cosine >= threshold) to a better-ranked one."""
+    """Drop each chunk nearly identical (cosine >= threshold) to a better-ranked one.
+
+    The better one keeps the dropped one's source in ``also_in``: the passage is in both files.
+    """
     kept: list[Retrieved] = []
     for chunk in ranked:
-        if all(float(np.dot(chunk.embedding, other.embedding)) < threshold for other in kept):
+        twin = next(
+            (
+                i
+                for i, o in enumerate(kept)
+                if float(np.dot(chunk.embedding, o.embedding)) >= threshold
+            ),
+            None,
+        )
+        if twin is None:
             kept.append(chunk)
+            continue
+        source = str(chunk.metadata["source"])
+        if source != kept[twin].metadata["source"] and source not in kept[twin].also_in:
+            kept[twin] = _with(kept[twin], also_in=(*kept[twin].also_in, source))
     return kept
 
 

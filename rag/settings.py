@@ -95,6 +95,11 @@ class RetrievalSettings(BaseModel):
     duplicate_similarity: float = Field(
         0.97, gt=0, le=1, description="Chunks this similar to a better one are dropped."
     )
+    sentence_rerank: bool = Field(
+        True,
+        description="Order the top k by their best-matching sentences too, so a chunk that "
+        "answers in one sentence among others comes first.",
+    )
     mmr: bool = Field(False, description="Maximal marginal relevance: trade rank for variety.")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from rag.keywords import KeywordIndex, keywords
-from rag.retrieval import Retrieved, _mmr, _where, _without_near_duplicates
+from rag.retrieval import Retrieved, _mmr, _where, _without_near_duplicates, sentence_windows
 
 
 def test_keywords_keep_identifiers_and_drop_stop_words() -> None:
@@ -39,15 +39,42 @@ def test_bm25_filter() -> None:
     assert [i for i, _ in index.search("walrus", 5, allowed={"b"}.__contains__)] == ["b"]
 
 
-def chunk(chunk_id: str, vector: list[float], similarity: float = 0.5) -> Retrieved:
+def chunk(
+    chunk_id: str, vector: list[float], similarity: float = 0.5, source: str = "x.md"
+) -> Retrieved:
     embedding = np.asarray(vector, dtype=np.float32)
     embedding /= np.linalg.norm(embedding)
-    return Retrieved(chunk_id, chunk_id, {}, similarity, 0.0, 0.0, embedding)
+    return Retrieved(chunk_id, chunk_id, {"source": source}, similarity, 0.0, 0.0, embedding)
 
 
 def test_near_duplicates_of_a_better_chunk_are_dropped() -> None:
     ranked = [chunk("a", [1, 0]), chunk("a-copy", [1, 0.01]), chunk("b", [0, 1])]
-    assert [c.id for c in _without_near_duplicates(ranked, 0.97)] == ["a", "b"]
+    kept = _without_near_duplicates(ranked, 0.97)
+    assert [c.id for c in kept] == ["a", "b"]
+    assert kept[0].also_in == ()  # the copy was in the same file
+
+
+def test_a_passage_found_in_two_files_names_both() -> None:
+    ranked = [
+        chunk("a", [1, 0], source="naming.txt"),
+        chunk("b", [0, 1], source="other.txt"),
+        chunk("a-copy", [1, 0.01], source="execmodel.txt"),
+        chunk("a-copy-2", [1, 0.02], source="execmodel.txt"),
+    ]
+    kept = _without_near_duplicates(ranked, 0.97)
+    assert [(c.id, c.also_in) for c in kept] == [("a", ("execmodel.txt",)), ("b", ())]
+
+
+def test_sentence_windows_pair_each_sentence_with_the_next() -> None:
+    text = "First one. Second one!\n\nThird: after a colon\nstill third? Yes."
+    assert sentence_windows(text) == [
+        "First one. Second one!",
+        "Second one! Third:",
+        "Third: after a colon\nstill third?",
+        "after a colon\nstill third? Yes.",
+        "Yes.",
+    ]
+    assert sentence_windows("no end") == ["no end"]
 
 
 def test_mmr_trades_rank_for_variety() -> None:
