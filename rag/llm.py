@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+import numpy as np
+from numpy.typing import NDArray
 
 from rag.settings import LLMSettings
 
@@ -40,6 +42,8 @@ class Prompt:
 
     messages: list[dict[str, str]]
     completion: str
+    completion_stop: tuple[str, ...] = ()  # where a base model's answer ends in ``completion``
+    copy_from: str = ""  # text whose tokens get ``llm.copy_bias`` (the sources)
 
 
 class LLM(Protocol):
@@ -52,6 +56,15 @@ class LLM(Protocol):
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the model writes it."""
+        ...
+
+    @property
+    def chat(self) -> bool:
+        """Whether requests go as chat messages (else as the completion prompt)."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` for this model (an upper estimate where the model is remote)."""
         ...
 
 
@@ -125,16 +138,18 @@ class LlamaCppLLM:
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the model writes it."""
-        options = {
+        options: dict[str, Any] = {
             "max_tokens": self.settings.max_tokens,
             "temperature": self.settings.temperature,
             "top_p": self.settings.top_p,
             "top_k": self.settings.top_k,
             "repeat_penalty": self.settings.repeat_penalty,
-            "stop": self.settings.stop,
+            "stop": self.settings.stop + ([] if self.chat else list(prompt.completion_stop)),
             "seed": self.settings.seed,
             "stream": True,
         }
+        if prompt.copy_from and self.settings.copy_bias:
+            options["logits_processor"] = [self._copy_bias(prompt.copy_from)]
         with self._lock:
             if self.chat:
                 for part in self.model.create_chat_completion(prompt.messages, **options):
@@ -146,6 +161,17 @@ class LlamaCppLLM:
                     text = part["choices"][0]["text"]
                     if text:
                         yield text
+
+    def _copy_bias(self, text: str) -> Callable[[Any, NDArray[np.float32]], NDArray[np.float32]]:
+        """A logits processor adding ``copy_bias`` to every token that occurs in ``text``."""
+        tokens = np.unique(np.asarray(self.model.tokenize(text.encode(), add_bos=False)))
+        bias = np.float32(self.settings.copy_bias)
+
+        def add_bias(input_ids: Any, scores: NDArray[np.float32]) -> NDArray[np.float32]:
+            scores[tokens] += bias
+            return scores
+
+        return add_bias
 
 
 class OpenAICompatibleLLM:
@@ -159,6 +185,10 @@ class OpenAICompatibleLLM:
             headers=headers, timeout=httpx.Timeout(settings.timeout_s, connect=10.0)
         )
         self.chat = True if settings.chat is None else settings.chat
+
+    def count_tokens(self, text: str) -> int:
+        """An upper estimate: the server's tokenizer is not at hand (about 4 chars a token)."""
+        return len(text.encode()) // 3 + 1
 
     @cached_property
     def name(self) -> str:
@@ -180,7 +210,7 @@ class OpenAICompatibleLLM:
             "max_tokens": self.settings.max_tokens,
             "temperature": self.settings.temperature,
             "top_p": self.settings.top_p,
-            "stop": self.settings.stop,
+            "stop": self.settings.stop + ([] if self.chat else list(prompt.completion_stop)),
             "seed": self.settings.seed,
             "stream": True,
         }

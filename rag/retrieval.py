@@ -44,6 +44,7 @@ class Retrieved:
     score: float  # fused rank score; higher is better
     embedding: NDArray[np.float32]
     also_in: tuple[str, ...] = ()  # other sources holding a near-identical passage
+    best_windows: tuple[int, ...] = ()  # sentence windows, best match first (sentence_rerank)
 
 
 class Retriever:
@@ -118,15 +119,17 @@ class Retriever:
                 self._sentence_vectors[_content_key(chunk)] = vectors[start : start + len(group)]
                 start += len(group)
         best: dict[str, float] = {}
+        ranked: list[Retrieved] = []
         for chunk in chunks:
             key = _content_key(chunk)
             self._sentence_vectors.move_to_end(key)
-            best[chunk.id] = max(
-                chunk.similarity, float((self._sentence_vectors[key] @ question).max())
-            )
+            similarities = self._sentence_vectors[key] @ question
+            best[chunk.id] = max(chunk.similarity, float(similarities.max()))
+            order = tuple(int(i) for i in np.argsort(-similarities))
+            ranked.append(_with(chunk, best_windows=order))
         while len(self._sentence_vectors) > _SENTENCE_CACHE_SIZE:
             self._sentence_vectors.popitem(last=False)
-        return sorted(chunks, key=lambda chunk: -best[chunk.id])
+        return sorted(ranked, key=lambda chunk: -best[chunk.id])
 
     def _keyword_hits(
         self,
@@ -175,10 +178,18 @@ _SENTENCE_CACHE_SIZE = 4096  # chunks whose sentence vectors are kept between qu
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n\s*\n")
 
 
+def sentences(text: str) -> list[str]:
+    """The sentences of ``text`` (split after . ! ? : and at blank lines)."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) > 3]
+
+
 def sentence_windows(text: str) -> list[str]:
-    """Each sentence with the one after it: the units a one-sentence answer is matched on."""
-    sentences = [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) > 3]
-    return [" ".join(sentences[i : i + 2]) for i in range(len(sentences))] or [text]
+    """Each sentence with the one after it: the units a one-sentence answer is matched on.
+
+    Window ``i`` holds sentences ``i`` and ``i + 1``; a text without sentences is one window.
+    """
+    found = sentences(text)
+    return [" ".join(found[i : i + 2]) for i in range(len(found))] or [text]
 
 
 def _content_key(chunk: Retrieved) -> str:

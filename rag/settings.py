@@ -104,6 +104,28 @@ class RetrievalSettings(BaseModel):
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")
 
 
+class AnswerSettings(BaseModel):
+    """How answers are grounded in the retrieved chunks."""
+
+    excerpt_windows: int = Field(
+        2,
+        ge=0,
+        description="Show the model each chunk's best-matching sentence pairs (this many, "
+        "omissions marked with '…') instead of the whole chunk. 0: whole chunks.",
+    )
+    min_support: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Share of an answer's words its cited sources must hold; below, the "
+        "answer is flagged as unsupported.",
+    )
+    history_turns: int = Field(
+        1, ge=0, description="Earlier questions of a chat that join a follow-up's retrieval."
+    )
+    max_question_chars: int = Field(2000, ge=1, description="Longer questions are refused.")
+
+
 class LLMSettings(BaseModel):
     """The local model that writes answers, and how it samples."""
 
@@ -132,14 +154,22 @@ class LLMSettings(BaseModel):
     n_gpu_layers: int | None = Field(
         None, description="Unset: all layers when llama.cpp was built with GPU support, else 0."
     )
-    temperature: float = Field(0.1, ge=0, description="Low: answers stick to the sources.")
+    temperature: float = Field(0.0, ge=0, description="0 (greedy): answers stick to the sources.")
     top_p: float = Field(0.9, gt=0, le=1)
     top_k: int = Field(40, ge=0)
-    repeat_penalty: float = Field(1.1, ge=1)
+    repeat_penalty: float = Field(
+        1.0, ge=1, description="1 (none): a grounded answer repeats the sources' words."
+    )
     max_tokens: int = Field(256, ge=1, description="Longest answer, in tokens.")
     stop: list[str] = Field(
-        default_factory=lambda: ["\nQuestion:", "\n\n\n"],
-        description="Generation stops at any of these (base models run on past the answer).",
+        default_factory=list,
+        description="Generation also stops at these (completion prompts bring their own).",
+    )
+    copy_bias: float = Field(
+        4.0,
+        ge=0,
+        description="Logit bonus for tokens that occur in the sources, in process only: "
+        "small models then quote the sources instead of inventing. 0 turns it off.",
     )
     seed: int = Field(0, description="Sampling seed: the same question gets the same answer.")
 
@@ -157,6 +187,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     ingest: IngestSettings = IngestSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
 
     @property
