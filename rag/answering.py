@@ -6,7 +6,8 @@ token budget (context window minus the prompt's own text, the question and the a
 reserve); a source that does not fit is left out whole and reported, never cut. When the
 retriever finds nothing above its relevance floor the answer is "I don't know", without asking
 the model. Afterwards the ``[n]`` markers are checked: markers that point at no source are
-dropped, and an answer whose words its cited sources do not hold is flagged as unsupported.
+dropped, and an answer is flagged as unsupported when its cited sources do not hold most of its
+words or any of its figures.
 
 Small models answer better from less text: by default each source shows the model its two
 best-matching sentence pairs (``answer.excerpt_windows``), omissions marked with '…'.
@@ -266,7 +267,7 @@ class Answerer:
             keep.update(i for i in (window, window + 1) if i < len(parts))
         shown: list[str] = []
         for i in sorted(keep):
-            if i - 1 not in keep:
+            if i > 0 and i - 1 not in keep:
                 shown.append("…")
             shown.append(_clean(parts[i]))
         if max(keep) < len(parts) - 1:
@@ -298,7 +299,11 @@ class Answerer:
                 cited = [best.number]
                 text = f"{text} [{best.number}]"
         cited_text = " ".join(by_number[n].chunk.text for n in cited)
-        supported = bool(cited) and support(text, cited_text) >= self.settings.min_support
+        supported = (
+            bool(cited)
+            and support(text, cited_text) >= self.settings.min_support
+            and _numbers(text) <= _numbers(cited_text)
+        )
         citations = [
             Citation(
                 n,
@@ -361,6 +366,11 @@ def resolve_markers(text: str, valid: set[int]) -> tuple[str, list[int]]:
 
     cleaned = _MARKER_GROUP.sub(keep_valid, text)
     return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip(), cited
+
+
+def _numbers(text: str) -> set[str]:
+    """The figures in ``text`` (citations aside): an invented one is the costliest error."""
+    return set(re.findall(r"\d+(?:[.,]\d+)*", _MARKER_GROUP.sub(" ", text)))
 
 
 def support(answer: str, evidence: str) -> float:

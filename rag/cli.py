@@ -1,4 +1,4 @@
-"""Command line: ``rag ingest``, ``rag search``, ``rag sources``.
+"""Command line: ``rag ingest``, ``search``, ``sources``, ``ask``, ``chat`` and ``eval``.
 
 Entry points only build services from settings and call them. Exit status: 0 when all went
 well, 1 when some files failed, 2 when the command could not run (bad settings, store error),
@@ -8,17 +8,22 @@ well, 1 when some files failed, 2 when the command could not run (bad settings, 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from tqdm import tqdm
 
+from rag.answering import Answer, Answerer, Turn
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor, IngestReport, Progress
+from rag.llm import LLMError, make_llm
 from rag.locking import LockTimeoutError
 from rag.retrieval import Retriever
 from rag.settings import Settings, load_settings
@@ -109,6 +114,41 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "sources", parents=[common], help="list stored documents with their chunk counts"
     )
+
+    answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument("-k", type=int, help="how many chunks to retrieve (default: setting)")
+    answering.add_argument(
+        "--source", action="append", metavar="FILE", help="only from this stored file (repeatable)"
+    )
+    answering.add_argument(
+        "--type", action="append", metavar="EXT", help="only from this file type (repeatable)"
+    )
+    ask = commands.add_parser(
+        "ask",
+        parents=[common, answering],
+        help="answer a question from the documents, with sources",
+        description="Stream an answer from the local model, grounded in the best-matching "
+        "chunks, then list the sources its [n] markers point at.",
+    )
+    ask.add_argument("question", help="what to ask")
+    ask.add_argument("--json", action="store_true", help="print one JSON object instead")
+    commands.add_parser(
+        "chat",
+        parents=[common, answering],
+        help="ask questions in a loop; follow-ups use the conversation (Ctrl-D ends)",
+    )
+    evaluation = commands.add_parser(
+        "eval",
+        parents=[common],
+        help="score answers on a question set over a corpus ingested into a fresh store",
+        description="Ingest CORPUS into a temporary store, ask every question of QA "
+        "(JSON lines: id, question, answers, sources, answerable) and report hit@k, MRR, "
+        "accuracy, refusals, citation precision and latency.",
+    )
+    evaluation.add_argument("questions", type=Path, metavar="QA", help="question set (.jsonl)")
+    evaluation.add_argument("--corpus", type=Path, required=True, help="folder of documents")
+    evaluation.add_argument("-k", type=int, help="chunks retrieved (default: setting)")
+    evaluation.add_argument("--json", action="store_true", help="print figures and rows as JSON")
     return parser
 
 
@@ -117,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = load_settings(args.settings, data_dir=args.data_dir)
+        if args.command == "eval":
+            return _eval(args, settings)
         embedder = Embedder(settings.embedding)
         reset = args.command == "ingest" and args.reset
         store = ChunkStore(settings, embedder.name, on_wait=_tell, check_embedder=not reset)
@@ -124,8 +166,17 @@ def main(argv: list[str] | None = None) -> int:
             return _ingest(args, settings, store, embedder)
         if args.command == "search":
             return _search(args.query, args.k, Retriever(settings.retrieval, store, embedder))
+        if args.command in ("ask", "chat"):
+            if store.count() == 0:
+                _tell("the store is empty: run `python ingest.py PATH` first")
+                return EXIT_ERROR
+            answerer = _answerer(settings, store, embedder)
+            options = {"k": args.k, "sources": args.source, "file_types": args.type}
+            if args.command == "chat":
+                return _chat(answerer, options)
+            return _ask(answerer, args.question, options, args.json)
         return _sources(store)
-    except (StoreError, LockTimeoutError, FileNotFoundError, ValueError) as error:
+    except (StoreError, LockTimeoutError, FileNotFoundError, ValueError, LLMError) as error:
         _tell(f"error: {error}")
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -210,6 +261,99 @@ def _sources(store: ChunkStore) -> int:
         print(f"{chunks:6d}  {source}")
     print(f"{len(sources)} documents, {sum(sources.values())} chunks in {store.location}")
     return EXIT_OK
+
+
+def _answerer(settings: Settings, store: ChunkStore, embedder: Embedder) -> Answerer:
+    retriever = Retriever(settings.retrieval, store, embedder)
+    return Answerer(settings.answer, settings.llm, retriever, make_llm(settings.llm))
+
+
+def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bool) -> int:
+    stream = answerer.stream(question, **options)
+    if as_json:
+        print(json.dumps(stream.result().to_json(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    for piece in stream:
+        print(piece, end="", flush=True)
+    print()
+    assert stream.answer is not None
+    _print_sources(stream.answer)
+    return EXIT_OK
+
+
+def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
+    history: list[Turn] = []
+    _tell("ask about your documents; an empty line starts over, Ctrl-D ends")
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if not question:
+            history.clear()
+            _tell("(new conversation)")
+            continue
+        try:
+            stream = answerer.stream(question, history, **options)
+        except ValueError as error:
+            _tell(f"error: {error}")
+            continue
+        for piece in stream:
+            print(piece, end="", flush=True)
+        print()
+        assert stream.answer is not None
+        _print_sources(stream.answer)
+        history.append(Turn(question, stream.answer.text))
+
+
+def _print_sources(answer: Answer) -> None:
+    if answer.refused and not answer.sources:
+        return
+    if not answer.supported:
+        print("warning: the cited sources do not hold this answer's words; check it")
+    for citation in answer.citations:
+        where = citation.source + (f", page {citation.page}" if citation.page else "")
+        also = f" (also in {', '.join(citation.also_in)})" if citation.also_in else ""
+        print(f"[{citation.number}] {where}{also}  similarity {citation.score:.2f}")
+        print(f"    {citation.snippet[:300]}")
+    if not answer.citations and answer.sources:
+        shown = ", ".join(f"[{s.number}] {s.label}" for s in answer.sources)
+        print(f"retrieved: {shown}")
+    if answer.left_out:
+        print(f"left out (over the context budget): {len(answer.left_out)} chunks")
+
+
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    from rag.evaluation import evaluate, load_questions
+
+    questions = load_questions(args.questions)
+    if not args.corpus.is_dir():
+        _tell(f"error: corpus {args.corpus} is not a folder")
+        return EXIT_ERROR
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as data_dir:
+        settings = settings.model_copy(update={"data_dir": Path(data_dir)})
+        settings.store.mode = "embedded"  # a fresh store of its own, whatever the settings say
+        embedder = Embedder(settings.embedding)
+        with ChunkStore(settings, embedder.name) as store:
+            report = Ingestor(settings, store, embedder).sync([args.corpus])
+            _print_report_to_stderr(report)
+            answerer = _answerer(settings, store, embedder)
+            k = args.k or settings.retrieval.k
+            progress = tqdm(total=len(questions), desc="questions", disable=None, file=sys.stderr)
+            result = evaluate(answerer, questions, k, lambda row: progress.update(1))
+            progress.close()
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(result.table())
+    return EXIT_OK
+
+
+def _print_report_to_stderr(report: IngestReport) -> None:
+    for path, reason in report.failed:
+        _tell(f"failed: {path}: {reason}")
+    _tell(report.summary())
 
 
 def _tell(message: str) -> None:

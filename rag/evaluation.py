@@ -144,7 +144,7 @@ def evaluate(
     answerer: Answerer,
     questions: Iterable[EvalQuestion],
     k: int,
-    on_row: Callable[[EvalRow], None] | None = None,
+    on_row: Callable[[EvalRow], object] | None = None,
 ) -> EvalReport:
     """Ask every question (no chat history) and score the answers."""
     report = EvalReport(k)

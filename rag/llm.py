@@ -210,6 +210,11 @@ class OpenAICompatibleLLM:
             "max_tokens": self.settings.max_tokens,
             "temperature": self.settings.temperature,
             "top_p": self.settings.top_p,
+            # Extensions beyond OpenAI's API: llama.cpp's server names them so, vLLM too
+            # (repetition_penalty); servers default to penalties that would differ from ours.
+            "top_k": self.settings.top_k,
+            "repeat_penalty": self.settings.repeat_penalty,
+            "repetition_penalty": self.settings.repeat_penalty,
             "stop": self.settings.stop + ([] if self.chat else list(prompt.completion_stop)),
             "seed": self.settings.seed,
             "stream": True,

@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
+from rag.llm import bundled_gguf_path
 from rag.settings import EmbeddingSettings, Settings, load_settings
 from rag.store import ChunkStore
 
@@ -73,6 +75,46 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     log.close()
 
 
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real ``python -m llama_cpp.server`` with the bundled model on 127.0.0.1."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(bundled_gguf_path()),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_ctx",
+                "2048",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        base_url = f"http://127.0.0.1:{port}/v1"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                pytest.fail(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield base_url
+        server.terminate()
+        server.wait(timeout=30)
+
+
 SettingsFactory = Callable[..., Settings]
 
 
@@ -98,6 +140,20 @@ def ingestor(make_settings: SettingsFactory, embedder: Embedder) -> Ingestor:
     """An ingestor over a fresh store, with the real model."""
     settings = make_settings()
     return Ingestor(settings, ChunkStore(settings, embedder.name), embedder)
+
+
+def run_rag(
+    *args: str, timeout: float = 300, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``rag ARGS`` (``python -m rag.cli``) in a new process."""
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        check=False,
+    )
 
 
 def run_cli(

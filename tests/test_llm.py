@@ -2,24 +2,19 @@
 
 import os
 import re
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from rag.llm import LlamaCppLLM, LLMError, OpenAICompatibleLLM, Prompt, bundled_gguf_path, make_llm
+from rag.llm import LlamaCppLLM, LLMError, OpenAICompatibleLLM, Prompt, make_llm
 from rag.settings import LLMSettings
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 CAPITAL = Prompt(
     messages=[{"role": "user", "content": "What is the capital of France?"}],
     completion="Question: What is the capital of France?\nAnswer:",
+    completion_stop=("\nQuestion:",),
 )
 
 
@@ -54,46 +49,6 @@ def test_defaults_use_every_core_and_the_gpu_only_when_built_for_it(llm: LlamaCp
 def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"set llm\.model_path"):
         LlamaCppLLM(LLMSettings(model_path=tmp_path / "missing.gguf"))
-
-
-@pytest.fixture(scope="module")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``python -m llama_cpp.server`` with the bundled model on 127.0.0.1."""
-    port = free_port()
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(bundled_gguf_path()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base_url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.3)
-        yield base_url
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_server_backend_streams_the_same_answer(llama_server: str, llm: LlamaCppLLM) -> None:

@@ -1,0 +1,77 @@
+"""Citation and support checks with exact inputs (the real model is tested in test_answering)."""
+
+import numpy as np
+
+from rag.answering import Answerer, Source, _numbers, resolve_markers, support
+from rag.retrieval import Retrieved
+from rag.settings import AnswerSettings, LLMSettings
+
+
+def test_markers_that_point_at_nothing_are_dropped() -> None:
+    text, cited = resolve_markers("Four hours [2], see also [7] and [1, 9][2].", {1, 2})
+    assert text == "Four hours [2], see also and [1][2]."
+    assert cited == [2, 1]
+    assert resolve_markers("No markers at all.", {1}) == ("No markers at all.", [])
+    assert resolve_markers("Only bad ones [5].", {1}) == ("Only bad ones.", [])
+
+
+def test_support_is_the_share_of_answer_words_in_the_evidence() -> None:
+    evidence = "The battery charges fully in four hours from the wall plug."
+    assert support("The battery charges in four hours [1].", evidence) == 1.0
+    assert support("The motor is waterproof.", evidence) == 0.0
+    assert support("[1]", evidence) == 1.0  # nothing to check
+    assert _numbers("Charged in 4.5 hours, 800 cycles [3].") == {"4.5", "800"}
+
+
+def chunk(number: int, text: str, windows: tuple[int, ...] = ()) -> Source:
+    vector = np.ones(2, dtype=np.float32) / np.sqrt(2)
+    retrieved = Retrieved(
+        f"c{number}", text, {"source": f"doc{number}.md"}, 0.6, 0.0, 0.0, vector, (), windows
+    )
+    return Source(number, retrieved, text)
+
+
+def checker(**settings: float) -> Answerer:
+    return Answerer(AnswerSettings(**settings), LLMSettings(), None, None)  # type: ignore[arg-type]
+
+
+def test_refusals_unsupported_answers_and_inferred_citations() -> None:
+    sources = [
+        chunk(1, "The frame is made of aluminium."),
+        chunk(2, "A full charge takes 4.5 hours from the wall plug."),
+    ]
+    check = checker()
+    refused = check._checked("q", " I don't know.", sources, [], {})
+    assert (refused.refused, refused.citations) == (True, [])
+    assert check._checked("q", "I don’t know", sources, [], {}).refused
+
+    cited = check._checked("q", "A full charge takes 4.5 hours [2].", sources, [], {})
+    assert ([c.number for c in cited.citations], cited.supported) == ([2], True)
+    assert cited.citations[0].by_model
+
+    wrong_figure = check._checked("q", "A full charge takes 6 hours [2].", sources, [], {})
+    assert not wrong_figure.supported
+
+    wrong_source = check._checked("q", "A full charge takes 4.5 hours [1].", sources, [], {})
+    assert not wrong_source.supported
+
+    inferred = check._checked("q", "It takes 4.5 hours from the wall plug.", sources, [], {})
+    assert inferred.text == "It takes 4.5 hours from the wall plug. [2]"
+    assert [(c.number, c.by_model) for c in inferred.citations] == [(2, False)]
+
+    unsupported = check._checked("q", "The motor is waterproof.", sources, [], {})
+    assert (unsupported.citations, unsupported.supported) == ([], False)
+
+
+def test_excerpts_keep_the_best_sentence_pairs_and_mark_omissions() -> None:
+    text = "One is first. Two is next. Three is here. Four is there. Five ends it."
+    source = chunk(1, text, windows=(2, 0, 1, 3))
+    assert checker(excerpt_windows=1)._excerpt(source.chunk) == "… Three is here. Four is there. …"
+    assert checker(excerpt_windows=2)._excerpt(source.chunk) == (
+        "One is first. Two is next. Three is here. Four is there. …"
+    )
+    last = chunk(1, text, windows=(3, 0))
+    assert checker(excerpt_windows=2)._excerpt(last.chunk) == (
+        "One is first. Two is next. … Four is there. Five ends it."
+    )
+    assert checker(excerpt_windows=0)._excerpt(source.chunk) == text
