@@ -39,18 +39,22 @@ INSTRUCTIONS = (
 )
 
 # Shown to base models before the real sources: they learn the format from examples, not rules.
-EXAMPLES = """Sources:
+# The question comes first too, so the model reads the sources knowing what it looks for.
+EXAMPLES = """Question: How often should tomatoes be watered in spring?
+Sources:
 [1] garden.md: Basil likes shade and little wind. It grows well in pots.
 [2] garden.md: Water the roses weekly. Tomatoes need water every other day in spring.
 Question: How often should tomatoes be watered in spring?
 Answer: "Tomatoes need water every other day in spring." [2]
 
+Question: What is the warranty on the motor?
 Sources:
 [1] bike.md: The battery charges fully in four hours from the wall plug.
 [2] bike.md: The frame is made of aluminium.
 Question: What is the warranty on the motor?
 Answer: I don't know.
 
+Question: How long does it take to charge the battery?
 Sources:
 [1] bike.md: The frame is made of aluminium. It weighs 2 kg.
 [2] bike.md: The battery charges fully in four hours from the wall plug.
@@ -290,10 +294,9 @@ class Answerer:
             text = text or "I don't know."
             return Answer(question, text, [], numbered, left_out, True, True, timings)
         by_model = bool(cited)
-        if not cited:  # cite the best-ranked source that holds the answer's words
-            backing = (
-                s for s in numbered if support(text, s.chunk.text) >= self.settings.min_support
-            )
+        if not cited:  # cite the best-ranked source that holds enough of the answer's words
+            least = self.settings.min_attribution
+            backing = (s for s in numbered if support(text, s.chunk.text) >= least)
             best = next(backing, None)
             if best is not None:
                 cited = [best.number]
@@ -323,7 +326,10 @@ def build_prompt(question: str, earlier: list[str], numbered: list[Source]) -> P
     """The grounded prompt, as chat messages and as a few-shot completion for base models."""
     blocks = "".join(_source_block(source) for source in numbered)
     asked = question + (f" (follow-up to: {' / '.join(earlier)})" if earlier else "")
-    completion = f"{INSTRUCTIONS}\n\n{EXAMPLES}Sources:\n{blocks}Question: {asked}\nAnswer:"
+    completion = (
+        f"{INSTRUCTIONS}\n\n{EXAMPLES}Question: {asked}\nSources:\n{blocks}"
+        f"Question: {asked}\nAnswer:"
+    )
     user = f"Sources:\n{blocks}\nQuestion: {asked}"
     return Prompt(
         messages=[

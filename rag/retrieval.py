@@ -106,29 +106,37 @@ class Retriever:
         top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
         return self._by_best_sentence(top, question) if settings.sentence_rerank else top
 
+    def sentence_vectors(self, chunks: list[Retrieved]) -> list[NDArray[np.float32]]:
+        """Embeddings of each chunk's sentence windows (see :func:`sentence_windows`), cached."""
+        missing = {
+            _content_key(c): c for c in chunks if _content_key(c) not in self._sentence_vectors
+        }
+        windows = [sentence_windows(c.text) for c in missing.values()]
+        if missing:
+            vectors = self.embedder.embed([w for group in windows for w in group])
+            start = 0
+            for key, group in zip(missing, windows, strict=True):
+                self._sentence_vectors[key] = vectors[start : start + len(group)]
+                start += len(group)
+        found = []
+        for chunk in chunks:
+            self._sentence_vectors.move_to_end(_content_key(chunk))
+            found.append(self._sentence_vectors[_content_key(chunk)])
+        while len(self._sentence_vectors) > _SENTENCE_CACHE_SIZE:
+            self._sentence_vectors.popitem(last=False)
+        return found
+
     def _by_best_sentence(
         self, chunks: list[Retrieved], question: NDArray[np.float32]
     ) -> list[Retrieved]:
         """Order by the better of each chunk's similarity and its best sentence pair's."""
-        missing = [c for c in chunks if _content_key(c) not in self._sentence_vectors]
-        windows = [sentence_windows(c.text) for c in missing]
-        if missing:
-            vectors = self.embedder.embed([w for group in windows for w in group])
-            start = 0
-            for chunk, group in zip(missing, windows, strict=True):
-                self._sentence_vectors[_content_key(chunk)] = vectors[start : start + len(group)]
-                start += len(group)
         best: dict[str, float] = {}
         ranked: list[Retrieved] = []
-        for chunk in chunks:
-            key = _content_key(chunk)
-            self._sentence_vectors.move_to_end(key)
-            similarities = self._sentence_vectors[key] @ question
+        for chunk, vectors in zip(chunks, self.sentence_vectors(chunks), strict=True):
+            similarities = vectors @ question
             best[chunk.id] = max(chunk.similarity, float(similarities.max()))
             order = tuple(int(i) for i in np.argsort(-similarities))
             ranked.append(_with(chunk, best_windows=order))
-        while len(self._sentence_vectors) > _SENTENCE_CACHE_SIZE:
-            self._sentence_vectors.popitem(last=False)
         return sorted(ranked, key=lambda chunk: -best[chunk.id])
 
     def _keyword_hits(

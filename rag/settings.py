@@ -120,6 +120,13 @@ class AnswerSettings(BaseModel):
         description="Share of an answer's words its cited sources must hold; below, the "
         "answer is flagged as unsupported.",
     )
+    min_attribution: float = Field(
+        0.3,
+        ge=0,
+        le=1,
+        description="An answer without [n] markers cites the best-ranked source holding at "
+        "least this share of its words.",
+    )
     history_turns: int = Field(
         1, ge=0, description="Earlier questions of a chat that join a follow-up's retrieval."
     )
