@@ -13,11 +13,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-## run: set up, ingest the sample documents, show what is indexed and answer an example query
+## run: set up, ingest the sample documents, show what is indexed and answer an example question
 run: $(VENV)/.installed
 	$(BIN)/python ingest.py $(SAMPLE)
 	$(BIN)/rag sources
-	$(BIN)/rag search "How long is the battery covered by the warranty?"
+	$(BIN)/rag ask "How long is the battery covered by the warranty?"
 
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed
@@ -29,9 +29,10 @@ lint: $(VENV)/.installed
 test: lint
 	$(BIN)/python -m pytest
 
-## bench: the ingestion figures on the shared pydoc corpus
+## bench: the ingestion and answering figures on the shared pydoc set
 bench: $(VENV)/.installed
 	$(BIN)/python bench/bench_ingest.py
+	$(BIN)/python bench/bench_answer.py
 
 ## clean-store: delete the embedded store under data/
 clean-store:

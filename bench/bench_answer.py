@@ -1,0 +1,262 @@
+"""Answering figures on the shared pydoc set, each beside a baseline run in the same process.
+
+1. quality: hit@4, MRR, answer accuracy, refusals, wrong refusals, citation precision; beside the
+   naive LangChain tutorial pipeline run here on the same two models (1000/200 character chunks,
+   dense top 4, "use the following context ... if you don't know, say that you don't know").
+2. overhead against raw llama-cpp-python on the same prompt and model, the KV cache emptied
+   before every run, raw and ours alternating: our time to first token after retrieval / raw
+   prompt evaluation (target <= 1.1), our generation tokens/s / raw (target >= 0.95). "Raw"
+   is measured twice: with the same request as ours (the copy bias included: the wrapper's
+   own cost) and with a plain request (what the copy bias itself costs).
+
+Usage: python bench/bench_answer.py [--eval DIR] [--rounds N] [--no-baseline] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rag.answering import Answerer, build_prompt
+from rag.embeddings import Embedder, bundled_model_path
+from rag.evaluation import EvalQuestion, evaluate, load_questions
+from rag.ingestion import Ingestor
+from rag.llm import LlamaCppLLM, Prompt
+from rag.retrieval import Retriever
+from rag.settings import Settings, load_settings
+from rag.store import ChunkStore
+
+DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "pydoc"
+NAIVE_PROMPT = """Use the following pieces of context to answer the question at the end. \
+If you don't know the answer, just say that you don't know, don't try to make up an answer.
+
+{context}
+
+Question: {question}
+Helpful Answer:"""
+
+
+def quality(settings: Settings, questions: list[EvalQuestion], llm: LlamaCppLLM) -> Any:
+    embedder = Embedder(settings.embedding)
+    store = ChunkStore(settings, embedder.name)
+    answerer = Answerer(
+        settings.answer, settings.llm, Retriever(settings.retrieval, store, embedder), llm
+    )
+    return answerer, evaluate(answerer, questions, settings.retrieval.k)
+
+
+def naive_langchain(
+    corpus: Path, work: Path, questions: list[EvalQuestion], llm: LlamaCppLLM
+) -> dict[str, float]:
+    """The tutorial pipeline's figures: same embedding model, same GGUF, its own prompt."""
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
+    documents = [
+        Document(page_content=path.read_text(encoding="utf-8"), metadata={"source": path.name})
+        for path in sorted(corpus.glob("*.txt"))
+    ]
+    embeddings = HuggingFaceEmbeddings(model_name=str(bundled_model_path()))
+    db = Chroma.from_documents(
+        splitter.split_documents(documents), embeddings, persist_directory=str(work / "naive")
+    )
+    hits = reciprocal = correct = refused_unanswerable = wrong_refusals = 0.0
+    answerable = [q for q in questions if q.answerable]
+    for question in questions:
+        found = db.similarity_search(question.question, k=4)
+        context = "\n\n".join(doc.page_content for doc in found)
+        prompt = NAIVE_PROMPT.format(context=context, question=question.question)
+        text = "".join(llm.stream(Prompt([], prompt, ("\nQuestion:", "\n\n\n")))).strip()
+        refused = "don't know" in text.lower() or "do not know" in text.lower()
+        if not question.answerable:
+            refused_unanswerable += refused
+            continue
+        wrong_refusals += refused
+        rank = next(
+            (i for i, d in enumerate(found, 1) if d.metadata["source"] in question.sources), None
+        )
+        hits += rank is not None
+        reciprocal += 1 / rank if rank else 0
+        correct += any(a.lower() in text.lower() for a in question.answers)
+    return {
+        "hit@4": hits / len(answerable),
+        "mrr": reciprocal / len(answerable),
+        "accuracy": correct / len(answerable),
+        "refusals_unanswerable": refused_unanswerable,
+        "wrong_refusals": wrong_refusals,
+    }
+
+
+def raw_stream(llm: LlamaCppLLM, prompt: Prompt, with_bias: bool) -> Iterator[Any]:
+    """llama-cpp-python's own streaming call, the parameters ours sends."""
+    settings = llm.settings
+    options: dict[str, Any] = {
+        "max_tokens": settings.max_tokens,
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "top_k": settings.top_k,
+        "repeat_penalty": settings.repeat_penalty,
+        "stop": list(prompt.completion_stop),
+        "seed": settings.seed,
+        "stream": True,
+    }
+    if with_bias:
+        options["logits_processor"] = [llm._copy_bias(prompt.copy_from)]
+    return iter(llm.model.create_completion(prompt.completion, **options))
+
+
+def timed_stream(pieces: Iterator[Any], started: float) -> tuple[float, float, int]:
+    """Seconds to the first piece, seconds after it, and pieces after it."""
+    first = None
+    count = 0
+    for _ in pieces:
+        now = time.perf_counter()
+        if first is None:
+            first = now
+        else:
+            count += 1
+    end = time.perf_counter()
+    assert first is not None
+    return first - started, end - first, count
+
+
+def overhead(answerer: Answerer, llm: LlamaCppLLM, questions: list[str], rounds: int) -> Any:
+    """Ratios of ours to raw llama-cpp-python, per question and round, and their medians."""
+    ttft_same, speed_same, ttft_plain, speed_plain = [], [], [], []
+    for _ in range(rounds):
+        for question in questions:
+            # The prompt ours sends, built as the answerer builds it, without the line-end stop.
+            numbered, _ = answerer._fit(question, [], answerer.retriever.retrieve(question))
+            built = build_prompt(question, [], numbered)
+            prompt = Prompt(built.messages, built.completion, (), built.copy_from)
+            llm.model.reset()  # an empty KV cache: the whole prompt is evaluated
+            stream = answerer.stream(question)
+            _, ours_rest, ours_pieces = timed_stream(iter(stream), time.perf_counter())
+            assert stream.answer is not None
+            timings = stream.answer.timings
+            ours_first = timings["first_token_s"] - timings["retrieval_s"]
+            for with_bias, ttft, speed in (
+                (True, ttft_same, speed_same),
+                (False, ttft_plain, speed_plain),
+            ):
+                llm.model.reset()
+                raw_first, raw_rest, raw_pieces = timed_stream(
+                    raw_stream(llm, prompt, with_bias), time.perf_counter()
+                )
+                ttft.append(ours_first / raw_first)
+                if ours_pieces and raw_pieces:
+                    speed.append((ours_pieces / ours_rest) / (raw_pieces / raw_rest))
+    return {
+        "ttft_ratio_same_request": statistics.median(ttft_same),
+        "speed_ratio_same_request": statistics.median(speed_same),
+        "ttft_ratio_vs_plain": statistics.median(ttft_plain),
+        "speed_ratio_vs_plain": statistics.median(speed_plain),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--eval", type=Path, default=DEFAULT_EVAL)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    questions = load_questions(args.eval / "qa.jsonl")
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-answer-") as work:
+        settings = load_settings(data_dir=Path(work) / "ours")
+        embedder = Embedder(settings.embedding)
+        with ChunkStore(settings, embedder.name) as store:
+            assert Ingestor(settings, store, embedder).sync([args.eval / "corpus"]).ok
+        llm = LlamaCppLLM(settings.llm)
+        answerer, report = quality(settings, questions, llm)
+        results["ours"] = report.figures()
+        if not args.no_baseline:
+            results["naive_langchain"] = naive_langchain(
+                args.eval / "corpus", Path(work), questions, llm
+            )
+        answerable = [q.question for q in questions if q.answerable]
+        # Long enough generations to time: no stop at the line end, 64 tokens.
+        long_settings = settings.model_copy(deep=True)
+        long_settings.llm.max_tokens = 64
+        long_llm = LlamaCppLLM(long_settings.llm)
+        long_llm._model = llm.model  # the same loaded model
+        long_answerer = Answerer(
+            settings.answer, long_settings.llm, answerer.retriever, _NoStop(long_llm)
+        )
+        results["overhead"] = overhead(long_answerer, long_llm, answerable[:10], args.rounds)
+
+    ours = results["ours"]
+    print("\nquality on pydoc (ours | naive LangChain, same models):")
+    naive = results.get("naive_langchain", {})
+    unanswerable = ours["unanswerable"]
+    rows = [
+        ("hit@4", ours["hit@4"], naive.get("hit@4")),
+        ("MRR", ours["mrr"], naive.get("mrr")),
+        ("answer accuracy", ours["accuracy"], naive.get("accuracy")),
+        (
+            "refusals (of 6 unanswerable)",
+            ours["refusal_rate"] * unanswerable,
+            naive.get("refusals_unanswerable"),
+        ),
+        ("wrong refusals (of 28)", ours["wrong_refusals"], naive.get("wrong_refusals")),
+        ("citation precision", ours["citation_precision"], None),
+    ]
+    for name, mine, theirs in rows:
+        shown = "-" if theirs is None else f"{theirs:.3f}"
+        print(f"  {name:<30} {mine:.3f} | {shown}")
+    latency = ", ".join(
+        f"{name} {ours[f'{key}_p50']:.3f}/{ours[f'{key}_p95']:.3f}s"
+        for name, key in (
+            ("retrieval", "retrieval_s"),
+            ("first token", "first_token_s"),
+            ("total", "total_s"),
+        )
+    )
+    print(f"  latency p50/p95: {latency}")
+    print("overhead against raw llama-cpp-python (median of per-run ratios):")
+    for label, key, target in (
+        (
+            "first token after retrieval / raw prompt eval, same request",
+            "ttft_ratio_same_request",
+            " (target <= 1.1)",
+        ),
+        (
+            "generation tokens/s / raw, same request",
+            "speed_ratio_same_request",
+            " (target >= 0.95)",
+        ),
+        ("first token / raw without the copy bias", "ttft_ratio_vs_plain", ""),
+        ("generation tokens/s / raw without the copy bias", "speed_ratio_vs_plain", ""),
+    ):
+        print(f"  {label:<62} {results['overhead'][key]:.3f}{target}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+class _NoStop:
+    """Our model with the prompt's line-end stop removed, so generations run long enough to time."""
+
+    def __init__(self, llm: LlamaCppLLM) -> None:
+        self.llm = llm
+        self.name = llm.name
+        self.chat = llm.chat
+
+    def count_tokens(self, text: str) -> int:
+        return self.llm.count_tokens(text)
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        return self.llm.stream(Prompt(prompt.messages, prompt.completion, (), prompt.copy_from))
+
+
+if __name__ == "__main__":
+    main()
