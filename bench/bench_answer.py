@@ -131,7 +131,10 @@ def timed_stream(pieces: Iterator[Any], started: float) -> tuple[float, float, i
 
 def overhead(answerer: Answerer, llm: LlamaCppLLM, questions: list[str], rounds: int) -> Any:
     """Ratios of ours to raw llama-cpp-python, per question and round, and their medians."""
-    ttft_same, speed_same, ttft_plain, speed_plain = [], [], [], []
+    ttft_same: list[float] = []
+    speed_same: list[float] = []
+    ttft_plain: list[float] = []
+    speed_plain: list[float] = []
     for _ in range(rounds):
         for question in questions:
             # The prompt ours sends, built as the answerer builds it, without the line-end stop.
