@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 run: $(VENV)/.installed
 	$(BIN)/python ingest.py $(SAMPLE)
 	$(BIN)/rag sources
-	$(BIN)/rag ask "How long is the battery covered by the warranty?"
+	$(BIN)/rag ask "How long does a full charge of the battery take?"
 
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed

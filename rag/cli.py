@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rag.answering import Answer, Answerer, Turn
+from rag.answering import Answer, Answerer, AnswerStream, Turn
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor, IngestReport, Progress
 from rag.llm import LLMError, make_llm
@@ -273,11 +273,7 @@ def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bo
     if as_json:
         print(json.dumps(stream.result().to_json(), ensure_ascii=False, indent=2))
         return EXIT_OK
-    for piece in stream:
-        print(piece, end="", flush=True)
-    print()
-    assert stream.answer is not None
-    _print_sources(stream.answer)
+    _print_streamed(stream)
     return EXIT_OK
 
 
@@ -299,12 +295,19 @@ def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
         except ValueError as error:
             _tell(f"error: {error}")
             continue
-        for piece in stream:
-            print(piece, end="", flush=True)
-        print()
-        assert stream.answer is not None
-        _print_sources(stream.answer)
-        history.append(Turn(question, stream.answer.text))
+        answer = _print_streamed(stream)
+        history.append(Turn(question, answer.text))
+
+
+def _print_streamed(stream: AnswerStream) -> Answer:
+    """Print the answer as it is written, the citation it was given afterwards, its sources."""
+    for piece in stream:
+        print(piece, end="", flush=True)
+    answer = stream.result()
+    inferred = [c.number for c in answer.citations if not c.by_model]
+    print("".join(f" [{n}]" for n in inferred))
+    _print_sources(answer)
+    return answer
 
 
 def _print_sources(answer: Answer) -> None:
