@@ -138,7 +138,12 @@ def overhead(answerer: Answerer, llm: LlamaCppLLM, questions: list[str], rounds:
     for _ in range(rounds):
         for question in questions:
             # The prompt ours sends, built as the answerer builds it, without the line-end stop.
-            numbered, _ = answerer._fit(question, [], answerer.retriever.retrieve(question))
+            numbered, _ = answerer._fit(
+                question,
+                [],
+                answerer.retriever.retrieve(question),
+                answerer.llm_settings.max_tokens,
+            )
             built = build_prompt(question, [], numbered)
             prompt = Prompt(built.messages, built.completion, (), built.copy_from)
             llm.model.reset()  # an empty KV cache: the whole prompt is evaluated

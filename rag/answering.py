@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rag.keywords import keywords
@@ -200,8 +200,13 @@ class Answerer:
         k: int | None = None,
         sources: Collection[str] | None = None,
         file_types: Collection[str] | None = None,
+        hybrid: bool | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
     ) -> AnswerStream:
         """Retrieve for ``question`` (in the context of ``history``), then stream the answer.
+
+        ``hybrid``, ``temperature`` and ``max_tokens`` override the settings for this question.
 
         Raises:
             ValueError: the question is empty or longer than ``answer.max_question_chars``.
@@ -215,7 +220,7 @@ class Answerer:
         started = time.perf_counter()
         earlier = [turn.question for turn in history][-self.settings.history_turns :]
         query = " ".join([*earlier, question]) if self.settings.history_turns else question
-        found = self.retriever.retrieve(query, k, sources, file_types)
+        found = self.retriever.retrieve(query, k, sources, file_types, hybrid)
         timings = {"retrieval_s": time.perf_counter() - started}
         if not found:
 
@@ -225,8 +230,13 @@ class Answerer:
 
             return AnswerStream(iter([NOTHING_FOUND]), nothing)
 
-        numbered, left_out = self._fit(question, earlier, found)
-        prompt = build_prompt(question, earlier, numbered)
+        reserve = max_tokens or self.llm_settings.max_tokens
+        numbered, left_out = self._fit(question, earlier, found, reserve)
+        prompt = replace(
+            build_prompt(question, earlier, numbered),
+            temperature=temperature,
+            max_tokens=max_tokens,
+        )
 
         def pieces() -> Iterator[str]:
             for piece in self.llm.stream(prompt):
@@ -241,12 +251,12 @@ class Answerer:
         return AnswerStream(pieces(), finish)
 
     def _fit(
-        self, question: str, earlier: list[str], found: list[Retrieved]
+        self, question: str, earlier: list[str], found: list[Retrieved], reserve: int
     ) -> tuple[list[Source], list[Retrieved]]:
         """Number the chunks that fit the token budget, best first; the rest are left out."""
         budget = (
             self.llm_settings.n_ctx
-            - self.llm_settings.max_tokens
+            - reserve
             - self.llm.count_tokens(build_prompt(question, earlier, []).completion)
         )
         numbered: list[Source] = []

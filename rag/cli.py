@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, answering],
         help="ask questions in a loop; follow-ups use the conversation (Ctrl-D ends)",
     )
+    commands.add_parser(
+        "ui",
+        parents=[common],
+        help="start the chat app in the browser (on ui.host:ui.port, 127.0.0.1:8501 by default)",
+    )
     evaluation = commands.add_parser(
         "eval",
         parents=[common],
@@ -159,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(args.settings, data_dir=args.data_dir)
         if args.command == "eval":
             return _eval(args, settings)
+        if args.command == "ui":
+            return _ui(settings)
         embedder = Embedder(settings.embedding)
         reset = args.command == "ingest" and args.reset
         store = ChunkStore(settings, embedder.name, on_wait=_tell, check_embedder=not reset)
@@ -357,6 +364,33 @@ def _print_report_to_stderr(report: IngestReport) -> None:
     for path, reason in report.failed:
         _tell(f"failed: {path}: {reason}")
     _tell(report.summary())
+
+
+def _ui(settings: Settings) -> int:
+    """Run the Streamlit app with the address, port and upload limit from the settings."""
+    import os
+    import subprocess
+
+    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        f"--server.address={settings.ui.host}",
+        f"--server.port={settings.ui.port}",
+        f"--server.maxUploadSize={settings.ui.max_upload_mb}",
+        "--server.headless=true",
+        "--browser.gatherUsageStats=false",
+    ]
+    # The app reads its settings as this command did: the data dir travels by environment.
+    environment = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir.resolve())}
+    _tell(f"chat app on http://{settings.ui.host}:{settings.ui.port} (Ctrl-C stops)")
+    try:
+        return subprocess.call(command, env=environment)
+    except KeyboardInterrupt:
+        return EXIT_OK
 
 
 def _tell(message: str) -> None:

@@ -176,6 +176,15 @@ class Ingestor:
         with self.store.lock.writer():
             self.store.reset()
 
+    def remove(self, root: str, source: str) -> int:
+        """Take one stored document out of the store (its file stays); returns chunks removed."""
+        with self.store.lock.writer():
+            record = self.store.records([root]).get((root, source))
+            if record is None:
+                return 0
+            self.store.write(delete_ids=record.chunk_ids)
+            return len(record.chunk_ids)
+
     def sync(self, paths: Sequence[Path]) -> IngestReport:
         """Make the store hold exactly the supported files under ``paths``."""
         started = time.perf_counter()

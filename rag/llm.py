@@ -44,6 +44,8 @@ class Prompt:
     completion: str
     completion_stop: tuple[str, ...] = ()  # where a base model's answer ends in ``completion``
     copy_from: str = ""  # text whose tokens get ``llm.copy_bias`` (the sources)
+    temperature: float | None = None  # overrides the setting for this request
+    max_tokens: int | None = None  # overrides the setting for this request
 
 
 class LLM(Protocol):
@@ -66,6 +68,10 @@ class LLM(Protocol):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` for this model (an upper estimate where the model is remote)."""
         ...
+
+
+def _first(override: float | None, setting: float) -> float:
+    return setting if override is None else override
 
 
 def make_llm(settings: LLMSettings) -> LLM:
@@ -139,8 +145,8 @@ class LlamaCppLLM:
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the model writes it."""
         options: dict[str, Any] = {
-            "max_tokens": self.settings.max_tokens,
-            "temperature": self.settings.temperature,
+            "max_tokens": prompt.max_tokens or self.settings.max_tokens,
+            "temperature": _first(prompt.temperature, self.settings.temperature),
             "top_p": self.settings.top_p,
             "top_k": self.settings.top_k,
             "repeat_penalty": self.settings.repeat_penalty,
@@ -207,8 +213,8 @@ class OpenAICompatibleLLM:
         """Yield the answer piece by piece as the server sends it (server-sent events)."""
         body: dict[str, Any] = {
             "model": self.name,
-            "max_tokens": self.settings.max_tokens,
-            "temperature": self.settings.temperature,
+            "max_tokens": prompt.max_tokens or self.settings.max_tokens,
+            "temperature": _first(prompt.temperature, self.settings.temperature),
             "top_p": self.settings.top_p,
             # Extensions beyond OpenAI's API: llama.cpp's server names them so, vLLM too
             # (repetition_penalty); servers default to penalties that would differ from ours.

@@ -59,6 +59,7 @@ class Retriever:
         self._index_generation: str | None = None
         self._index_lock = threading.Lock()
         self._sentence_vectors: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
+        self._sentence_lock = threading.Lock()
 
     def retrieve(
         self,
@@ -66,10 +67,16 @@ class Retriever:
         k: int | None = None,
         sources: Collection[str] | None = None,
         file_types: Collection[str] | None = None,
+        hybrid: bool | None = None,
     ) -> list[Retrieved]:
-        """The best ``k`` chunks for ``query``, optionally only from these sources or types."""
+        """The best ``k`` chunks for ``query``, optionally only from these sources or types.
+
+        ``hybrid`` overrides the setting for this query (the chat UI's switch).
+        """
         k = k or self.settings.k
         settings = self.settings
+        if hybrid is not None:
+            settings = settings.model_copy(update={"hybrid": hybrid})
         question = self.embedder.embed([query])[0]
         where = _where(sources, file_types)
         candidates: dict[str, Retrieved] = {}
@@ -108,6 +115,10 @@ class Retriever:
 
     def sentence_vectors(self, chunks: list[Retrieved]) -> list[NDArray[np.float32]]:
         """Embeddings of each chunk's sentence windows (see :func:`sentence_windows`), cached."""
+        with self._sentence_lock:
+            return self._sentence_vectors_unlocked(chunks)
+
+    def _sentence_vectors_unlocked(self, chunks: list[Retrieved]) -> list[NDArray[np.float32]]:
         missing = {
             _content_key(c): c for c in chunks if _content_key(c) not in self._sentence_vectors
         }

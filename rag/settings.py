@@ -181,6 +181,14 @@ class LLMSettings(BaseModel):
     seed: int = Field(0, description="Sampling seed: the same question gets the same answer.")
 
 
+class UISettings(BaseModel):
+    """The chat app: where it listens, and what it accepts."""
+
+    host: str = Field("127.0.0.1", description="Address the app listens on: this machine only.")
+    port: int = Field(8501, ge=1, le=65535)
+    max_upload_mb: int = Field(50, ge=1, description="Largest file the app accepts.")
+
+
 class Settings(BaseSettings):
     """All settings of the application."""
 
@@ -196,11 +204,17 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = RetrievalSettings()
     answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
+    ui: UISettings = UISettings()
 
     @property
     def chroma_path(self) -> Path:
         """Folder of the embedded Chroma store."""
         return self.data_dir / "chroma"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Folder of the files uploaded in the chat app."""
+        return self.data_dir / "uploads"
 
     @property
     def lock_dir(self) -> Path:

@@ -14,6 +14,7 @@ and every read or write first reopens the client when the generation moved.
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -111,6 +112,7 @@ class ChunkStore:
         else:
             self.lock = NoLock()
         self._generation_file = self.lock.folder / "generation"
+        self._refresh_lock = threading.Lock()
         with self.lock.exclusive():
             self._seen_generation = self._generation()
             self.client = self._connect()
@@ -169,6 +171,10 @@ class ChunkStore:
         """Reopen the embedded client when another process wrote since we last looked."""
         if self.settings.store.mode != "embedded":
             return
+        with self._refresh_lock:  # threads of one process (the chat UI) share this store
+            self._refresh_unlocked()
+
+    def _refresh_unlocked(self) -> None:
         generation = self._generation()
         if generation != self._seen_generation:
             self.close()

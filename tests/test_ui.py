@@ -1,0 +1,133 @@
+"""The chat page through Streamlit's AppTest, with the real store and models."""
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rag.embeddings import Embedder
+from rag.ingestion import Ingestor
+from rag.settings import load_settings
+from rag.store import ChunkStore
+from tests.conftest import ROOT, free_port
+from ui.services import plain, safe_file_name, save_upload
+
+APP = str(ROOT / "ui" / "app.py")
+SAMPLE = ROOT / "data" / "sample"
+
+
+def test_plain_shows_markup_literally() -> None:
+    hostile = "<script>alert(1)</script> <img src=x onerror=alert(1)> [link](http://x) ![i](y) *b*"
+    shown = plain(hostile)
+    for character in "<>[]()!*":
+        assert character not in shown.replace(f"\\{character}", "")  # every one escaped
+    assert plain("one\ntwo") == "one  \ntwo"
+
+
+def test_upload_names_cannot_leave_the_uploads_folder(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    for name in ("../../x.txt", "/etc/passwd.txt", "..\\..\\y.txt", "a/../../z.md"):
+        path = save_upload(uploads, name, b"data")
+        assert path.parent == uploads.resolve()
+    assert sorted(p.name for p in uploads.iterdir()) == ["passwd.txt", "x.txt", "y.txt", "z.md"]
+    assert safe_file_name("ré sumé<1>.pdf") == "ré sumé_1_.pdf"
+    assert safe_file_name(".hidden.txt") == "hidden.txt"  # never a hidden file
+    for unusable in ("..", "...", "   ", "../"):
+        with pytest.raises(ValueError, match="not a usable file name"):
+            safe_file_name(unusable)
+    assert not (tmp_path / "x.txt").exists()
+
+
+@pytest.fixture(scope="module")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    data_dir = tmp_path_factory.mktemp("ui-sample")
+    settings = load_settings(data_dir=data_dir)
+    with ChunkStore(settings, embedder.name) as store:
+        assert Ingestor(settings, store, embedder).sync([SAMPLE]).ok
+    return data_dir
+
+
+def app(monkeypatch: pytest.MonkeyPatch, data_dir: Path, **env: str) -> AppTest:
+    monkeypatch.setenv("RAG_DATA_DIR", str(data_dir))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return AppTest.from_file(APP, default_timeout=300).run()
+
+
+@pytest.mark.slow
+def test_chat_answers_with_sources_and_starts_over(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
+    page = app(monkeypatch, sample_dir)
+    assert not page.exception
+    assert not page.error
+    sidebar = " ".join(m.value for m in page.sidebar.markdown)
+    assert "user\\-guide\\.md · 4 chunks" in sidebar
+    captions = " ".join(c.value for c in page.sidebar.caption)
+    assert "Device: CPU" in captions.replace("\\", "")
+
+    page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
+    assert not page.exception
+    answer = page.chat_message[1]
+    assert answer.name == "assistant"
+    assert "4.5 hours" in answer.markdown[0].value.replace("\\", "")
+    expander = answer.expander[0]
+    assert expander.label.startswith("Sources (1 cited")
+    assert "user-guide.md" in expander.markdown[0].value.replace("\\", "")
+
+    page.chat_input[0].set_value("Who won the 2022 football world cup?").run()
+    assert "I don't know" in page.chat_message[3].markdown[0].value.replace("\\", "")
+
+    page.sidebar.button[0].click().run()  # new chat
+    assert len(page.chat_message) == 0
+
+
+@pytest.mark.slow
+def test_a_follow_up_uses_the_conversation(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
+    page = app(monkeypatch, sample_dir)
+    page.chat_input[0].set_value("What does the warranty cover on the frame?").run()
+    page.chat_input[0].set_value("and for how many charge cycles?").run()
+    follow_up = page.chat_message[3]
+    assert "warranty.pdf" in follow_up.expander[0].markdown[0].value.replace("\\", "")
+
+
+@pytest.mark.slow
+def test_empty_store_shows_how_to_add_documents_and_removal_works(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder: Embedder
+) -> None:
+    page = app(monkeypatch, tmp_path / "empty")
+    assert not page.exception
+    assert "No documents yet" in page.info[0].value
+
+    settings = load_settings(data_dir=tmp_path / "one")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "note.md").write_text("# Note\n\nThe kestrel hovers.\n")
+    with ChunkStore(settings, embedder.name) as store:
+        assert Ingestor(settings, store, embedder).sync([tmp_path / "docs"]).ok
+    page = app(monkeypatch, tmp_path / "one")
+    assert not page.info
+    remove = next(b for b in page.sidebar.button if b.key and b.key.startswith("remove:"))
+    remove.click().run()
+    assert not page.exception
+    assert "No documents yet" in page.info[0].value
+    assert (tmp_path / "docs" / "note.md").exists()  # only the index entry went
+
+
+@pytest.mark.slow
+def test_missing_model_and_unreachable_server_are_messages_not_tracebacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    page = app(monkeypatch, tmp_path, RAG_LLM__MODEL_PATH=str(tmp_path / "missing.gguf"))
+    assert not page.exception
+    assert "does not exist" in page.error[0].value
+    monkeypatch.delenv("RAG_LLM__MODEL_PATH")
+    page = app(
+        monkeypatch,
+        tmp_path,
+        RAG_STORE__MODE="server",
+        RAG_STORE__PORT=str(free_port()),
+    )
+    assert not page.exception
+    assert "cannot start" in page.error[0].value

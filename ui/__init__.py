@@ -1,0 +1,1 @@
+"""The Streamlit chat app (run it with ``rag ui``)."""

@@ -1,0 +1,227 @@
+"""The chat page: ask questions of your documents, check the sources, add and remove documents.
+
+Run with ``rag ui`` (it reads the settings for address, port and upload limit). Every text that
+comes from a document, a file name or the model goes through :func:`plain`, so it is shown
+literally, never as HTML or markdown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from rag.answering import Answer, Turn
+from rag.ingestion import Ingestor, IngestReport, Progress
+from rag.llm import LLMError
+from rag.locking import LockTimeoutError
+from rag.settings import Settings, load_settings
+from rag.store import StoreError
+from ui.services import UPLOAD_TYPES, Services, plain, save_upload
+
+st.set_page_config(page_title="Ask your documents", page_icon=":material/forum:")
+
+
+@st.cache_resource(show_spinner="Loading the models and the store…")
+def services_for(settings_json: str) -> Services:
+    """One set of services per process and settings, shared by every browser session."""
+    return Services.build(Settings.model_validate_json(settings_json))
+
+
+class BarProgress(Progress):
+    """Ingest progress as a Streamlit progress bar over files."""
+
+    def __init__(self) -> None:
+        self.bar = st.progress(0.0, text="Reading files…")
+        self.total = 0
+        self.done = 0
+
+    def files_total(self, count: int) -> None:
+        """Set the number of files."""
+        self.total = count
+
+    def file_done(self) -> None:
+        """Advance the bar."""
+        self.done += 1
+        self.bar.progress(min(1.0, self.done / max(self.total, 1)), text="Ingesting…")
+
+
+def main() -> None:
+    """Draw the page for one run of the script."""
+    try:
+        settings = load_settings()
+        services = services_for(settings.model_dump_json())
+    except (StoreError, LockTimeoutError, FileNotFoundError, LLMError, ValueError) as error:
+        st.error(f"The app cannot start: {error}", icon=":material/error:")
+        st.stop()
+    state: Any = st.session_state
+    state.setdefault("messages", [])
+    options = sidebar(services)
+
+    st.title("Ask your documents")
+    if services.store.count() == 0:
+        st.info(
+            "No documents yet. Upload some in the sidebar (txt, md, html, pdf, docx, csv), "
+            "or run `python ingest.py PATH` in a terminal.",
+            icon=":material/upload_file:",
+        )
+    for message in state.messages:
+        with st.chat_message(message["role"]):
+            st.markdown(plain(message["text"]))
+            if message.get("answer") is not None:
+                show_sources(message["answer"])
+
+    question = st.chat_input(
+        "Ask a question about your documents",
+        max_chars=settings.answer.max_question_chars,
+    )
+    if question:
+        ask(services, question, options)
+
+
+def ask(services: Services, question: str, options: dict[str, Any]) -> None:
+    """Show the question, stream the answer into the page, then its sources."""
+    state: Any = st.session_state
+    history = [
+        Turn(user["text"], assistant["text"])
+        for user, assistant in zip(state.messages[::2], state.messages[1::2], strict=False)
+    ]
+    with st.chat_message("user"):
+        st.markdown(plain(question))
+    state.messages.append({"role": "user", "text": question})
+    with st.chat_message("assistant"):
+        shown = st.empty()
+        text = ""
+        try:
+            stream = services.answerer.stream(question, history, **options)
+            for piece in stream:
+                text += piece
+                shown.markdown(plain(text))
+            answer = stream.result()
+        except (StoreError, LLMError, LockTimeoutError, ValueError) as error:
+            shown.empty()
+            st.error(f"No answer: {error}", icon=":material/error:")
+            state.messages.pop()
+            return
+        shown.markdown(plain(answer.text))
+        show_sources(answer)
+    state.messages.append({"role": "assistant", "text": answer.text, "answer": answer})
+
+
+def show_sources(answer: Answer) -> None:
+    """The citations under an answer: file, page, score and snippet, numbered as in the text."""
+    if not answer.supported:
+        st.warning(
+            "The cited sources do not hold this answer's words: check it against them.",
+            icon=":material/warning:",
+        )
+    if not answer.sources:
+        return
+    label = f"Sources ({len(answer.citations)} cited, {len(answer.sources)} retrieved)"
+    with st.expander(label):
+        for citation in answer.citations:
+            where = citation.source + (f", page {citation.page}" if citation.page else "")
+            also = f" (also in {', '.join(citation.also_in)})" if citation.also_in else ""
+            st.markdown(
+                plain(f"[{citation.number}] {where}{also} · similarity {citation.score:.2f}")
+            )
+            st.caption(plain(citation.snippet))
+        uncited = [
+            s for s in answer.sources if s.number not in {c.number for c in answer.citations}
+        ]
+        if uncited:
+            shown = ", ".join(f"[{s.number}] {s.label}" for s in uncited)
+            st.caption(plain(f"Also retrieved: {shown}"))
+
+
+def sidebar(services: Services) -> dict[str, Any]:
+    """Uploads, the document list, answer settings and what is in use; returns the options."""
+    settings = services.settings
+    with st.sidebar:
+        if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
+            st.session_state["messages"] = []
+
+        st.subheader("Add documents")
+        with st.form("upload", clear_on_submit=True):
+            files = st.file_uploader(
+                f"Up to {settings.ui.max_upload_mb} MB each",
+                type=UPLOAD_TYPES,
+                accept_multiple_files=True,
+            )
+            submitted = st.form_submit_button("Ingest", icon=":material/upload:")
+        if submitted and files:
+            ingest_uploads(services, files)
+
+        st.subheader("Indexed documents")
+        documents(services)
+
+        st.subheader("Answer settings")
+        options = {
+            "k": st.slider("Chunks to retrieve (k)", 1, 12, settings.retrieval.k),
+            "hybrid": st.toggle("Hybrid retrieval (keywords + meaning)", settings.retrieval.hybrid),
+            "temperature": st.slider("Temperature", 0.0, 1.5, settings.llm.temperature, 0.05),
+            "max_tokens": st.number_input("Max answer tokens", 16, 2048, settings.llm.max_tokens),
+        }
+        st.subheader("In use")
+        st.caption(plain(f"Model: {services.llm.name}"))
+        st.caption(plain(f"Device: {services.device()}"))
+        st.caption(plain(f"Store: {services.store_location()}"))
+    return options
+
+
+def ingest_uploads(services: Services, files: list[Any]) -> None:
+    """Save the uploads under the data folder and sync them into the store, with a summary."""
+    limit = services.settings.ui.max_upload_mb * 2**20
+    saved: list[Path] = []
+    refused: list[tuple[str, str]] = []
+    for upload in files:
+        if upload.size > limit:
+            refused.append((upload.name, f"larger than {services.settings.ui.max_upload_mb} MB"))
+            continue
+        try:
+            saved.append(save_upload(services.settings.uploads_dir, upload.name, upload.getvalue()))
+        except (ValueError, OSError) as error:
+            refused.append((upload.name, str(error)))
+    report = IngestReport()
+    if saved:
+        progress = BarProgress()
+        try:  # an ingestor of its own: its progress bar is this session's
+            report = Ingestor(services.settings, services.store, services.embedder, progress).sync(
+                saved
+            )
+        except (StoreError, LockTimeoutError) as error:
+            st.error(f"The ingest failed: {error}", icon=":material/error:")
+            return
+        finally:
+            progress.bar.empty()
+    failed = refused + report.failed
+    summary = (
+        f"Added {len(report.added)}, updated {len(report.updated)}, "
+        f"unchanged {report.unchanged}, skipped {len(report.skipped)}, failed {len(failed)}."
+    )
+    (st.warning if failed else st.success)(plain(summary))
+    for name, reason in failed:
+        st.caption(plain(f"{Path(name).name}: {reason}"))
+
+
+def documents(services: Services) -> None:
+    """Every stored document with its chunk count, and a button to take it out."""
+    records = services.store.records()
+    if not records:
+        st.caption("Nothing indexed yet.")
+        return
+    uploads = str(services.settings.uploads_dir.resolve())
+    for (root, source), record in sorted(records.items(), key=lambda item: item[0][1]):
+        name, remove = st.columns([5, 1])
+        name.markdown(plain(f"{source} · {len(record.chunk_ids)} chunks"))
+        if remove.button(
+            "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
+        ):
+            services.ingestor.remove(root, source)
+            if root == uploads:
+                (Path(root) / source).unlink(missing_ok=True)
+            st.rerun()
+
+
+main()

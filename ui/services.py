@@ -1,0 +1,108 @@
+"""What the chat app needs from the rag package, built once per process, plus safe text and uploads.
+
+The app adds no retrieval or generation of its own: it holds one :class:`Services` per set of
+settings, shared by every browser session (the model and the store are loaded once), and only
+turns documents' and the model's text into something Streamlit shows literally.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.answering import Answerer
+from rag.embeddings import Embedder
+from rag.ingestion import Ingestor
+from rag.llm import LLM, LlamaCppLLM, make_llm
+from rag.loaders import SUPPORTED_TYPES
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from rag.store import ChunkStore
+
+UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_TYPES)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$=:\"'])")
+
+
+@dataclass
+class Services:
+    """The services one app process shares between its browser sessions."""
+
+    settings: Settings
+    embedder: Embedder
+    store: ChunkStore
+    retriever: Retriever
+    llm: LLM
+    answerer: Answerer
+    ingestor: Ingestor
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Open the store and the models.
+
+        Raises:
+            StoreError: the store is unreachable or was built with another embedding model.
+            FileNotFoundError: the model file does not exist.
+        """
+        embedder = Embedder(settings.embedding)
+        store = ChunkStore(settings, embedder.name)
+        llm = make_llm(settings.llm)
+        retriever = Retriever(settings.retrieval, store, embedder)
+        answerer = Answerer(settings.answer, settings.llm, retriever, llm)
+        return cls(
+            settings, embedder, store, retriever, llm, answerer, Ingestor(settings, store, embedder)
+        )
+
+    def device(self) -> str:
+        """Where the model runs, for people."""
+        if not isinstance(self.llm, LlamaCppLLM):
+            return f"LLM server at {self.settings.llm.base_url}"
+        layers = self.llm.n_gpu_layers
+        return "CPU" if layers == 0 else f"GPU ({'all' if layers < 0 else layers} layers)"
+
+    def store_location(self) -> str:
+        """Which store answers, for people."""
+        store = self.settings.store
+        if store.mode == "server":
+            return f"Chroma server {store.host}:{store.port}, collection {store.collection!r}"
+        return f"embedded Chroma at {self.settings.chroma_path}"
+
+
+def plain(text: str) -> str:
+    """Markdown that shows ``text`` literally: no HTML, links, images or formatting.
+
+    Every markdown-active character is backslash-escaped (CommonMark shows an escaped ASCII
+    punctuation character as itself); line breaks stay line breaks.
+    """
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    return "  \n".join(escaped.splitlines())
+
+
+def safe_file_name(name: str) -> str:
+    """A file name that stays inside the uploads folder: no folders, no leading dots.
+
+    Raises:
+        ValueError: nothing usable is left of the name.
+    """
+    base = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
+    cleaned = re.sub(r"[^\w .()-]", "_", base).strip(" .")
+    if not cleaned or cleaned.startswith("."):
+        msg = f"{name!r} is not a usable file name"
+        raise ValueError(msg)
+    return cleaned[:150]
+
+
+def save_upload(folder: Path, name: str, data: bytes) -> Path:
+    """Write an uploaded file under ``folder`` with a sanitized name; returns its path.
+
+    Raises:
+        ValueError: the name is unusable or would lead outside ``folder``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = (folder / safe_file_name(name)).resolve()
+    if path.parent != folder.resolve():
+        msg = f"{name!r} would be written outside {folder}"
+        raise ValueError(msg)
+    path.write_bytes(data)
+    return path
