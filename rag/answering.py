@@ -219,7 +219,11 @@ class Answerer:
             raise ValueError(msg)
         started = time.perf_counter()
         earlier = [turn.question for turn in history][-self.settings.history_turns :]
-        query = " ".join([*earlier, question]) if self.settings.history_turns else question
+        if not self.settings.history_turns:
+            earlier = []
+        if not is_follow_up(question):
+            earlier = []  # a question that stands alone is not dragged back to older subjects
+        query = " ".join([*earlier, question])
         found = self.retriever.retrieve(query, k, sources, file_types, hybrid)
         timings = {"retrieval_s": time.perf_counter() - started}
         if not found:
@@ -330,6 +334,22 @@ class Answerer:
             for n in cited
         ]
         return Answer(question, text, citations, numbered, left_out, False, supported, timings)
+
+
+_FOLLOW_UP_START = re.compile(r"^\W*(and|but|or|also|so|then|what about|how about)\b", re.I)
+_REFERRING = frozenset(
+    "it its it's they them their theirs this that these those he him his she her one".split()
+)
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether a chat question leans on the one before ('and its warranty?', 'how long is it?').
+
+    Such a question retrieves with the earlier question too; one that stands alone does not,
+    so a new subject is never answered from the previous subject's documents.
+    """
+    words = set(re.findall(r"[a-z']+", question.lower()))
+    return bool(_FOLLOW_UP_START.match(question)) or bool(words & _REFERRING)
 
 
 def build_prompt(question: str, earlier: list[str], numbered: list[Source]) -> Prompt:

@@ -382,6 +382,7 @@ def _ui(settings: Settings) -> int:
         f"--server.port={settings.ui.port}",
         f"--server.maxUploadSize={settings.ui.max_upload_mb}",
         "--server.headless=true",
+        "--client.toolbarMode=viewer",
         "--browser.gatherUsageStats=false",
     ]
     # The app reads its settings as this command did: the data dir travels by environment.

@@ -111,6 +111,11 @@ def test_a_follow_up_retrieves_with_the_conversation(answerer: Answerer) -> None
     in_chat = answerer.ask(follow_up, [Turn(first.question, first.text)])
     assert "warranty.pdf" not in [s.source for s in alone.sources]
     assert in_chat.sources[0].source == "warranty.pdf"
+    # A new subject after it is not dragged back to the warranty: nothing holds it.
+    unrelated = answerer.ask(
+        "Who won the 2022 football world cup?", [Turn(follow_up, in_chat.text)]
+    )
+    assert (unrelated.refused, unrelated.sources) == (True, [])
     # The small model may still get the figure wrong; then the answer must be flagged.
     assert "800" in in_chat.text or not in_chat.supported, in_chat
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rag.answering import Answerer, Source, _numbers, resolve_markers, support
+from rag.answering import Answerer, Source, _numbers, is_follow_up, resolve_markers, support
 from rag.retrieval import Retrieved
 from rag.settings import AnswerSettings, LLMSettings
 
@@ -75,3 +75,14 @@ def test_excerpts_keep_the_best_sentence_pairs_and_mark_omissions() -> None:
         "One is first. Two is next. … Four is there. Five ends it."
     )
     assert checker(excerpt_windows=0)._excerpt(source.chunk) == text
+
+
+def test_follow_ups_are_told_from_new_questions() -> None:
+    for question in (
+        "and for how many charge cycles?",
+        "What about its warranty?",
+        "How long is it?",
+    ):
+        assert is_follow_up(question), question
+    for question in ("Who won the 2022 football world cup?", "How long does a charge take?"):
+        assert not is_follow_up(question), question

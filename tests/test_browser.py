@@ -1,0 +1,114 @@
+"""End to end in a real headless Chromium (Debian's package, driven by Playwright).
+
+The app runs as ``rag ui`` on a free port on 127.0.0.1 with an empty store; the test uploads a
+document, asks a question it answers, checks the streamed answer and its source, checks that
+markup in the document is shown literally, then asks what it cannot answer.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DOCUMENT = """# Kestrel X9 drone
+
+The Kestrel X9 drone flies for 47 minutes on one battery.
+"""
+HOSTILE = """# Flight log
+
+Pilots wrote <script>alert('xss')</script> and <img src=x onerror=alert(1)> in the flight log.
+"""
+
+
+def start_app(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``rag ui`` on 127.0.0.1:port, waited for until healthy."""
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_UI__PORT": str(port)}
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "ui"], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    process = start_app(tmp_path / "data", port, tmp_path / "app.log")
+    yield f"http://127.0.0.1:{port}"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def ask(page: object, question: str) -> None:
+    box = page.get_by_test_id("stChatInputTextArea")  # type: ignore[attr-defined]
+    box.fill(question)
+    box.press("Enter")
+
+
+def test_upload_ask_see_sources_and_refusal_in_chromium(app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `apt-get install chromium`"
+    document, hostile = tmp_path / "kestrel.md", tmp_path / "flight-log.md"
+    document.write_text(DOCUMENT)
+    hostile.write_text(HOSTILE)
+    dialogs: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("dialog", lambda dialog: dialogs.append(dialog.message))  # one would be a bug
+        page.goto(app_url)
+        expect(page.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+
+        page.locator("input[type=file]").set_input_files([str(document), str(hostile)])
+        page.get_by_role("button", name="Ingest").click()
+        expect(page.get_by_text("Added 2, updated 0")).to_be_visible(timeout=120_000)
+        expect(page.get_by_text("kestrel.md · 1 chunks")).to_be_visible()
+
+        ask(page, "How long does the Kestrel X9 drone fly on one battery?")
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        text = answer.get_by_test_id("stMarkdownContainer").first
+        expect(text).to_contain_text("47 minutes", timeout=120_000)
+        answer.get_by_text("Sources (1 cited").click()
+        expect(answer).to_contain_text("[1] kestrel.md")
+        expect(answer).to_contain_text("# Kestrel X9 drone The Kestrel X9")  # the snippet
+        page.screenshot(path=str(tmp_path / "chat.png"))
+        if os.environ.get("UI_SCREENSHOT"):
+            page.screenshot(path=os.environ["UI_SCREENSHOT"])
+
+        ask(page, "What did the pilots write in the flight log?")
+        log_answer = page.get_by_test_id("stChatMessage").nth(3)
+        expect(log_answer.get_by_text("Sources (")).to_be_visible(timeout=120_000)
+        log_answer.get_by_text("Sources (").click()
+        # The document's markup is text on the page, never markup in it.
+        expect(log_answer).to_contain_text("<script>alert('xss')</script>")
+        expect(log_answer).to_contain_text("<img src=x onerror=alert(1)>")
+        assert page.locator("img[src=x]").count() == 0
+
+        ask(page, "Who won the 2022 football world cup?")
+        refusal = page.get_by_test_id("stChatMessage").nth(5)
+        expect(refusal).to_contain_text("I don't know", timeout=120_000)
+        browser.close()
+    assert dialogs == []  # no script ran
+    assert (tmp_path / "chat.png").stat().st_size > 10_000
