@@ -13,11 +13,18 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $@
 
-## run: set up, ingest the sample documents, show what is indexed and answer an example question
+## run: set up, ingest the sample documents, answer an example question, start the chat app
 run: $(VENV)/.installed
 	$(BIN)/python ingest.py $(SAMPLE)
 	$(BIN)/rag sources
 	$(BIN)/rag ask "How long does a full charge of the battery take?"
+	$(BIN)/rag ui
+
+# Debian's Chromium for the end-to-end browser test (Playwright drives it; it downloads none).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	apt-get install -y --no-install-recommends chromium || \
+		(apt-get update && apt-get install -y --no-install-recommends chromium)
 
 ## lint: ruff and mypy, as CI runs them
 lint: $(VENV)/.installed
@@ -26,7 +33,7 @@ lint: $(VENV)/.installed
 	$(BIN)/mypy
 
 ## test: set up, then lint, types and the whole test suite
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## bench: the ingestion and answering figures on the shared pydoc set

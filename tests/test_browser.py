@@ -53,6 +53,7 @@ def start_app(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 @pytest.fixture
 def app_url(tmp_path: Path) -> Iterator[str]:
+    """The app on a free port, over an empty store in ``tmp_path / "data"``."""
     port = free_port()
     process = start_app(tmp_path / "data", port, tmp_path / "app.log")
     yield f"http://127.0.0.1:{port}"
@@ -112,3 +113,50 @@ def test_upload_ask_see_sources_and_refusal_in_chromium(app_url: str, tmp_path: 
         browser.close()
     assert dialogs == []  # no script ran
     assert (tmp_path / "chat.png").stat().st_size > 10_000
+
+
+def test_two_tabs_at_once_and_a_terminal_ingest_beside_an_upload(
+    app_url: str, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.conftest import ROOT
+
+    document = tmp_path / "kestrel.md"
+    document.write_text(DOCUMENT)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        first, second = browser.new_page(), browser.new_page()
+        for page in (first, second):
+            page.goto(app_url)
+            expect(page.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+
+        # `python ingest.py` in a terminal and an upload in the app, at the same time.
+        terminal = subprocess.Popen(
+            [sys.executable, str(ROOT / "ingest.py"), str(ROOT / "data" / "sample")],
+            env={**os.environ, "RAG_DATA_DIR": str(tmp_path / "data")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        first.locator("input[type=file]").set_input_files(str(document))
+        first.get_by_role("button", name="Ingest").click()
+        expect(first.get_by_text("Added 1, updated 0")).to_be_visible(timeout=180_000)
+        output, _ = terminal.communicate(timeout=180)
+        assert terminal.returncode == 0, output
+        assert b"added 6" in output
+
+        # Two tabs ask at once; each gets its own answer.
+        ask(first, "How long does a full charge of the battery take?")
+        ask(second, "How long does the Kestrel X9 drone fly on one battery?")
+        for page, expected in ((first, "4.5 hours"), (second, "47 minutes")):
+            text = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stMarkdownContainer")
+            expect(text.first).to_contain_text(expected, timeout=180_000)
+        browser.close()
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "sources", "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "7 documents, 16 chunks" in listing.stdout  # the 6 samples (15 chunks) and the upload
