@@ -369,7 +369,6 @@ def _print_report_to_stderr(report: IngestReport) -> None:
 def _ui(settings: Settings) -> int:
     """Run the Streamlit app with the address, port and upload limit from the settings."""
     import os
-    import subprocess
 
     app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     command = [
@@ -388,10 +387,8 @@ def _ui(settings: Settings) -> int:
     # The app reads its settings as this command did: the data dir travels by environment.
     environment = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir.resolve())}
     _tell(f"chat app on http://{settings.ui.host}:{settings.ui.port} (Ctrl-C stops)")
-    try:
-        return subprocess.call(command, env=environment)
-    except KeyboardInterrupt:
-        return EXIT_OK
+    sys.stdout.flush()
+    os.execve(sys.executable, command, environment)  # becomes the app: signals reach it
 
 
 def _tell(message: str) -> None:

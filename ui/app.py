@@ -60,6 +60,17 @@ def main() -> None:
     options = sidebar(services)
 
     st.title("Ask your documents")
+    # Our own constant style, no document text: the "running" animation would take CPU from
+    # the model on small machines while it reads the prompt.
+    st.html("<style>[data-testid='stStatusWidget']{display:none}</style>")
+    chat(services, options)
+
+
+@st.fragment
+def chat(services: Services, options: dict[str, Any]) -> None:
+    """The conversation. A question reruns only this part: the sidebar stays as it is."""
+    state: Any = st.session_state
+    settings = services.settings
     if services.store.count() == 0:
         st.info(
             "No documents yet. Upload some in the sidebar (txt, md, html, pdf, docx, csv), "
@@ -207,7 +218,11 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
 
 def documents(services: Services) -> None:
     """Every stored document with its chunk count, and a button to take it out."""
-    records = services.store.records()
+    try:
+        records = services.store.records()
+    except Exception as error:  # the page's edge: a store gone away is a message, not a trace
+        st.error(f"Cannot list the documents: {error}", icon=":material/error:")
+        return
     if not records:
         st.caption("Nothing indexed yet.")
         return
