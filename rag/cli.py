@@ -382,6 +382,7 @@ def _ui(settings: Settings) -> int:
         f"--server.maxUploadSize={settings.ui.max_upload_mb}",
         "--server.headless=true",
         "--client.toolbarMode=viewer",
+        "--server.fileWatcherType=none",  # an app to use, not to develop: no reload on save
         "--browser.gatherUsageStats=false",
     ]
     # The app reads its settings as this command did: the data dir travels by environment.
