@@ -127,6 +127,12 @@ def show_sources(answer: Answer) -> None:
             "The cited sources do not hold this answer's words: check it against them.",
             icon=":material/warning:",
         )
+    timings = answer.timings
+    st.caption(
+        f"retrieval {timings.get('retrieval_s', 0):.2f} s · "
+        f"first token {timings.get('first_token_s', 0):.2f} s · "
+        f"total {timings.get('total_s', 0):.2f} s"
+    )
     if not answer.sources:
         return
     label = f"Sources ({len(answer.citations)} cited, {len(answer.sources)} retrieved)"
