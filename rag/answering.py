@@ -101,6 +101,12 @@ class Citation:
     also_in: tuple[str, ...]  # other files holding the same passage
     by_model: bool  # False: the model cited nothing and the best-supporting source was added
 
+    @property
+    def label(self) -> str:
+        """'file, page 3 (also in other.md)' as the reader sees it."""
+        where = self.source + (f", page {self.page}" if self.page is not None else "")
+        return where + (f" (also in {', '.join(self.also_in)})" if self.also_in else "")
+
 
 @dataclass
 class Answer:
@@ -218,11 +224,9 @@ class Answerer:
             msg = f"the question is longer than {self.settings.max_question_chars} characters"
             raise ValueError(msg)
         started = time.perf_counter()
-        earlier = [turn.question for turn in history][-self.settings.history_turns :]
-        if not self.settings.history_turns:
-            earlier = []
-        if not is_follow_up(question):
-            earlier = []  # a question that stands alone is not dragged back to older subjects
+        earlier: list[str] = []  # a question that stands alone is not dragged back to old subjects
+        if self.settings.history_turns and is_follow_up(question):
+            earlier = [turn.question for turn in history][-self.settings.history_turns :]
         query = " ".join([*earlier, question])
         found = self.retriever.retrieve(query, k, sources, file_types, hybrid)
         timings = {"retrieval_s": time.perf_counter() - started}

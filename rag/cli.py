@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
@@ -235,13 +235,14 @@ def _watch(ingestor: Ingestor, paths: list[Path]) -> int:
     return EXIT_OK
 
 
-def _print_report(report: IngestReport) -> None:
+def _print_report(report: IngestReport, out: TextIO = sys.stdout) -> None:
+    """Failures to stderr; renames and the summary to ``out`` (stderr where stdout is data)."""
     stamp = time.strftime("%H:%M:%S")
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     for old, new in report.renamed:
-        print(f"renamed: {old} -> {new}")
-    print(f"[{stamp}] {report.summary()}", flush=True)
+        print(f"renamed: {old} -> {new}", file=out)
+    print(f"[{stamp}] {report.summary()}", file=out, flush=True)
 
 
 def _search(query: str, k: int, retriever: Retriever) -> int:
@@ -323,9 +324,7 @@ def _print_sources(answer: Answer) -> None:
     if not answer.supported:
         print("warning: the cited sources do not hold this answer's words; check it")
     for citation in answer.citations:
-        where = citation.source + (f", page {citation.page}" if citation.page else "")
-        also = f" (also in {', '.join(citation.also_in)})" if citation.also_in else ""
-        print(f"[{citation.number}] {where}{also}  similarity {citation.score:.2f}")
+        print(f"[{citation.number}] {citation.label}  similarity {citation.score:.2f}")
         print(f"    {citation.snippet[:300]}")
     if not answer.citations and answer.sources:
         shown = ", ".join(f"[{s.number}] {s.label}" for s in answer.sources)
@@ -347,7 +346,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         embedder = Embedder(settings.embedding)
         with ChunkStore(settings, embedder.name) as store:
             report = Ingestor(settings, store, embedder).sync([args.corpus])
-            _print_report_to_stderr(report)
+            _print_report(report, out=sys.stderr)
             answerer = _answerer(settings, store, embedder)
             k = args.k or settings.retrieval.k
             progress = tqdm(total=len(questions), desc="questions", disable=None, file=sys.stderr)
@@ -358,12 +357,6 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(result.table())
     return EXIT_OK
-
-
-def _print_report_to_stderr(report: IngestReport) -> None:
-    for path, reason in report.failed:
-        _tell(f"failed: {path}: {reason}")
-    _tell(report.summary())
 
 
 def _ui(settings: Settings) -> int:

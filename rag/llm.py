@@ -70,8 +70,18 @@ class LLM(Protocol):
         ...
 
 
-def _first(override: float | None, setting: float) -> float:
-    return setting if override is None else override
+def _sampling(settings: LLMSettings, prompt: Prompt, chat: bool) -> dict[str, Any]:
+    """The streaming request's sampling options, the same for both backends."""
+    return {
+        "max_tokens": prompt.max_tokens or settings.max_tokens,
+        "temperature": settings.temperature if prompt.temperature is None else prompt.temperature,
+        "top_p": settings.top_p,
+        "top_k": settings.top_k,
+        "repeat_penalty": settings.repeat_penalty,
+        "stop": settings.stop + ([] if chat else list(prompt.completion_stop)),
+        "seed": settings.seed,
+        "stream": True,
+    }
 
 
 def make_llm(settings: LLMSettings) -> LLM:
@@ -144,16 +154,7 @@ class LlamaCppLLM:
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the model writes it."""
-        options: dict[str, Any] = {
-            "max_tokens": prompt.max_tokens or self.settings.max_tokens,
-            "temperature": _first(prompt.temperature, self.settings.temperature),
-            "top_p": self.settings.top_p,
-            "top_k": self.settings.top_k,
-            "repeat_penalty": self.settings.repeat_penalty,
-            "stop": self.settings.stop + ([] if self.chat else list(prompt.completion_stop)),
-            "seed": self.settings.seed,
-            "stream": True,
-        }
+        options = _sampling(self.settings, prompt, self.chat)
         if prompt.copy_from and self.settings.copy_bias:
             options["logits_processor"] = [self._copy_bias(prompt.copy_from)]
         with self._lock:
@@ -211,20 +212,10 @@ class OpenAICompatibleLLM:
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the server sends it (server-sent events)."""
-        body: dict[str, Any] = {
-            "model": self.name,
-            "max_tokens": prompt.max_tokens or self.settings.max_tokens,
-            "temperature": _first(prompt.temperature, self.settings.temperature),
-            "top_p": self.settings.top_p,
-            # Extensions beyond OpenAI's API: llama.cpp's server names them so, vLLM too
-            # (repetition_penalty); servers default to penalties that would differ from ours.
-            "top_k": self.settings.top_k,
-            "repeat_penalty": self.settings.repeat_penalty,
-            "repetition_penalty": self.settings.repeat_penalty,
-            "stop": self.settings.stop + ([] if self.chat else list(prompt.completion_stop)),
-            "seed": self.settings.seed,
-            "stream": True,
-        }
+        body = _sampling(self.settings, prompt, self.chat)
+        # Extensions beyond OpenAI's API: llama.cpp's server reads top_k and repeat_penalty,
+        # vLLM repetition_penalty; servers default to penalties that would differ from ours.
+        body |= {"model": self.name, "repetition_penalty": self.settings.repeat_penalty}
         if self.chat:
             body["messages"] = prompt.messages
         else:

@@ -75,6 +75,26 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     log.close()
 
 
+def wait_until_serving(
+    url: str,
+    ready: Callable[[httpx.Response], bool],
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+) -> None:
+    """Poll ``url`` until ``ready``; fail with the log's end if the process dies or 2 min pass."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if ready(httpx.get(url, timeout=2)):
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"{process.args!r} did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.3)
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``python -m llama_cpp.server`` with the bundled model on 127.0.0.1."""
@@ -99,17 +119,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stderr=subprocess.STDOUT,
         )
         base_url = f"http://127.0.0.1:{port}/v1"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"llama_cpp.server did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.3)
+        wait_until_serving(f"{base_url}/models", lambda r: r.status_code == 200, server, log_path)
         yield base_url
         server.terminate()
         server.wait(timeout=30)

@@ -9,14 +9,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from playwright.sync_api import Page
 
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -38,17 +37,9 @@ def start_app(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         process = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "ui"], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).text == "ok":
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the app did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.3)
+    health = f"http://127.0.0.1:{port}/_stcore/health"
+    wait_until_serving(health, lambda response: response.text == "ok", process, log)
+    return process
 
 
 @pytest.fixture
@@ -61,8 +52,8 @@ def app_url(tmp_path: Path) -> Iterator[str]:
     process.wait(timeout=30)
 
 
-def ask(page: object, question: str) -> None:
-    box = page.get_by_test_id("stChatInputTextArea")  # type: ignore[attr-defined]
+def ask(page: Page, question: str) -> None:
+    box = page.get_by_test_id("stChatInputTextArea")
     box.fill(question)
     box.press("Enter")
 

@@ -138,11 +138,8 @@ def show_sources(answer: Answer) -> None:
     label = f"Sources ({len(answer.citations)} cited, {len(answer.sources)} retrieved)"
     with st.expander(label):
         for citation in answer.citations:
-            where = citation.source + (f", page {citation.page}" if citation.page else "")
-            also = f" (also in {', '.join(citation.also_in)})" if citation.also_in else ""
-            st.markdown(
-                plain(f"[{citation.number}] {where}{also} · similarity {citation.score:.2f}")
-            )
+            line = f"[{citation.number}] {citation.label} · similarity {citation.score:.2f}"
+            st.markdown(plain(line))
             st.caption(plain(citation.snippet))
         uncited = [
             s for s in answer.sources if s.number not in {c.number for c in answer.citations}
