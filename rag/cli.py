@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args, settings)
         if args.command == "ui":
-            return _ui(settings)
+            return _ui(settings, args.settings)
         embedder = Embedder(settings.embedding)
         reset = args.command == "ingest" and args.reset
         store = ChunkStore(settings, embedder.name, on_wait=_tell, check_embedder=not reset)
@@ -359,7 +359,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def _ui(settings: Settings) -> int:
+def _ui(settings: Settings, settings_file: Path | None) -> int:
     """Run the Streamlit app with the address, port and upload limit from the settings."""
     import os
 
@@ -378,8 +378,11 @@ def _ui(settings: Settings) -> int:
         "--server.fileWatcherType=none",  # an app to use, not to develop: no reload on save
         "--browser.gatherUsageStats=false",
     ]
-    # The app reads its settings as this command did: the data dir travels by environment.
+    # The app reads its settings as this command did: the data dir and a settings file named
+    # on the command line travel by environment.
     environment = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir.resolve())}
+    if settings_file is not None:
+        environment["RAG_SETTINGS_FILE"] = str(settings_file.resolve())
     _tell(f"chat app on http://{settings.ui.host}:{settings.ui.port} (Ctrl-C stops)")
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)  # becomes the app: signals reach it

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect, sync_playwright
 
 from tests.conftest import free_port, wait_until_serving
 
@@ -151,3 +151,33 @@ def test_two_tabs_at_once_and_a_terminal_ingest_beside_an_upload(
         check=True,
     )
     assert "7 documents, 16 chunks" in listing.stdout  # the 6 samples (15 chunks) and the upload
+
+
+def test_rag_ui_passes_its_settings_file_to_the_app(tmp_path: Path) -> None:
+    port = free_port()
+    settings_file = tmp_path / "app.toml"
+    settings_file.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n\n[ui]\nport = {port}\nmax_upload_mb = 7\n'
+    )
+    log = tmp_path / "app.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "rag.cli", "ui", "--settings", str(settings_file)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        health = f"http://127.0.0.1:{port}/_stcore/health"
+        wait_until_serving(health, lambda response: response.text == "ok", process, log)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}")
+            expect(page.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+            # A setting only the app itself reads: the file reached it.
+            expect(page.get_by_text("Up to 7 MB each")).to_be_visible()
+            browser.close()
+        assert (tmp_path / "data" / "chroma").is_dir()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
