@@ -36,10 +36,11 @@ lint: $(VENV)/.installed
 test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
-## bench: the ingestion and answering figures on the shared pydoc set
-bench: $(VENV)/.installed
+## bench: the ingestion and answering figures on the shared pydoc set, then the chat app's
+bench: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_answer.py
+	$(BIN)/python bench/bench_ui.py
 
 ## clean-store: delete the embedded store under data/
 clean-store:

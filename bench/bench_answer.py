@@ -262,6 +262,9 @@ class _NoStop:
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
 
+    def load(self) -> None:
+        self.llm.load()
+
     def stream(self, prompt: Prompt) -> Iterator[str]:
         return self.llm.stream(Prompt(prompt.messages, prompt.completion, (), prompt.copy_from))
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rag.keywords import keywords
-from rag.llm import LLM, Prompt
+from rag.llm import LLM, LLMError, Prompt
 from rag.retrieval import Retrieved, Retriever, sentences
 from rag.settings import AnswerSettings, LLMSettings
 
@@ -194,6 +194,27 @@ class Answerer:
         self.llm_settings = llm_settings
         self.retriever = retriever
         self.llm = llm
+
+    def load(self) -> None:
+        """Load both models now: a question's timings then count answering, never loading."""
+        self.retriever.embedder.load()
+        self.llm.load()
+
+    def warm_up(self) -> None:
+        """Load the models and run each once, for a process that will answer many questions.
+
+        The first question then starts as fast as the next ones: the retrieval indexes are
+        built, and llama.cpp keeps the prompt's fixed opening (instructions and examples) in its
+        cache for every later prompt that starts the same way.
+        """
+        self.load()
+        self.retriever.retrieve("warm-up")
+        prompt = replace(build_prompt("warm-up", [], []), max_tokens=1)
+        try:
+            for _ in self.llm.stream(prompt):
+                pass
+        except LLMError:
+            pass  # a server that is down now may be up by the first question, which would say so
 
     def ask(self, question: str, history: Sequence[Turn] = (), **options: Any) -> Answer:
         """Answer ``question`` in full (see :meth:`stream`)."""

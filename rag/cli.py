@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             answerer = _answerer(settings, store, embedder)
             options = {"k": args.k, "sources": args.source, "file_types": args.type}
             if args.command == "chat":
+                answerer.warm_up()  # the first answer then comes as fast as the later ones
                 return _chat(answerer, options)
             return _ask(answerer, args.question, options, args.json)
         return _sources(store)
@@ -273,7 +274,9 @@ def _sources(store: ChunkStore) -> int:
 
 def _answerer(settings: Settings, store: ChunkStore, embedder: Embedder) -> Answerer:
     retriever = Retriever(settings.retrieval, store, embedder)
-    return Answerer(settings.answer, settings.llm, retriever, make_llm(settings.llm))
+    answerer = Answerer(settings.answer, settings.llm, retriever, make_llm(settings.llm))
+    answerer.load()
+    return answerer
 
 
 def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bool) -> int:
@@ -376,6 +379,7 @@ def _ui(settings: Settings, settings_file: Path | None) -> int:
         "--server.headless=true",
         "--client.toolbarMode=viewer",
         "--server.fileWatcherType=none",  # an app to use, not to develop: no reload on save
+        "--runner.postScriptGC=false",  # a full collection after every answer took ~0.4 s of CPU
         "--browser.gatherUsageStats=false",
     ]
     # The app reads its settings as this command did: the data dir and a settings file named

@@ -94,6 +94,10 @@ class Embedder:
         encodings = self.tokenizer.encode_batch(texts, add_special_tokens=False)
         return [len(encoding.ids) for encoding in encodings]
 
+    def load(self) -> None:
+        """Load the model now rather than on the first text to embed."""
+        self._loaded()
+
     @property
     def device(self) -> str:
         """Device the model runs on (loads it)."""

@@ -69,6 +69,10 @@ class LLM(Protocol):
         """Tokens of ``text`` for this model (an upper estimate where the model is remote)."""
         ...
 
+    def load(self) -> None:
+        """Load the model now rather than on the first question (nothing to do for a server)."""
+        ...
+
 
 def _sampling(settings: LLMSettings, prompt: Prompt, chat: bool) -> dict[str, Any]:
     """The streaming request's sampling options, the same for both backends."""
@@ -105,6 +109,7 @@ class LlamaCppLLM:
         self.name = self.model_path.name
         self._model: Any = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
+        self._load_lock = threading.Lock()  # two first questions at once load it once
 
     @cached_property
     def n_threads(self) -> int:
@@ -120,23 +125,31 @@ class LlamaCppLLM:
 
         return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
+    def load(self) -> None:
+        """Load the GGUF now, so that the first question's timings count no loading."""
+        _ = self.model
+
     @property
     def model(self) -> Any:
         """The loaded ``llama_cpp.Llama``."""
-        if self._model is None:
-            from llama_cpp import Llama
+        with self._load_lock:
+            if self._model is None:
+                self._model = self._open()
+            return self._model
 
-            self._model = Llama(
-                model_path=str(self.model_path),
-                n_ctx=self.settings.n_ctx,
-                n_batch=self.settings.n_batch,
-                n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,
-                n_gpu_layers=self.n_gpu_layers,
-                seed=self.settings.seed,
-                verbose=False,
-            )
-        return self._model
+    def _open(self) -> Any:
+        from llama_cpp import Llama
+
+        return Llama(
+            model_path=str(self.model_path),
+            n_ctx=self.settings.n_ctx,
+            n_batch=self.settings.n_batch,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads,
+            n_gpu_layers=self.n_gpu_layers,
+            seed=self.settings.seed,
+            verbose=False,
+        )
 
     @cached_property
     def has_chat_template(self) -> bool:
@@ -196,6 +209,9 @@ class OpenAICompatibleLLM:
     def count_tokens(self, text: str) -> int:
         """An upper estimate: the server's tokenizer is not at hand (about 4 chars a token)."""
         return len(text.encode()) // 3 + 1
+
+    def load(self) -> None:
+        """Nothing to load: the server holds the model."""
 
     @cached_property
     def name(self) -> str:

@@ -32,6 +32,9 @@ class CountingLLM:
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
 
+    def load(self) -> None:
+        self.llm.load()
+
     def stream(self, prompt: Prompt) -> Iterator[str]:
         self.requests.append(prompt)
         return self.llm.stream(prompt)

@@ -46,6 +46,17 @@ def test_defaults_use_every_core_and_the_gpu_only_when_built_for_it(llm: LlamaCp
     assert llm.count_tokens("Paris is the capital of France.") > 3
 
 
+def test_two_first_questions_at_once_load_the_model_once() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fresh = LlamaCppLLM(LLMSettings())
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(lambda _: fresh.model, range(2))
+    assert first is second
+    fresh.load()  # loaded already: nothing happens
+    assert fresh.model is first
+
+
 def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"set llm\.model_path"):
         LlamaCppLLM(LLMSettings(model_path=tmp_path / "missing.gguf"))

@@ -116,8 +116,8 @@ def test_empty_store_shows_how_to_add_documents_and_removal_works(
 
 
 @pytest.mark.slow
-def test_missing_model_and_unreachable_server_are_messages_not_tracebacks(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+def test_missing_model_and_unreachable_servers_are_messages_not_tracebacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_dir: Path
 ) -> None:
     page = app(monkeypatch, tmp_path, RAG_LLM__MODEL_PATH=str(tmp_path / "missing.gguf"))
     assert not page.exception
@@ -131,3 +131,16 @@ def test_missing_model_and_unreachable_server_are_messages_not_tracebacks(
     )
     assert not page.exception
     assert "cannot start" in page.error[0].value
+    monkeypatch.delenv("RAG_STORE__MODE")
+    monkeypatch.delenv("RAG_STORE__PORT")
+    page = app(  # the LLM server may come up later: the page opens, the question says why not
+        monkeypatch,
+        sample_dir,
+        RAG_LLM__BACKEND="openai",
+        RAG_LLM__BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+    )
+    assert not page.exception
+    assert not page.error
+    page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
+    assert not page.exception
+    assert "No answer" in page.error[0].value

@@ -178,7 +178,7 @@ def sidebar(services: Services) -> dict[str, Any]:
             "max_tokens": st.number_input("Max answer tokens", 16, 2048, settings.llm.max_tokens),
         }
         st.subheader("In use")
-        st.caption(plain(f"Model: {services.llm.name}"))
+        st.caption(plain(f"Model: {services.model_name()}"))
         st.caption(plain(f"Device: {services.device()}"))
         st.caption(plain(f"Store: {services.store_location()}"))
     return options

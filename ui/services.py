@@ -15,7 +15,7 @@ from pathlib import Path
 from rag.answering import Answerer
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
-from rag.llm import LLM, LlamaCppLLM, make_llm
+from rag.llm import LLM, LlamaCppLLM, LLMError, make_llm
 from rag.loaders import SUPPORTED_TYPES
 from rag.retrieval import Retriever
 from rag.settings import Settings
@@ -50,9 +50,17 @@ class Services:
         llm = make_llm(settings.llm)
         retriever = Retriever(settings.retrieval, store, embedder)
         answerer = Answerer(settings.answer, settings.llm, retriever, llm)
+        answerer.warm_up()  # under the app's loading spinner, not in the first question's time
         return cls(
             settings, embedder, store, retriever, llm, answerer, Ingestor(settings, store, embedder)
         )
+
+    def model_name(self) -> str:
+        """The model's name, or why a server cannot tell it (the page still opens)."""
+        try:
+            return self.llm.name
+        except LLMError as error:
+            return f"unknown ({error})"
 
     def device(self) -> str:
         """Where the model runs, for people."""
