@@ -20,6 +20,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -196,11 +197,9 @@ def main() -> None:
         # Long enough generations to time: no stop at the line end, 64 tokens.
         long_settings = settings.model_copy(deep=True)
         long_settings.llm.max_tokens = 64
-        long_llm = LlamaCppLLM(long_settings.llm)
+        long_llm = _NoStop(long_settings.llm)
         long_llm._model = llm.model  # the same loaded model
-        long_answerer = Answerer(
-            settings.answer, long_settings.llm, answerer.retriever, _NoStop(long_llm)
-        )
+        long_answerer = Answerer(settings.answer, long_settings.llm, answerer.retriever, long_llm)
         results["overhead"] = overhead(long_answerer, long_llm, answerable[:10], args.rounds)
 
     ours = results["ours"]
@@ -251,22 +250,11 @@ def main() -> None:
         args.json.write_text(json.dumps(results, indent=2))
 
 
-class _NoStop:
+class _NoStop(LlamaCppLLM):
     """Our model with the prompt's line-end stop removed, so generations run long enough to time."""
 
-    def __init__(self, llm: LlamaCppLLM) -> None:
-        self.llm = llm
-        self.name = llm.name
-        self.chat = llm.chat
-
-    def count_tokens(self, text: str) -> int:
-        return self.llm.count_tokens(text)
-
-    def load(self) -> None:
-        self.llm.load()
-
     def stream(self, prompt: Prompt) -> Iterator[str]:
-        return self.llm.stream(Prompt(prompt.messages, prompt.completion, (), prompt.copy_from))
+        return super().stream(replace(prompt, completion_stop=()))
 
 
 if __name__ == "__main__":
