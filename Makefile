@@ -4,17 +4,42 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE := data/sample
 
-.PHONY: run test lint bench clean-store
+.PHONY: run test lint bench clean-store setup llama lock
 
-# Create .venv and install the project with its test tools; redone when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml constraints.txt
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.6.2
+
+
+# Create .venv: pip, then the project's own llama.cpp build (rag/llama_build.py: explicit flags,
+# CUDA when this machine can run it, a wheelhouse keyed by the flags, never pip's cache), then
+# exactly the versions in requirements.lock (llama-cpp-python only as that wheel, never built
+# by pip with other flags), then the project itself.
+$(VENV)/.installed: pyproject.toml requirements.lock rag/llama_build.py
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(BIN)/pip install --quiet pip==$(PIP_VERSION)
+	$(BIN)/python rag/llama_build.py
+	$(BIN)/pip install --quiet --only-binary=llama-cpp-python -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-## run: set up, ingest the sample documents, answer an example question, start the chat app
-run: $(VENV)/.installed
+## setup: .venv as the lock file and this machine want it (rebuilds llama.cpp if the GPU changed)
+setup: llama
+llama: $(VENV)/.installed
+	$(BIN)/python rag/llama_build.py
+
+## lock: resolve requirements.lock anew from pyproject.toml (newest versions), then run make test
+lock:
+	test -d .lock-venv || $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet pip==$(PIP_VERSION) pip-tools==$(PIP_TOOLS_VERSION)
+	.lock-venv/bin/pip-compile --quiet --upgrade --strip-extras --extra=dev --constraint=constraints.txt \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host \
+		--output-file=requirements.lock pyproject.toml
+	# A local CPU wheel of torch resolves as 2.x.y+cpu; pin the release so registries serve it too.
+	sed -i 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' requirements.lock
+
+## run: set up, check the machine, ingest the samples, answer an example question, start the app
+run: setup
+	$(BIN)/rag doctor
 	$(BIN)/python ingest.py $(SAMPLE)
 	$(BIN)/rag sources
 	$(BIN)/rag ask "How long does a full charge of the battery take?"
@@ -27,7 +52,7 @@ $(CHROMIUM):
 		(apt-get update && apt-get install -y --no-install-recommends chromium)
 
 ## lint: ruff and mypy, as CI runs them
-lint: $(VENV)/.installed
+lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -37,7 +62,7 @@ test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## bench: the ingestion and answering figures on the shared pydoc set, then the chat app's
-bench: $(VENV)/.installed $(CHROMIUM)
+bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_answer.py
 	$(BIN)/python bench/bench_ui.py

@@ -1,8 +1,8 @@
-"""Command line: ``rag ingest``, ``search``, ``sources``, ``ask``, ``chat`` and ``eval``.
+"""Command line: ``rag ingest``, ``search``, ``sources``, ``ask``, ``chat``, ``eval``, ``doctor``.
 
 Entry points only build services from settings and call them. Exit status: 0 when all went
-well, 1 when some files failed, 2 when the command could not run (bad settings, store error),
-130 when interrupted with Ctrl-C.
+well, 1 when some files failed (for ``doctor``: some check failed), 2 when the command could
+not run (bad settings, store error), 130 when interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from rag.settings import Settings, load_settings
 from rag.store import ChunkStore, StoreError
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_CHECK_FAILED = 1  # rag doctor
 
 
 class BarProgress(Progress):
@@ -142,6 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="start the chat app in the browser (on ui.host:ui.port, 127.0.0.1:8501 by default)",
     )
+    doctor = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="show what this machine does: build, GPU, speed, store consistency, settings",
+        description="Report versions, how llama.cpp was built and whether it is the build this "
+        "machine should run, the layers on the GPU, the embedding device, a short timed "
+        "workload beside the range expected here, the store's consistency and the settings in "
+        "effect. Exit status 1 when a check failed.",
+    )
+    doctor.add_argument("--json", action="store_true", help="print the checks as JSON")
+    doctor.add_argument(
+        "--no-workload", action="store_true", help="skip the timed workload (a few seconds)"
+    )
     evaluation = commands.add_parser(
         "eval",
         parents=[common],
@@ -166,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args, settings)
         if args.command == "ui":
             return _ui(settings, args.settings)
+        if args.command == "doctor":
+            return _doctor(settings, args)
         embedder = Embedder(settings.embedding)
         reset = args.command == "ingest" and args.reset
         store = ChunkStore(settings, embedder.name, on_wait=_tell, check_embedder=not reset)
@@ -360,6 +376,17 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(result.table())
     return EXIT_OK
+
+
+def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.doctor import diagnose
+
+    report = diagnose(settings, args.settings, workload=not args.no_workload)
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(report.text())
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
 def _ui(settings: Settings, settings_file: Path | None) -> int:

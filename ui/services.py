@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.answering import Answerer
+from rag.doctor import Report, diagnose
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.llm import LLM, LlamaCppLLM, LLMError, make_llm
@@ -36,6 +37,7 @@ class Services:
     llm: LLM
     answerer: Answerer
     ingestor: Ingestor
+    checks: Report  # rag doctor's checks, without the timed workload, run once at start
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -51,9 +53,9 @@ class Services:
         retriever = Retriever(settings.retrieval, store, embedder)
         answerer = Answerer(settings.answer, settings.llm, retriever, llm)
         answerer.warm_up()  # under the app's loading spinner, not in the first question's time
-        return cls(
-            settings, embedder, store, retriever, llm, answerer, Ingestor(settings, store, embedder)
-        )
+        checks = diagnose(settings, None, embedder=embedder, store=store, llm=llm, workload=False)
+        ingestor = Ingestor(settings, store, embedder)
+        return cls(settings, embedder, store, retriever, llm, answerer, ingestor, checks)
 
     def model_name(self) -> str:
         """The model's name, or why a server cannot tell it (the page still opens)."""
