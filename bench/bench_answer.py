@@ -6,8 +6,9 @@
 2. overhead against raw llama-cpp-python on the same prompt and model, the KV cache emptied
    before every run, raw and ours alternating: our time to first token after retrieval / raw
    prompt evaluation (target <= 1.1), our generation tokens/s / raw (target >= 0.95). "Raw"
-   is measured twice: with the same request as ours (the copy bias included: the wrapper's
-   own cost) and with a plain request (what the copy bias itself costs).
+   is measured twice: with the same request as ours, the copy bias passed as llama-cpp-python's
+   own ``logit_bias`` (a Python callback per token), and with a plain request, no bias at all
+   (the targets hold against both: ours applies the bias in llama.cpp's own sampler).
 
 Usage: python bench/bench_answer.py [--eval DIR] [--rounds N] [--no-baseline] [--json FILE]
 """
@@ -110,8 +111,8 @@ def raw_stream(llm: LlamaCppLLM, prompt: Prompt, with_bias: bool) -> Iterator[An
         "seed": settings.seed,
         "stream": True,
     }
-    if with_bias:
-        options["logits_processor"] = [llm._copy_bias(prompt.copy_from)]
+    if with_bias:  # llama-cpp-python's own way: a Python callback over the vocabulary
+        options["logit_bias"] = llm.copy_bias_map(prompt)
     return iter(llm.model.create_completion(prompt.completion, **options))
 
 
@@ -242,8 +243,12 @@ def main() -> None:
             "speed_ratio_same_request",
             " (target >= 0.95)",
         ),
-        ("first token / raw without the copy bias", "ttft_ratio_vs_plain", ""),
-        ("generation tokens/s / raw without the copy bias", "speed_ratio_vs_plain", ""),
+        ("first token / raw without the copy bias", "ttft_ratio_vs_plain", " (target <= 1.1)"),
+        (
+            "generation tokens/s / raw without the copy bias",
+            "speed_ratio_vs_plain",
+            " (target >= 0.95)",
+        ),
     ):
         print(f"  {label:<62} {results['overhead'][key]:.3f}{target}")
     if args.json:

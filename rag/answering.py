@@ -379,7 +379,8 @@ def is_follow_up(question: str) -> bool:
 
 def build_prompt(question: str, earlier: list[str], numbered: list[Source]) -> Prompt:
     """The grounded prompt, as chat messages and as a few-shot completion for base models."""
-    blocks = "".join(_source_block(source) for source in numbered)
+    each = tuple(_source_block(source) for source in numbered)  # as the budget counted them
+    blocks = "".join(each)
     asked = question + (f" (follow-up to: {' / '.join(earlier)})" if earlier else "")
     completion = (
         f"{INSTRUCTIONS}\n\n{EXAMPLES}Question: {asked}\nSources:\n{blocks}"
@@ -393,7 +394,7 @@ def build_prompt(question: str, earlier: list[str], numbered: list[Source]) -> P
         ],
         completion=completion,
         completion_stop=("\n",),
-        copy_from=blocks,
+        copy_from=each,
     )
 
 

@@ -3,7 +3,10 @@
 Instruction-tuned models get chat messages formatted by the template stored in their GGUF;
 base models (such as the bundled Gemma 3 270M, which has none) get a plain completion prompt.
 Layers go to the GPU when llama.cpp was built with GPU support; threads default to every core
-this process may use (llama-cpp-python's own default is half of them).
+this process may use (llama-cpp-python's own default is half of them). The copy bias runs in
+llama.cpp's own logit-bias sampler, not as a Python callback over the whole vocabulary for
+every token; that relies on ``Llama._init_sampler`` of the llama-cpp-python version the project
+pins (``rag/llama_build.py``), and a test checks it against the Python way.
 """
 
 from __future__ import annotations
@@ -11,15 +14,13 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-import numpy as np
-from numpy.typing import NDArray
 
 from rag.settings import LLMSettings
 
@@ -53,7 +54,7 @@ class Prompt:
     messages: list[dict[str, str]]
     completion: str
     completion_stop: tuple[str, ...] = ()  # where a base model's answer ends in ``completion``
-    copy_from: str = ""  # text whose tokens get ``llm.copy_bias`` (the sources)
+    copy_from: tuple[str, ...] = ()  # texts whose tokens get ``llm.copy_bias`` (the sources)
     temperature: float | None = None  # overrides the setting for this request
     max_tokens: int | None = None  # overrides the setting for this request
 
@@ -120,6 +121,8 @@ class LlamaCppLLM:
         self._model: Any = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
         self._load_lock = threading.Lock()  # two first questions at once load it once
+        # Token ids by text: a source is counted for the budget, then biased; tokenized once.
+        self._token_cache: dict[str, tuple[int, ...]] = {}
 
     @cached_property
     def n_threads(self) -> int:
@@ -148,9 +151,7 @@ class LlamaCppLLM:
             return self._model
 
     def _open(self) -> Any:
-        from llama_cpp import Llama
-
-        return Llama(
+        return _copy_bias_llama()(
             model_path=str(self.model_path),
             n_ctx=self.settings.n_ctx,
             n_batch=self.settings.n_batch,
@@ -172,36 +173,79 @@ class LlamaCppLLM:
         return self.has_chat_template if self.settings.chat is None else self.settings.chat
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` for this model."""
-        return len(self.model.tokenize(text.encode(), add_bos=False, special=True))
+        """Tokens of ``text`` for this model (text that spells a special token counts long)."""
+        return len(self.tokens(text))
+
+    def tokens(self, text: str) -> tuple[int, ...]:
+        """Token ids of ``text`` as plain text, remembered for the next few hundred texts."""
+        cached = self._token_cache.get(text)
+        if cached is None:
+            cached = tuple(self.model.tokenize(text.encode(), add_bos=False, special=False))
+            if len(self._token_cache) >= TOKEN_CACHE_SIZE:
+                self._token_cache.clear()
+            self._token_cache[text] = cached
+        return cached
+
+    def copy_bias_map(self, prompt: Prompt) -> dict[int, float]:
+        """``llm.copy_bias`` for every token that occurs in the prompt's sources."""
+        if not prompt.copy_from or not self.settings.copy_bias:
+            return {}
+        ids = {token for text in prompt.copy_from for token in self.tokens(text)}
+        return dict.fromkeys(sorted(ids), float(self.settings.copy_bias))
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the model writes it."""
         options = _sampling(self.settings, prompt, self.chat)
-        if prompt.copy_from and self.settings.copy_bias:
-            options["logits_processor"] = [self._copy_bias(prompt.copy_from)]
+        bias = self.copy_bias_map(prompt)
         with self._lock:
-            if self.chat:
-                for part in self.model.create_chat_completion(prompt.messages, **options):
-                    text = part["choices"][0]["delta"].get("content")
-                    if text:
-                        yield text
-            else:
-                for part in self.model.create_completion(prompt.completion, **options):
-                    text = part["choices"][0]["text"]
-                    if text:
-                        yield text
+            self.model.logit_bias = bias  # read when this request's sampler is built
+            try:
+                if self.chat:
+                    for part in self.model.create_chat_completion(prompt.messages, **options):
+                        text = part["choices"][0]["delta"].get("content")
+                        if text:
+                            yield text
+                else:
+                    for part in self.model.create_completion(prompt.completion, **options):
+                        text = part["choices"][0]["text"]
+                        if text:
+                            yield text
+            finally:
+                self.model.logit_bias = {}
 
-    def _copy_bias(self, text: str) -> Callable[[Any, NDArray[np.float32]], NDArray[np.float32]]:
-        """A logits processor adding ``copy_bias`` to every token that occurs in ``text``."""
-        tokens = np.unique(np.asarray(self.model.tokenize(text.encode(), add_bos=False)))
-        bias = np.float32(self.settings.copy_bias)
 
-        def add_bias(input_ids: Any, scores: NDArray[np.float32]) -> NDArray[np.float32]:
-            scores[tokens] += bias
-            return scores
+TOKEN_CACHE_SIZE = 512
 
-        return add_bias
+
+@cache
+def _copy_bias_llama() -> type[Any]:
+    """``llama_cpp.Llama`` whose sampler chain opens with llama.cpp's logit-bias sampler.
+
+    llama-cpp-python applies ``logits_processor`` and ``logit_bias`` through a Python callback
+    that walks the whole vocabulary (262,144 entries for Gemma 3) for every token; the native
+    sampler does the same addition in C. The chain upstream builds is kept as it is, moved
+    behind the bias.
+    """
+    import llama_cpp
+    from llama_cpp import Llama
+    from llama_cpp._internals import LlamaSampler
+
+    class CopyBiasLlama(Llama):
+        logit_bias: dict[int, float] = {}  # noqa: RUF012 - set per request, under the LLM's lock
+
+        def _init_sampler(self, *args: Any, **kwargs: Any) -> Any:
+            upstream = super()._init_sampler(*args, **kwargs)
+            if not self.logit_bias or upstream.custom_samplers:
+                return upstream
+            chain = LlamaSampler()  # type: ignore[no-untyped-call]
+            chain.add_logit_bias(self._n_vocab, self.logit_bias)
+            while llama_cpp.llama_sampler_chain_n(upstream.sampler):
+                moved = llama_cpp.llama_sampler_chain_remove(upstream.sampler, 0)
+                llama_cpp.llama_sampler_chain_add(chain.sampler, moved)
+            upstream.close()
+            return chain
+
+    return CopyBiasLlama
 
 
 class OpenAICompatibleLLM:

@@ -93,3 +93,40 @@ def test_unreachable_server_is_a_clear_error() -> None:
         LLMError, match=re.escape("cannot reach the LLM server at http://127.0.0.1:9/v1")
     ):
         list(make_llm(settings).stream(CAPITAL))
+
+
+def test_copy_bias_runs_in_llamas_sampler_and_matches_the_python_way() -> None:
+    import llama_cpp
+
+    sources = ("[1] guide.md: The kestrel hovers above the meadow at dawn.\n",)
+    prompt = Prompt(
+        messages=[],
+        completion="Question: What hovers above the meadow?\nAnswer:",
+        completion_stop=("\n",),
+        copy_from=sources,
+    )
+    strong = LlamaCppLLM(LLMSettings(max_tokens=12, copy_bias=30.0))
+    bias = strong.copy_bias_map(prompt)
+    assert set(bias) == set(strong.tokens(sources[0]))
+    assert set(bias.values()) == {30.0}
+    native = "".join(strong.stream(prompt))
+    # The same bias the way llama-cpp-python applies it itself: a Python callback.
+    python_way = strong.model.create_completion(
+        prompt.completion, max_tokens=12, temperature=0, stop=["\n"], logit_bias=bias
+    )["choices"][0]["text"]
+    assert native == python_way
+    # So strong a bias leaves the model nothing but the sources' own tokens.
+    written = strong.model.tokenize(native.encode(), add_bos=False)
+    assert set(written) <= set(bias), native
+    # And the sampler chain the model used opened with llama.cpp's logit-bias sampler.
+    strong.model.logit_bias = bias
+    chain = strong.model._init_sampler(temp=0.0)
+    first = llama_cpp.llama_sampler_chain_get(chain.sampler, 0)
+    assert llama_cpp.llama_sampler_name(first) == b"logit-bias"
+    strong.model.logit_bias = {}
+    assert (
+        llama_cpp.llama_sampler_name(
+            llama_cpp.llama_sampler_chain_get(strong.model._init_sampler(temp=0.0).sampler, 0)
+        )
+        != b"logit-bias"
+    )
