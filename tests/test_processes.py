@@ -43,7 +43,17 @@ def ingest_process(*args: str, env: dict[str, str] | None = None) -> subprocess.
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
+        preexec_fn=_sigint_as_in_a_terminal,
     )
+
+
+def _sigint_as_in_a_terminal() -> None:
+    """Ctrl-C's default action in the child, even when the suite runs in the background.
+
+    A shell starts a background job with SIGINT ignored, and an ignored signal stays ignored
+    across exec: the ingest would then never see the Ctrl-C this file sends it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def test_help_explains_every_option() -> None:
