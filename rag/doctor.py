@@ -29,7 +29,7 @@ from rag import llama_build
 from rag.embeddings import Embedder
 from rag.llm import LLM, LlamaCppLLM, LLMError, OpenAICompatibleLLM, usable_cores
 from rag.settings import Settings
-from rag.store import ChunkStore, StoreError
+from rag.store import ChunkStore, FileRecord, StoreError
 
 Status = Literal["ok", "info", "warn", "fail"]
 SECTIONS = ("versions", "llama.cpp", "embedding", "workload", "store", "settings")
@@ -439,19 +439,20 @@ def store_consistency(store: ChunkStore) -> list[Check]:
         count = store.collection.count()
     ids: Counter[str] = Counter()
     orphans: list[str] = []
-    files: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    files: dict[tuple[str, str], FileRecord] = {}
     for chunk_id, meta in _metadata_pages(store):
         ids[chunk_id] += 1
         if any(name not in (meta or {}) for name in RECORD_FIELDS):
             orphans.append(chunk_id)
             continue
-        files.setdefault((str(meta["root"]), str(meta["source"])), []).append(meta)
+        key = (str(meta["root"]), str(meta["source"]))
+        files.setdefault(key, FileRecord(*key)).add(chunk_id, meta)
     checks = [
         Check("store", "documents", str(len(files))),
         Check("store", "chunks", str(count)),
     ]
     duplicates = [chunk_id for chunk_id, seen in ids.items() if seen > 1]
-    incomplete = [source for (root, source), metas in files.items() if not _complete(metas)]
+    incomplete = [record.source for record in files.values() if not record.complete]
     problems = {
         "chunks without a file record": orphans,
         "duplicate ids": duplicates,
@@ -467,14 +468,6 @@ def store_consistency(store: ChunkStore) -> list[Check]:
     if sum(ids.values()) != count:
         checks.append(Check("store", "chunks read", f"{sum(ids.values())} of {count}", "fail"))
     return checks
-
-
-def _complete(metas: list[dict[str, Any]]) -> bool:
-    """One version of the file, with chunks 0..count-1 each once."""
-    versions = {(m["file_hash"], m["pipeline"]) for m in metas}
-    counts = {int(m["chunk_count"]) for m in metas}
-    indexes = sorted(int(m["chunk_index"]) for m in metas)
-    return len(versions) == 1 and len(counts) == 1 and indexes == list(range(counts.pop()))
 
 
 def _settings(report: Report, settings: Settings, settings_file: Path | None) -> None:

@@ -50,6 +50,18 @@ class FileRecord:
     indexes: set[int] = field(default_factory=set)
     chunk_counts: set[int] = field(default_factory=set)
 
+    def add(self, chunk_id: str, metadata: Mapping[str, Any]) -> None:
+        """Count one stored chunk of this file."""
+        self.chunk_ids.add(chunk_id)
+        self.versions.add((str(metadata["file_hash"]), str(metadata["pipeline"])))
+        self.indexes.add(int(metadata["chunk_index"]))
+        self.chunk_counts.add(int(metadata["chunk_count"]))
+
+    @property
+    def complete(self) -> bool:
+        """True when exactly one version is stored, with all its chunks, each once."""
+        return len(self.versions) == 1 and self.holds(*next(iter(self.versions)))
+
     def holds(self, file_hash: str, pipeline: str) -> bool:
         """True when exactly one complete version, this one, is stored."""
         return (
@@ -249,11 +261,7 @@ class ChunkStore:
         records: dict[tuple[str, str], FileRecord] = {}
         for chunk_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True):
             key = (str(metadata["root"]), str(metadata["source"]))
-            record = records.setdefault(key, FileRecord(*key))
-            record.chunk_ids.add(chunk_id)
-            record.versions.add((str(metadata["file_hash"]), str(metadata["pipeline"])))
-            record.indexes.add(int(cast(int, metadata["chunk_index"])))
-            record.chunk_counts.add(int(cast(int, metadata["chunk_count"])))
+            records.setdefault(key, FileRecord(*key)).add(chunk_id, metadata)
         return records
 
     def embeddings_by_content(
