@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -220,6 +221,11 @@ def _ingest(
         _tell(f"emptied collection {settings.store.collection!r} at {store.location}")
     if not args.paths:
         return EXIT_OK
+    missing = [path for path in args.paths if not os.path.lexists(path)]
+    if len(missing) == len(args.paths) or (missing and args.watch):
+        for path in missing:
+            _tell(f"error: no such file or folder: {path}")
+        return EXIT_ERROR
     if args.watch:
         return _watch(ingestor, args.paths)
     bars = BarProgress()
@@ -391,8 +397,6 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
 
 def _ui(settings: Settings, settings_file: Path | None) -> int:
     """Run the Streamlit app with the address, port and upload limit from the settings."""
-    import os
-
     app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     command = [
         sys.executable,

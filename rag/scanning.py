@@ -46,6 +46,13 @@ class ScanResult:
     scopes: list[Scope] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    _seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, file: SourceFile) -> None:
+        """Take ``file`` unless it was found already (a file named twice, or in a named folder)."""
+        if (file.root, file.source) not in self._seen:
+            self._seen.add((file.root, file.source))
+            self.files.append(file)
 
 
 def scan(paths: list[Path], max_bytes: int, exclude: tuple[Path, ...] = ()) -> ScanResult:
@@ -56,7 +63,10 @@ def scan(paths: list[Path], max_bytes: int, exclude: tuple[Path, ...] = ()) -> S
         try:
             resolved = given.resolve(strict=True)
         except (OSError, RuntimeError) as error:
-            result.failed.append((given, _reason(error)))
+            if isinstance(error, FileNotFoundError) and not os.path.lexists(given):
+                result.failed.append((given, "no such file or folder"))
+            else:
+                result.failed.append((given, _reason(error)))
             continue
         if resolved.is_dir():
             root = str(resolved)
@@ -119,7 +129,7 @@ def _add_file(path: Path, root: str, source: str, max_bytes: int, result: ScanRe
             (path, f"{info.st_size / 2**20:.1f} MB is over the {limit_mb:g} MB size limit")
         )
     else:
-        result.files.append(SourceFile(root, source, path))
+        result.add(SourceFile(root, source, path))
 
 
 def _identity(path: Path) -> tuple[int, int]:

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 Metadata = dict[str, str | int | float | bool]
 
+# Records per read: embedded Chroma fails a read of more than about 32,766 ("too many SQL
+# variables"), and a page bounds the memory one read takes.
+READ_PAGE = 10_000
+
 
 class StoreError(RuntimeError):
     """The store cannot be opened or does not match the current settings."""
@@ -255,14 +259,42 @@ class ChunkStore:
         where: Any = None
         roots = sorted(set(roots)) if roots is not None else None
         if roots is not None:
+            if not roots:
+                return {}
             where = {"root": roots[0]} if len(roots) == 1 else {"root": {"$in": roots}}
-        with self.reading():
-            result = self.collection.get(where=where, include=["metadatas"])
         records: dict[tuple[str, str], FileRecord] = {}
-        for chunk_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True):
+        for chunk_id, metadata, _ in self._pages(where, ["metadatas"]):
             key = (str(metadata["root"]), str(metadata["source"]))
             records.setdefault(key, FileRecord(*key)).add(chunk_id, metadata)
         return records
+
+    def _pages(
+        self, where: Mapping[str, Any] | None, include: list[str]
+    ) -> Iterator[tuple[str, Metadata, Any]]:
+        """(id, metadata, embedding) of every chunk matching ``where``, a page at a time.
+
+        Embedded Chroma fails any single read of more than about 32,766 records ("too many
+        SQL variables"). An embedded store is read under one shared lock, so the pages are a
+        consistent view; a server's pages can shift under a concurrent write.
+        """
+        with self.reading():
+            offset = 0
+            while True:
+                page = self.collection.get(
+                    where=cast(Any, where),
+                    include=cast(Any, include),
+                    limit=READ_PAGE,
+                    offset=offset,
+                )
+                ids = page["ids"]
+                metadatas = page["metadatas"] or [{}] * len(ids)
+                embeddings: Any = page["embeddings"]
+                if embeddings is None:
+                    embeddings = [None] * len(ids)
+                yield from zip(ids, cast(Any, metadatas), embeddings, strict=True)
+                if len(ids) < READ_PAGE:
+                    return
+                offset += len(ids)
 
     def embeddings_by_content(
         self, content_hashes: Sequence[str]
@@ -270,18 +302,10 @@ class ChunkStore:
         """Stored embeddings of chunks whose text has one of these hashes (same model)."""
         found: dict[str, NDArray[np.float32]] = {}
         unique = sorted(set(content_hashes))
-        for start in range(0, len(unique), self.max_batch):
-            batch = unique[start : start + self.max_batch]
-            with self.reading():
-                result = self.collection.get(
-                    where=cast(Any, {"content_hash": {"$in": batch}}),
-                    include=["embeddings", "metadatas"],
-                )
-            embeddings = result["embeddings"]
-            if embeddings is None:
-                continue
-            for metadata, embedding in zip(result["metadatas"] or [], embeddings, strict=True):
-                found[str(metadata["content_hash"])] = np.asarray(embedding, dtype=np.float32)
+        for start in range(0, len(unique), READ_PAGE):
+            where = {"content_hash": {"$in": unique[start : start + READ_PAGE]}}
+            for _, metadata, embedding in self._pages(where, ["embeddings", "metadatas"]):
+                found[str(metadata["content_hash"])] = _vector(embedding)
         return found
 
     def write(
@@ -340,45 +364,44 @@ class ChunkStore:
 
     def get(self, ids: Sequence[str]) -> list[StoredChunk]:
         """The chunks with these ids that exist, with text, metadata and embedding."""
-        if not ids:
-            return []
-        with self.reading():
-            result = self.collection.get(
-                ids=list(ids), include=["documents", "metadatas", "embeddings"]
-            )
-        embeddings = result["embeddings"] if result["embeddings"] is not None else []
-        return [
-            StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
-            for chunk_id, text, metadata, embedding in zip(
-                result["ids"],
-                result["documents"] or [],
-                result["metadatas"] or [],
-                embeddings,
-                strict=True,
-            )
-        ]
+        found: list[StoredChunk] = []
+        for start in range(0, len(ids), READ_PAGE):
+            with self.reading():
+                result = self.collection.get(
+                    ids=list(ids[start : start + READ_PAGE]),
+                    include=["documents", "metadatas", "embeddings"],
+                )
+            embeddings = result["embeddings"] if result["embeddings"] is not None else []
+            found += [
+                StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
+                for chunk_id, text, metadata, embedding in zip(
+                    result["ids"],
+                    result["documents"] or [],
+                    result["metadatas"] or [],
+                    embeddings,
+                    strict=True,
+                )
+            ]
+        return found
 
     def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
         """Ids of the chunks that match a metadata filter."""
-        with self.reading():
-            return set(self.collection.get(where=cast(Any, where), include=[])["ids"])
+        return {chunk_id for chunk_id, _, _ in self._pages(where, [])}
 
     def chunk_hashes(self) -> dict[str, str]:
         """Content hash of every chunk, by id: what a cache of chunk texts compares against."""
-        with self.reading():
-            result = self.collection.get(include=["metadatas"])
         return {
             chunk_id: str(metadata["content_hash"])
-            for chunk_id, metadata in zip(result["ids"], result["metadatas"] or [], strict=True)
+            for chunk_id, metadata, _ in self._pages(None, ["metadatas"])
         }
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """Text of the chunks with these ids."""
         texts: dict[str, str] = {}
-        for start in range(0, len(ids), self.max_batch):
+        for start in range(0, len(ids), READ_PAGE):
             with self.reading():
                 result = self.collection.get(
-                    ids=list(ids[start : start + self.max_batch]), include=["documents"]
+                    ids=list(ids[start : start + READ_PAGE]), include=["documents"]
                 )
             texts.update(zip(result["ids"], result["documents"] or [], strict=True))
         return texts

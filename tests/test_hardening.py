@@ -1,0 +1,115 @@
+"""Regression tests for faults and hostile input: nothing lost, crashes or injected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embeddings import Embedder
+from rag.ingestion import Ingestor
+from rag.retrieval import Retriever
+from rag.settings import load_settings
+from rag.store import ChunkStore, Metadata, StoredChunk
+from tests.conftest import SettingsFactory, run_cli
+from tests.docgen import write_mixed_folder
+
+
+def test_a_mistyped_path_is_named_and_touches_nothing(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    data = str(tmp_path / "data")
+    assert run_cli(str(docs), "--data-dir", data).returncode == 0
+
+    missing = tmp_path / "dcos"
+    alone = run_cli(str(missing), "--data-dir", data)
+    assert alone.returncode == 2
+    assert f"no such file or folder: {missing}" in alone.stderr
+    assert "Traceback" not in alone.stderr
+    assert "operand" not in alone.stderr
+
+    beside = run_cli(str(docs), str(missing), "--data-dir", data)
+    assert beside.returncode == 1, beside.stderr
+    assert f"failed: {missing}: no such file or folder" in beside.stderr
+    assert "unchanged 7" in beside.stdout
+    assert "removed 0" in beside.stdout
+
+    watched = run_cli(str(missing), "--watch", "--data-dir", data, timeout=120)
+    assert watched.returncode == 2
+    assert f"no such file or folder: {missing}" in watched.stderr
+
+
+def test_the_same_file_named_twice_is_ingested_once(ingestor: Ingestor, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    first = sorted(docs.iterdir())[0]
+    report = ingestor.sync([docs, first, docs / ".." / "docs" / first.name, first])
+    assert report.ok, report.failed
+    assert len(report.added) == 7
+    assert ingestor.sync([docs]).unchanged == 7
+
+
+def test_records_of_no_roots_is_empty(make_settings: SettingsFactory, embedder: Embedder) -> None:
+    with ChunkStore(make_settings(), embedder.name) as store:
+        assert store.records([]) == {}
+
+
+@pytest.mark.slow
+def test_cli_same_file_twice_exits_zero(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    first = sorted(docs.iterdir())[0]
+    result = run_cli(str(docs), str(first), "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 0, result.stderr
+    assert "added 7" in result.stdout
+    store = ChunkStore(load_settings(data_dir=tmp_path / "data"), "ignored", check_embedder=False)
+    assert len(store.records()) == 7
+
+
+def synthetic_chunks(root: str, files: int, per_file: int, dim: int) -> list[StoredChunk]:
+    """Chunks shaped as an ingest writes them, with random unit vectors (no model needed)."""
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((files * per_file, dim)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = []
+    for n in range(files * per_file):
+        source, index = f"bulk/file{n // per_file:04d}.txt", n % per_file
+        metadata: Metadata = {
+            "root": root,
+            "source": source,
+            "file_type": "txt",
+            "file_hash": f"hash{n // per_file}",
+            "pipeline": "synthetic",
+            "chunk_index": index,
+            "chunk_count": per_file,
+            "start_char": 0,
+            "end_char": 10,
+            "tokens": 5,
+            "content_hash": f"content{n}",
+            "headings": "",
+        }
+        chunks.append(StoredChunk(f"bulk{n}", f"filler text number {n}", metadata, vectors[n]))
+    return chunks
+
+
+@pytest.mark.slow
+def test_a_store_past_33000_chunks_keeps_working(tmp_path: Path, embedder: Embedder) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    settings = load_settings(data_dir=tmp_path / "data")
+    with ChunkStore(settings, embedder.name) as store:
+        ingestor = Ingestor(settings, store, embedder)
+        ingestor.sync([docs])
+        root = str(docs.resolve())
+        store.write(new_chunks=synthetic_chunks(root, 340, 100, 384))
+        assert store.count() > 34_000
+        assert len(store.records([root])) == 347
+        assert len(store.sources()) == 347
+        found = Retriever(settings.retrieval, store, embedder).retrieve("boiler pressure", 4)
+        assert found[0].metadata["source"] == "manual.pdf"
+        assert ingestor.remove(root, "bulk/file0000.txt") == 100
+        report = ingestor.sync([docs])  # the bulk files are not on disk: 33,900 chunks go
+        assert report.ok, report.failed
+        assert (report.unchanged, len(report.removed)) == (7, 339)
+        assert store.count() == sum(len(r.chunk_ids) for r in store.records().values()) < 100
