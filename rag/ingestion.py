@@ -221,7 +221,11 @@ class Ingestor:
                 if group:
                     writer.submit(self._embed_group(group, report))
             on_disk = {(file.root, file.source) for file in found.files}
-            gone = [record for key, record in records.items() if key not in on_disk]
+            gone = [
+                record
+                for key, record in records.items()
+                if key not in on_disk and not found.unseen(*key)
+            ]
             self.store.write(delete_ids=[i for record in gone for i in record.chunk_ids])
             _report_removals(gone, added_hashes, report)
         report.chunks_in_store = self.store.count()

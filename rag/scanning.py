@@ -1,7 +1,9 @@
 """Find the files to ingest under the paths a user gives, and what to report about the rest.
 
 A folder is synced whole: what is stored for it and no longer on disk gets removed. A single
-file is synced alone, so ingesting one file never removes its neighbours. Hidden entries
+file is synced alone, so ingesting one file never removes its neighbours. A folder or entry
+that cannot be listed or stat'ed (permissions, a flaky network mount, EIO) is reported and
+marked unknown: its files may still exist, so their stored chunks are kept. Hidden entries
 (names starting with ".") are ignored; symlinks are followed, except back into a folder
 being walked (a loop).
 """
@@ -46,7 +48,17 @@ class ScanResult:
     scopes: list[Scope] = field(default_factory=list)
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
+    unknown: set[tuple[str, str]] = field(default_factory=set)  # (root, source or folder)
     _seen: set[tuple[str, str]] = field(default_factory=set)
+
+    def unseen(self, root: str, source: str) -> bool:
+        """True when ``source`` lies in a folder or entry the scan could not read.
+
+        Such a file may well still exist: what the store holds for it must stay.
+        """
+        parts = source.split("/")
+        prefixes = {"/".join(parts[:n]) for n in range(len(parts) + 1)}
+        return any((root, prefix) in self.unknown for prefix in prefixes)
 
     def add(self, file: SourceFile) -> None:
         """Take ``file`` unless it was found already (a file named twice, or in a named folder)."""
@@ -92,6 +104,7 @@ def _walk(
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError as error:
         result.failed.append((folder, _reason(error)))
+        result.unknown.add((root, prefix.rstrip("/")))
         return
     for entry in entries:
         if entry.name.startswith("."):
@@ -102,6 +115,8 @@ def _walk(
             info = path.stat()  # follows symlinks
         except (OSError, RuntimeError) as error:
             result.failed.append((path, _reason(error)))
+            if not isinstance(error, FileNotFoundError):  # a broken symlink is gone for good
+                result.unknown.add((root, source))
             continue
         if stat.S_ISDIR(info.st_mode):
             identity = (info.st_dev, info.st_ino)
@@ -118,6 +133,8 @@ def _add_file(path: Path, root: str, source: str, max_bytes: int, result: ScanRe
         info = path.stat()
     except (OSError, RuntimeError) as error:
         result.failed.append((path, _reason(error)))
+        if not isinstance(error, FileNotFoundError):
+            result.unknown.add((root, source))
         return
     if not stat.S_ISREG(info.st_mode):
         result.failed.append((path, "not a regular file"))

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ from rag.ingestion import Ingestor
 from rag.retrieval import Retriever
 from rag.settings import load_settings
 from rag.store import ChunkStore, Metadata, StoredChunk
-from tests.conftest import SettingsFactory, run_cli
+from tests.conftest import ROOT, SettingsFactory, run_cli
 from tests.docgen import write_mixed_folder
 
 
@@ -113,3 +117,42 @@ def test_a_store_past_33000_chunks_keeps_working(tmp_path: Path, embedder: Embed
         assert report.ok, report.failed
         assert (report.unchanged, len(report.removed)) == (7, 339)
         assert store.count() == sum(len(r.chunk_ids) for r in store.records().values()) < 100
+
+
+def without_root_powers() -> list[str]:
+    """A command prefix under which chmod 000 blocks reads, as it does for every user but root.
+
+    Root keeps its uid but loses the capabilities that read through file permissions.
+    """
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a folder unreadable")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
+
+
+@pytest.mark.slow
+def test_an_unreadable_folder_keeps_its_documents(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "top.txt").write_text("The heron nests near the old mill.\n")
+    (docs / "sub" / "deep.txt").write_text("The walrus sleeps on the ice floe.\n")
+    (docs / "sub" / "more.md").write_text("# Otters\n\nOtters hold hands while asleep.\n")
+    command = [*without_root_powers(), sys.executable, str(ROOT / "ingest.py"), str(docs)]
+    command += ["--data-dir", str(tmp_path / "data")]
+
+    def ingest() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+    assert "added 3" in ingest().stdout
+    (docs / "sub").chmod(0)
+    try:
+        blocked = ingest()
+    finally:
+        (docs / "sub").chmod(0o755)
+    assert blocked.returncode == 1, blocked.stderr
+    assert f"failed: {docs / 'sub'}: cannot read: Permission denied" in blocked.stderr
+    assert "removed 0" in blocked.stdout
+    again = ingest()
+    assert "added 0, updated 0, removed 0, renamed 0, unchanged 3" in again.stdout
