@@ -381,7 +381,9 @@ def build_prompt(question: str, earlier: list[str], numbered: list[Source]) -> P
     """The grounded prompt, as chat messages and as a few-shot completion for base models."""
     each = tuple(_source_block(source) for source in numbered)  # as the budget counted them
     blocks = "".join(each)
-    asked = question + (f" (follow-up to: {' / '.join(earlier)})" if earlier else "")
+    asked = " ".join(question.split())
+    if earlier:
+        asked += f" (follow-up to: {' / '.join(' '.join(q.split()) for q in earlier)})"
     completion = (
         f"{INSTRUCTIONS}\n\n{EXAMPLES}Question: {asked}\nSources:\n{blocks}"
         f"Question: {asked}\nAnswer:"
@@ -399,7 +401,7 @@ def build_prompt(question: str, earlier: list[str], numbered: list[Source]) -> P
 
 
 def _source_block(source: Source) -> str:
-    return f"[{source.number}] {source.label}: {_fence(source.excerpt)}\n"
+    return f"[{source.number}] {_fence(source.label)}: {_fence(source.excerpt)}\n"
 
 
 def _fence(text: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -193,27 +194,68 @@ class LlamaCppLLM:
         ids = {token for text in prompt.copy_from for token in self.tokens(text)}
         return dict.fromkeys(sorted(ids), float(self.settings.copy_bias))
 
+    def prompt_tokens(self, prompt: Prompt) -> list[int]:
+        """The tokens the model reads: no text of the prompt's can become a control token.
+
+        llama-cpp-python tokenizes a text prompt with special tokens parsed, so a document
+        holding ``<end_of_turn>`` or ``<eos>`` would end the turn for real. Here only the chat
+        template's own text is parsed for special tokens; every message is plain text.
+        """
+        model = self.model
+        if not self.chat:
+            return list(model.tokenize(prompt.completion.encode(), add_bos=True, special=False))
+        marked = [
+            {**message, "content": f"{_MARK_OPEN}{n}{_MARK_CLOSE}"}
+            for n, message in enumerate(prompt.messages)
+        ]
+        rendered = self._chat_formatter(messages=marked).prompt
+        tokens: list[int] = []
+        for n, part in enumerate(_MARK.split(rendered)):
+            if n % 2:  # a message's content
+                text, special = prompt.messages[int(part)]["content"], False
+            else:  # the template's own text: role markers, turn tokens
+                text, special = part, True
+            if text:
+                tokens += model.tokenize(text.encode(), add_bos=False, special=special)
+        bos = model.token_bos()
+        if model._model.add_bos_token() and bos != -1 and tokens[:1] != [bos]:
+            tokens.insert(0, bos)  # a template without {{ bos_token }} (the ChatML stand-in)
+        return tokens
+
+    @cached_property
+    def _chat_formatter(self) -> Any:
+        """The GGUF's chat template (ChatML when it has none), as llama-cpp-python renders it."""
+        from llama_cpp.llama_chat_format import CHATML_CHAT_TEMPLATE, Jinja2ChatFormatter
+
+        model = self.model
+        template = model.metadata.get("tokenizer.chat_template") or CHATML_CHAT_TEMPLATE
+
+        def text_of(token: int) -> str:
+            return str(model._model.token_get_text(token)) if token != -1 else ""
+
+        return Jinja2ChatFormatter(
+            template, eos_token=text_of(model.token_eos()), bos_token=text_of(model.token_bos())
+        )
+
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the model writes it."""
         options = _sampling(self.settings, prompt, self.chat)
+        tokens = self.prompt_tokens(prompt)
         bias = self.copy_bias_map(prompt)
         with self._lock:
             self.model.logit_bias = bias  # read when this request's sampler is built
             try:
-                if self.chat:
-                    for part in self.model.create_chat_completion(prompt.messages, **options):
-                        text = part["choices"][0]["delta"].get("content")
-                        if text:
-                            yield text
-                else:
-                    for part in self.model.create_completion(prompt.completion, **options):
-                        text = part["choices"][0]["text"]
-                        if text:
-                            yield text
+                for part in self.model.create_completion(tokens, **options):
+                    text = part["choices"][0]["text"]
+                    if text:
+                        yield text
             finally:
                 self.model.logit_bias = {}
 
 
+# Stand-ins for message contents while the chat template renders (private-use characters).
+_MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
+_MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
 TOKEN_CACHE_SIZE = 512
 
 
@@ -280,17 +322,28 @@ class OpenAICompatibleLLM:
             msg = f"cannot list the models of the LLM server at {self.base_url}: {error}"
             raise LLMError(msg) from error
 
-    def stream(self, prompt: Prompt) -> Iterator[str]:
-        """Yield the answer piece by piece as the server sends it (server-sent events)."""
+    def request(self, prompt: Prompt) -> tuple[str, dict[str, Any]]:
+        """The URL and JSON body for ``prompt``; text that spells a special token is defused.
+
+        A server tokenizes the prompt with special tokens parsed (llama.cpp's server and vLLM
+        do), so what the documents say must not spell one.
+        """
         body = _sampling(self.settings, prompt, self.chat)
         # Extensions beyond OpenAI's API: llama.cpp's server reads top_k and repeat_penalty,
         # vLLM repetition_penalty; servers default to penalties that would differ from ours.
         body |= {"model": self.name, "repetition_penalty": self.settings.repeat_penalty}
         if self.chat:
-            body["messages"] = prompt.messages
+            body["messages"] = [
+                {**message, "content": defuse_special_tokens(message["content"])}
+                for message in prompt.messages
+            ]
         else:
-            body["prompt"] = prompt.completion
-        url = f"{self.base_url}/{'chat/completions' if self.chat else 'completions'}"
+            body["prompt"] = defuse_special_tokens(prompt.completion)
+        return f"{self.base_url}/{'chat/completions' if self.chat else 'completions'}", body
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        """Yield the answer piece by piece as the server sends it (server-sent events)."""
+        url, body = self.request(prompt)
         try:
             with self.client.stream("POST", url, json=body) as response:
                 if response.status_code >= 400:
@@ -303,14 +356,35 @@ class OpenAICompatibleLLM:
                         continue
                     if data == "[DONE]":
                         return
-                    choice = json.loads(data)["choices"][0]
-                    text = (
-                        (choice.get("delta") or {}).get("content")
-                        if self.chat
-                        else choice.get("text")
-                    )
+                    text = self._piece(url, data)
                     if text:
                         yield text
         except httpx.HTTPError as error:
             msg = f"cannot reach the LLM server at {url}: {error}"
             raise LLMError(msg) from error
+
+    def _piece(self, url: str, data: str) -> str | None:
+        """The text of one streamed event."""
+        try:
+            choice = json.loads(data)["choices"][0]
+            text = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
+            msg = f"the LLM server at {url} sent an event this client cannot read: {data[:200]!r}"
+            raise LLMError(msg) from error
+        if text is not None and not isinstance(text, str):
+            msg = f"the LLM server at {url} sent text that is not a string: {data[:200]!r}"
+            raise LLMError(msg)
+        return text
+
+
+# Spellings of special tokens across model families: <eos>, </s>, <start_of_turn>,
+# <|im_start|>, <|eot_id|>, [INST], <<SYS>>, DeepSeek's <｜end▁of▁sentence｜>.
+_SPECIAL_SPELLING = re.compile(
+    r"<\|[^|<>\s]{1,64}\|>|</?[A-Za-z_][\w.:-]{0,63}>|\[/?INST\]|<</?SYS>>|<｜[^｜\s]{1,64}｜>"
+)
+_WORD_JOINER = "\u2060"  # invisible; splits the spelling so no tokenizer matches it
+
+
+def defuse_special_tokens(text: str) -> str:
+    """``text`` with every special-token spelling broken by an invisible word joiner."""
+    return _SPECIAL_SPELLING.sub(lambda match: match[0][0] + _WORD_JOINER + match[0][1:], text)
