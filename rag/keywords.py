@@ -3,16 +3,25 @@
 Dense embeddings miss exact words a question shares with the right passage (an identifier such
 as ``popitem``, a rare term); BM25 finds them. Postings are per term, so adding or removing a
 chunk touches only its own terms and the index follows every write to the store cheaply.
+
+Words are Unicode words, case-folded with accents removed ("Größe" and "Grosse" match). Chinese,
+Japanese and Korean text has no spaces between words, so it is indexed by character pairs
+(bigrams), as search engines' CJK analyzers do. Limits: stop words are English only; no
+stemming in any language ("pumps" does not match "pump").
 """
 
 from __future__ import annotations
 
 import math
 import re
+import threading
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 
-_TOKEN = re.compile(r"[a-z0-9_]+")
+_WORD = re.compile(r"\w+")
+# Han, Hiragana, Katakana (with the prolonged sound mark), Hangul: written without spaces.
+_CJK = re.compile(r"([\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]+)")
 _STOPWORDS = frozenset(
     (
         "a an and are as at be by can do does for from has have how i if in into is it its of "
@@ -21,15 +30,32 @@ _STOPWORDS = frozenset(
 )
 
 
+_ACCENTS = re.compile("[\u0300-\u036f]")  # Latin, Greek and Cyrillic diacritics only
+
+
 def keywords(text: str) -> list[str]:
-    """Lower-case words and identifiers, no stop words: 'The d.popitem()' -> ['d', 'popitem']."""
-    return [token for token in _TOKEN.findall(text.lower()) if token not in _STOPWORDS]
+    """Folded words and identifiers, no stop words: 'The d.popitem()' -> ['d', 'popitem']."""
+    found: list[str] = []
+    for word in _WORD.findall(_fold(text)):
+        for n, part in enumerate(_CJK.split(word)):
+            if n % 2:  # a run of CJK characters: its character pairs
+                found += [part[i : i + 2] for i in range(max(1, len(part) - 1))]
+            elif part and part not in _STOPWORDS:
+                found.append(part)
+    return found
+
+
+def _fold(text: str) -> str:
+    """Case-folded, accents removed: 'Größe' -> 'grosse', 'naïve' -> 'naive'."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return unicodedata.normalize("NFC", _ACCENTS.sub("", decomposed))
 
 
 class KeywordIndex:
-    """Okapi BM25 over chunk ids."""
+    """Okapi BM25 over chunk ids; safe to search from one thread while another updates it."""
 
     def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
+        self._lock = threading.RLock()
         self.k1 = k1
         self.b = b
         self.postings: dict[str, dict[str, int]] = {}  # term -> {chunk id: term frequency}
@@ -45,7 +71,11 @@ class KeywordIndex:
 
     def add(self, chunk_id: str, text: str) -> None:
         """Index ``text`` under ``chunk_id`` (replacing what it held)."""
-        self.remove(chunk_id)
+        with self._lock:
+            self._add(chunk_id, text)
+
+    def _add(self, chunk_id: str, text: str) -> None:
+        self._remove(chunk_id)
         terms = Counter(keywords(text))
         for term, frequency in terms.items():
             self.postings.setdefault(term, {})[chunk_id] = frequency
@@ -55,6 +85,10 @@ class KeywordIndex:
 
     def remove(self, chunk_id: str) -> None:
         """Forget ``chunk_id``; nothing happens when it is not indexed."""
+        with self._lock:
+            self._remove(chunk_id)
+
+    def _remove(self, chunk_id: str) -> None:
         length = self.lengths.pop(chunk_id, None)
         if length is None:
             return
@@ -69,6 +103,12 @@ class KeywordIndex:
         self, query: str, n: int, allowed: Callable[[str], bool] | None = None
     ) -> list[tuple[str, float]]:
         """The ``n`` best (chunk id, score) pairs for ``query``, best first; score > 0."""
+        with self._lock:
+            return self._search(query, n, allowed)
+
+    def _search(
+        self, query: str, n: int, allowed: Callable[[str], bool] | None
+    ) -> list[tuple[str, float]]:
         if not self.lengths:
             return []
         count = len(self.lengths)

@@ -89,7 +89,7 @@ class Retriever:
             fused[hit.id] = 1 / (settings.rrf_k + rank + 1)
 
         if settings.hybrid:
-            keyword_hits = self._keyword_hits(query, settings.candidates, sources, file_types)
+            keyword_hits = self.keyword_hits(query, settings.candidates, sources, file_types)
             unseen = [chunk_id for chunk_id, _ in keyword_hits if chunk_id not in candidates]
             for chunk in self.store.get(unseen):
                 similarity = float(np.dot(chunk.embedding, question))
@@ -150,13 +150,14 @@ class Retriever:
             ranked.append(_with(chunk, best_windows=order))
         return sorted(ranked, key=lambda chunk: -best[chunk.id])
 
-    def _keyword_hits(
+    def keyword_hits(
         self,
         query: str,
         n: int,
-        sources: Collection[str] | None,
-        file_types: Collection[str] | None,
+        sources: Collection[str] | None = None,
+        file_types: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
+        """The ``n`` best BM25 (chunk id, score) pairs, the index first brought up to date."""
         self._sync_index()
         if not sources and not file_types:
             return self.index.search(query, n)

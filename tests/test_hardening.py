@@ -6,6 +6,9 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
+from rag.keywords import KeywordIndex
 from rag.retrieval import Retriever
 from rag.settings import load_settings
 from rag.store import ChunkStore, Metadata, StoredChunk
@@ -156,3 +160,32 @@ def test_an_unreadable_folder_keeps_its_documents(tmp_path: Path) -> None:
     assert "removed 0" in blocked.stdout
     again = ingest()
     assert "added 0, updated 0, removed 0, renamed 0, unchanged 3" in again.stdout
+
+
+def test_keyword_search_while_another_session_writes() -> None:
+    index = KeywordIndex()
+    for n in range(5_000):
+        index.add(f"c{n}", f"common words of chunk {n}")
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        while not done.is_set():
+            try:
+                index.search("common chunk", 5)
+                time.sleep(0.0005)  # a pause between questions, as people make
+            except BaseException as error:  # noqa: BLE001 - the test reports any error
+                errors.append(error)
+                return
+
+    searcher = threading.Thread(target=search)
+    searcher.start()
+    try:
+        for n in range(1_000):  # another browser session's ingest, synced into the index
+            index.add(f"new{n}", f"common text {n}")
+            index.remove(f"c{n}")
+    finally:
+        done.set()
+        searcher.join()
+    assert not errors, errors
+    assert len(index) == 5_000

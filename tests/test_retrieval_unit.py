@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from rag.answering import support
 from rag.keywords import KeywordIndex, keywords
 from rag.retrieval import Retrieved, _mmr, _where, _without_near_duplicates, sentence_windows
 
@@ -90,3 +91,25 @@ def test_filters_become_chroma_where() -> None:
     assert _where(["a.md"], [".PDF"]) == {
         "$and": [{"source": {"$in": ["a.md"]}}, {"file_type": {"$in": ["pdf"]}}]
     }
+
+
+def test_keywords_are_unicode_words() -> None:
+    assert keywords("Größe naïve café") == ["grosse", "naive", "cafe"]
+    assert keywords("ΣΊΣΥΦΟΣ Ελλάδα") == ["σισυφοσ", "ελλαδα"]
+    assert keywords("東京タワーの高さ") == ["東京", "京タ", "タワ", "ワー", "ーの", "の高", "高さ"]
+    assert keywords("서울 tower") == ["서울", "tower"]
+
+
+def test_an_answer_in_another_script_is_checked_against_its_evidence() -> None:
+    assert support("東京タワーの高さは333メートルです", "東京タワーの高さは333メートルです") == 1.0
+    assert support("富士山は日本一高い山です", "東京タワーの高さは333メートルです") < 0.3
+    assert support("Die Größe beträgt drei Meter", "Die Grösse beträgt drei Meter.") == 1.0
+
+
+def test_keyword_search_finds_words_with_accents_either_way() -> None:
+    index = KeywordIndex()
+    index.add("de", "Die Größe des Kessels beträgt drei Meter.")
+    index.add("fr", "Le café est servi à huit heures.")
+    index.add("en", "The boiler is three metres tall.")
+    assert index.search("Grösse Kessel", 1)[0][0] == "de"
+    assert index.search("cafe", 1)[0][0] == "fr"
