@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +173,7 @@ def test_keyword_search_while_another_session_writes() -> None:
             try:
                 index.search("common chunk", 5)
                 time.sleep(0.0005)  # a pause between questions, as people make
-            except BaseException as error:  # noqa: BLE001 - the test reports any error
+            except BaseException as error:
                 errors.append(error)
                 return
 
