@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rag.errors import QuestionError
 from rag.keywords import keywords
 from rag.llm import LLM, LLMError, Prompt
 from rag.retrieval import Retrieved, Retriever, sentences
@@ -236,14 +237,14 @@ class Answerer:
         ``hybrid``, ``temperature`` and ``max_tokens`` override the settings for this question.
 
         Raises:
-            ValueError: the question is empty or longer than ``answer.max_question_chars``.
+            QuestionError: the question is empty or longer than ``answer.max_question_chars``.
         """
         question = question.strip()
         if not question:
-            raise ValueError("the question is empty")
+            raise QuestionError("the question is empty")
         if len(question) > self.settings.max_question_chars:
             msg = f"the question is longer than {self.settings.max_question_chars} characters"
-            raise ValueError(msg)
+            raise QuestionError(msg)
         started = time.perf_counter()
         earlier: list[str] = []  # a question that stands alone is not dragged back to old subjects
         if self.settings.history_turns and is_follow_up(question):

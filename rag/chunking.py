@@ -17,6 +17,7 @@ from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rag.errors import SettingsError
 from rag.loaders import LoadedDocument, Section
 
 # Boundaries tried in order, coarsest first. Overlap applies from the second one on.
@@ -51,8 +52,11 @@ class Chunker:
         overlap_tokens: int = 0,
     ) -> None:
         if not 0 <= overlap_tokens < max_tokens:
-            msg = f"overlap_tokens ({overlap_tokens}) must be below max_tokens ({max_tokens})"
-            raise ValueError(msg)
+            msg = (
+                f"chunking.overlap_tokens ({overlap_tokens}) must be below the chunk size "
+                f"({max_tokens} tokens)"
+            )
+            raise SettingsError(msg)
         self.token_spans = token_spans
         self.max_tokens = max_tokens
         self.overlap_tokens = overlap_tokens

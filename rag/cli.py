@@ -23,12 +23,12 @@ from tqdm import tqdm
 
 from rag.answering import Answer, Answerer, AnswerStream, Turn
 from rag.embeddings import Embedder
+from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
-from rag.llm import LLMError, make_llm
-from rag.locking import LockTimeoutError
+from rag.llm import make_llm
 from rag.retrieval import Retriever
 from rag.settings import Settings, load_settings
-from rag.store import ChunkStore, StoreError
+from rag.store import ChunkStore
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_CHECK_FAILED = 1  # rag doctor
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 return _chat(answerer, options)
             return _ask(answerer, args.question, options, args.json)
         return _sources(store)
-    except (StoreError, LockTimeoutError, FileNotFoundError, ValueError, LLMError) as error:
+    except RagError as error:
         _tell(f"error: {error}")
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -324,11 +324,10 @@ def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
             _tell("(new conversation)")
             continue
         try:
-            stream = answerer.stream(question, history, **options)
-        except ValueError as error:
+            answer = _print_streamed(answerer.stream(question, history, **options))
+        except RagError as error:  # a store or server gone: say so, keep the conversation
             _tell(f"error: {error}")
             continue
-        answer = _print_streamed(stream)
         history.append(Turn(question, answer.text))
 
 

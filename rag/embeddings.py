@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tokenizers import Tokenizer
 
+from rag.errors import ModelNotFoundError
 from rag.settings import EmbeddingSettings
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class Embedder:
                 f"embedding model folder {self.model_path} is not a sentence-transformers model "
                 "(no modules.json); set embedding.model_path to a local model folder"
             )
-            raise FileNotFoundError(msg)
+            raise ModelNotFoundError(msg)
         self._model: Any = None
         self._load_lock = threading.Lock()
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from rag.answering import Answer, Answerer
+from rag.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
             )
         except (ValueError, KeyError, TypeError) as error:
             msg = f"{path}, line {number}: not a question ({error!r})"
-            raise ValueError(msg) from error
+            raise SettingsError(msg) from error
     return questions
 
 

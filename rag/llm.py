@@ -23,10 +23,11 @@ from typing import Any, Protocol
 
 import httpx
 
+from rag.errors import ModelNotFoundError, RagError
 from rag.settings import LLMSettings
 
 
-class LLMError(RuntimeError):
+class LLMError(RagError):
     """The model could not answer: a server unreachable or refusing, with its reason."""
 
 
@@ -117,7 +118,7 @@ class LlamaCppLLM:
         self.model_path = settings.model_path or bundled_gguf_path()
         if not self.model_path.is_file():
             msg = f"model file {self.model_path} does not exist; set llm.model_path to a GGUF file"
-            raise FileNotFoundError(msg)
+            raise ModelNotFoundError(msg)
         self.name = self.model_path.name
         self._model: Any = None
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time

@@ -17,10 +17,12 @@ from pathlib import Path
 
 import charset_normalizer
 
+from rag.errors import RagError
+
 SUPPORTED_TYPES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv"})
 
 
-class LoadError(Exception):
+class LoadError(RagError):
     """A file that cannot be ingested; ``reason`` says why in words a user can act on."""
 
     def __init__(self, path: Path, reason: str) -> None:

@@ -21,8 +21,10 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from rag.errors import RagError
 
-class LockTimeoutError(TimeoutError):
+
+class LockTimeoutError(RagError, TimeoutError):
     """Another process held the store lock for longer than the configured wait."""
 
 

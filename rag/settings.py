@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from rag.errors import SettingsError
+
 DEFAULT_SETTINGS_FILE = Path("rag.toml")
 
 
@@ -240,15 +242,20 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     """Build settings from ``overrides``, the environment and the settings file.
 
     Raises:
-        FileNotFoundError: a settings file was named but does not exist.
+        SettingsError: a settings file was named but does not exist, or a value is invalid.
     """
     named = settings_file or os.environ.get("RAG_SETTINGS_FILE")
     path = Path(named) if named else DEFAULT_SETTINGS_FILE
     if named and not path.is_file():
         msg = f"settings file {path} does not exist"
-        raise FileNotFoundError(msg)
+        raise SettingsError(msg)
 
     class FileSettings(Settings):
         model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
 
-    return FileSettings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return FileSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as error:  # pydantic's ValidationError, TOML syntax errors
+        where = f" (settings file {path})" if path.is_file() else ""
+        msg = f"invalid settings{where}: {error}"
+        raise SettingsError(msg) from error

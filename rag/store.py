@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from rag.errors import RagError
 from rag.locking import NoLock, StoreLock
 from rag.settings import Settings
 
@@ -39,7 +40,7 @@ Metadata = dict[str, str | int | float | bool]
 READ_PAGE = 10_000
 
 
-class StoreError(RuntimeError):
+class StoreError(RagError):
     """The store cannot be opened or does not match the current settings."""
 
 
@@ -148,14 +149,14 @@ class ChunkStore:
     @contextmanager
     def reading(self) -> Iterator[None]:
         """Hold off writers, and see everything they wrote before."""
-        with self.lock.shared():
+        with self.lock.shared(), self._failures("read"):
             self._refresh()
             yield
 
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Be the only one touching the store; tell other processes afterwards."""
-        with self.lock.exclusive():
+        with self.lock.exclusive(), self._failures("write"):
             self._refresh()
             try:
                 yield
@@ -168,12 +169,36 @@ class ChunkStore:
                         metadata={"embedder": self.embedder_name, "generation": uuid.uuid4().hex}
                     )
 
+    @contextmanager
+    def _failures(self, action: str) -> Iterator[None]:
+        """Chroma's own errors (a server gone, a full disk, a corrupt file) as a StoreError."""
+        try:
+            yield
+        except RagError:
+            raise
+        except Exception as error:  # chromadb, httpx and sqlite raise many unrelated types
+            msg = (
+                f"cannot {action} the Chroma store at {self.location}: "
+                f"{type(error).__name__}: {error}"
+            )
+            if self.settings.store.mode == "server":
+                msg += "; check that the Chroma server is running and reachable"
+            else:
+                msg += "; check the disk (space, permissions); `rag doctor` checks the store"
+            raise StoreError(msg) from error
+
     def generation(self) -> str:
         """Changes whenever any process writes: lets a reader know when to refresh a cache."""
         if self.settings.store.mode == "embedded":
             return str(self._generation())
-        collection = self.client.get_collection(self.settings.store.collection)
-        return str((collection.metadata or {}).get("generation", ""))
+        from chromadb.errors import NotFoundError
+
+        with self._failures("read"):
+            try:
+                collection = self.client.get_collection(self.settings.store.collection)
+            except NotFoundError:  # another process is resetting it
+                return "none"
+        return f"{collection.id}:{(collection.metadata or {}).get('generation', '')}"
 
     def _generation(self) -> int:
         if self.settings.store.mode != "embedded":
@@ -184,8 +209,13 @@ class ChunkStore:
             return 0
 
     def _refresh(self) -> None:
-        """Reopen the embedded client when another process wrote since we last looked."""
+        """Reopen the embedded client when another process wrote since we last looked.
+
+        On a server, another process's reset replaces the collection with a new one of the
+        same name: the handle is looked up again, so this one never points at the dropped one.
+        """
         if self.settings.store.mode != "embedded":
+            self.collection = self._open_collection()
             return
         with self._refresh_lock:  # threads of one process (the chat UI) share this store
             self._refresh_unlocked()

@@ -18,8 +18,8 @@ from rag.ingestion import Ingestor
 from rag.keywords import KeywordIndex
 from rag.retrieval import Retriever
 from rag.settings import load_settings
-from rag.store import ChunkStore, Metadata, StoredChunk
-from tests.conftest import ROOT, SettingsFactory, run_cli
+from rag.store import ChunkStore, Metadata, StoredChunk, StoreError
+from tests.conftest import ROOT, SettingsFactory, free_port, run_cli, wait_until_serving
 from tests.docgen import write_mixed_folder
 
 
@@ -188,3 +188,86 @@ def test_keyword_search_while_another_session_writes() -> None:
         searcher.join()
     assert not errors, errors
     assert len(index) == 5_000
+
+
+def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
+    """``chroma run`` on 127.0.0.1:port, waited for until it answers."""
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_until_serving(
+        f"http://127.0.0.1:{port}/api/v2/heartbeat",
+        lambda r: r.status_code == 200,
+        process,
+        path / "no-log",
+    )
+    return process
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_chroma_server_killed_and_restarted(tmp_path: Path, embedder: Embedder) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    port = free_port()
+    server = start_chroma(tmp_path / "db", port)
+    settings = load_settings(data_dir=tmp_path / "data", store={"mode": "server", "port": port})
+    try:
+        store = ChunkStore(settings, embedder.name)
+        assert Ingestor(settings, store, embedder).sync([docs]).ok
+        retriever = Retriever(settings.retrieval, store, embedder)
+        assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"
+        server.kill()
+        server.wait()
+        with pytest.raises(StoreError, match=f"Chroma store at http://127.0.0.1:{port}.*running"):
+            retriever.retrieve("boiler pressure", 1)
+        with pytest.raises(StoreError, match="cannot (read|write)"):
+            Ingestor(settings, store, embedder).remove(str(docs.resolve()), "notes.txt")
+        env = {"RAG_STORE__MODE": "server", "RAG_STORE__PORT": str(port)}
+        listing = run_cli("--data-dir", str(tmp_path / "data"), env=env)  # a usage error
+        assert listing.returncode == 2
+        search = run_rag_env(["search", "boiler pressure"], env)
+        assert search.returncode == 2
+        assert f"error: cannot open the Chroma store at http://127.0.0.1:{port}" in search.stderr
+        assert "Traceback" not in search.stderr
+        server = start_chroma(tmp_path / "db", port)
+        assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"
+        assert Ingestor(settings, store, embedder).sync([docs]).unchanged == 7
+    finally:
+        server.kill()
+
+
+def run_rag_env(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rag.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.server
+def test_a_reset_by_another_process_on_a_server(
+    chroma_server: tuple[str, int], tmp_path: Path, embedder: Embedder
+) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    host, port = chroma_server
+    store_settings = {"mode": "server", "host": host, "port": port, "collection": "reset-test"}
+    settings = load_settings(data_dir=tmp_path / "data", store=store_settings)
+    app_store = ChunkStore(settings, embedder.name)  # the chat app's, open all along
+    retriever = Retriever(settings.retrieval, app_store, embedder)
+    with ChunkStore(settings, embedder.name) as other:
+        Ingestor(settings, other, embedder).sync([docs / "notes.txt"])
+        assert retriever.retrieve("heron", 1)
+        ingest = Ingestor(settings, other, embedder)
+        ingest.reset()  # `rag ingest --reset` in a terminal
+        ingest.sync([docs])
+    assert app_store.count() == sum(len(r.chunk_ids) for r in app_store.records().values())
+    assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"

@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from rag.errors import SettingsError
 from rag.settings import load_settings
 
 
@@ -40,11 +40,11 @@ def test_named_settings_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings(named).chunking.overlap_tokens == 7
     monkeypatch.setenv("RAG_SETTINGS_FILE", str(named))
     assert load_settings().chunking.overlap_tokens == 7
-    with pytest.raises(FileNotFoundError, match=r"missing\.toml"):
+    with pytest.raises(SettingsError, match=r"missing\.toml"):
         load_settings(tmp_path / "missing.toml")
 
 
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_STORE__MODE", "cloud")
-    with pytest.raises(ValidationError, match="mode"):
+    with pytest.raises(SettingsError, match="mode"):
         load_settings()

@@ -1,16 +1,18 @@
 """The chat page through Streamlit's AppTest, with the real store and models."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from rag.answering import Turn
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.settings import load_settings
 from rag.store import ChunkStore
 from tests.conftest import ROOT, free_port
-from ui.services import plain, safe_file_name, save_upload
+from ui.services import conversation, plain, safe_file_name, save_upload
 
 APP = str(ROOT / "ui" / "app.py")
 SAMPLE = ROOT / "data" / "sample"
@@ -149,3 +151,25 @@ def test_missing_model_and_unreachable_servers_are_messages_not_tracebacks(
     page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
     assert not page.exception
     assert "No answer" in page.error[0].value
+
+
+@pytest.mark.slow
+def test_settings_beyond_the_usual_range_open_the_page(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
+    page = app(monkeypatch, sample_dir, RAG_RETRIEVAL__K="20", RAG_LLM__MAX_TOKENS="4096")
+    assert not page.exception
+    assert page.sidebar.slider[0].value == 20
+    assert page.sidebar.number_input[0].value == 4096
+
+
+def test_an_interrupted_answer_leaves_the_conversation_paired() -> None:
+    answered: dict[str, Any] = {"role": "assistant", "text": "Four hours.", "answer": object()}
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "text": "What does the warranty cover?"},  # interrupted: no answer
+        {"role": "user", "text": "How long does charging take?"},
+        answered,
+        {"role": "user", "text": "And the frame?"},
+        {"role": "assistant", "text": "partial", "answer": None},  # stopped while streaming
+    ]
+    assert conversation(messages) == [Turn("How long does charging take?", "Four hours.")]

@@ -7,18 +7,17 @@ literally, never as HTML or markdown.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from rag.answering import Answer, Turn
+from rag.answering import Answer
+from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
-from rag.llm import LLMError
-from rag.locking import LockTimeoutError
 from rag.settings import Settings, load_settings
-from rag.store import StoreError
-from ui.services import UPLOAD_TYPES, Services, plain, save_upload
+from ui.services import UPLOAD_TYPES, Services, conversation, plain, save_upload
 
 st.set_page_config(page_title="Ask your documents", page_icon=":material/forum:")
 
@@ -52,8 +51,8 @@ def main() -> None:
     try:
         settings = load_settings()
         services = services_for(settings.model_dump_json())
-    except (StoreError, LockTimeoutError, FileNotFoundError, LLMError, ValueError) as error:
-        st.error(f"The app cannot start: {error}", icon=":material/error:")
+    except RagError as error:
+        st.error(plain(f"The app cannot start: {error}"), icon=":material/error:")
         st.stop()
     state: Any = st.session_state
     state.setdefault("messages", [])
@@ -71,17 +70,24 @@ def chat(services: Services, options: dict[str, Any]) -> None:
     """The conversation. A question reruns only this part: the sidebar stays as it is."""
     state: Any = st.session_state
     settings = services.settings
-    if services.store.count() == 0:
+    try:
+        empty = services.store.count() == 0
+    except RagError as error:
+        st.error(plain(f"Cannot read the store: {error}"), icon=":material/error:")
+        return
+    if empty:
         st.info(
             "No documents yet. Upload some in the sidebar (txt, md, html, pdf, docx, csv), "
             "or run `python ingest.py PATH` in a terminal.",
             icon=":material/upload_file:",
         )
-    for message in state.messages:
+    for message, after in itertools.zip_longest(state.messages, state.messages[1:]):
         with st.chat_message(message["role"]):
             st.markdown(plain(message["text"]))
             if message.get("answer") is not None:
                 show_sources(message["answer"])
+            elif message["role"] == "assistant" or (after or {}).get("role") != "assistant":
+                st.caption("Interrupted: no answer to this question.")
 
     question = st.chat_input(
         "Ask a question about your documents",
@@ -94,30 +100,29 @@ def chat(services: Services, options: dict[str, Any]) -> None:
 def ask(services: Services, question: str, options: dict[str, Any]) -> None:
     """Show the question, stream the answer into the page, then its sources."""
     state: Any = st.session_state
-    history = [
-        Turn(user["text"], assistant["text"])
-        for user, assistant in zip(state.messages[::2], state.messages[1::2], strict=False)
-    ]
+    history = conversation(state.messages)
     with st.chat_message("user"):
         st.markdown(plain(question))
     state.messages.append({"role": "user", "text": question})
+    # Recorded before it streams: a rerun that stops the stream leaves it marked unfinished.
+    reply: dict[str, Any] = {"role": "assistant", "text": "", "answer": None}
+    state.messages.append(reply)
     with st.chat_message("assistant"):
         shown = st.empty()
-        text = ""
         try:
             stream = services.answerer.stream(question, history, **options)
             for piece in stream:
-                text += piece
-                shown.markdown(plain(text))
-            answer = stream.result()
-        except (StoreError, LLMError, LockTimeoutError, ValueError) as error:
+                reply["text"] += piece
+                shown.markdown(plain(reply["text"]))
+            answer = stream.answer or stream.result()
+        except RagError as error:
             shown.empty()
-            st.error(f"No answer: {error}", icon=":material/error:")
-            state.messages.pop()
+            st.error(plain(f"No answer: {error}"), icon=":material/error:")
+            del state.messages[-2:]
             return
+        reply |= {"text": answer.text, "answer": answer}
         shown.markdown(plain(answer.text))
         show_sources(answer)
-    state.messages.append({"role": "assistant", "text": answer.text, "answer": answer})
 
 
 def show_sources(answer: Answer) -> None:
@@ -171,11 +176,17 @@ def sidebar(services: Services) -> dict[str, Any]:
         documents(services)
 
         st.subheader("Answer settings")
+        # The settings file may go past the usual ranges: the controls then reach that far.
+        retrieval, llm = settings.retrieval, settings.llm
         options = {
-            "k": st.slider("Chunks to retrieve (k)", 1, 12, settings.retrieval.k),
-            "hybrid": st.toggle("Hybrid retrieval (keywords + meaning)", settings.retrieval.hybrid),
-            "temperature": st.slider("Temperature", 0.0, 1.5, settings.llm.temperature, 0.05),
-            "max_tokens": st.number_input("Max answer tokens", 16, 2048, settings.llm.max_tokens),
+            "k": st.slider("Chunks to retrieve (k)", 1, max(12, retrieval.k), retrieval.k),
+            "hybrid": st.toggle("Hybrid retrieval (keywords + meaning)", retrieval.hybrid),
+            "temperature": st.slider(
+                "Temperature", 0.0, max(1.5, llm.temperature), llm.temperature, 0.05
+            ),
+            "max_tokens": st.number_input(
+                "Max answer tokens", 1, max(2048, llm.max_tokens), llm.max_tokens
+            ),
         }
         st.subheader("In use")
         st.caption(plain(f"Model: {services.model_name()}"))
@@ -207,8 +218,8 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
             report = Ingestor(services.settings, services.store, services.embedder, progress).sync(
                 saved
             )
-        except (StoreError, LockTimeoutError) as error:
-            st.error(f"The ingest failed: {error}", icon=":material/error:")
+        except RagError as error:
+            st.error(plain(f"The ingest failed: {error}"), icon=":material/error:")
             return
         finally:
             progress.bar.empty()
@@ -226,8 +237,8 @@ def documents(services: Services) -> None:
     """Every stored document with its chunk count, and a button to take it out."""
     try:
         records = services.store.records()
-    except Exception as error:  # the page's edge: a store gone away is a message, not a trace
-        st.error(f"Cannot list the documents: {error}", icon=":material/error:")
+    except RagError as error:
+        st.error(plain(f"Cannot list the documents: {error}"), icon=":material/error:")
         return
     if not records:
         st.caption("Nothing indexed yet.")
@@ -239,9 +250,13 @@ def documents(services: Services) -> None:
         if remove.button(
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):
-            services.ingestor.remove(root, source)
-            if root == uploads:
-                (Path(root) / source).unlink(missing_ok=True)
+            try:
+                services.ingestor.remove(root, source)
+                if root == uploads:
+                    (Path(root) / source).unlink(missing_ok=True)
+            except (RagError, OSError) as error:
+                st.error(plain(f"Cannot remove {source}: {error}"), icon=":material/error:")
+                return
             st.rerun()
 
 

@@ -7,12 +7,14 @@ turns documents' and the model's text into something Streamlit shows literally.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from rag.answering import Answerer
+from rag.answering import Answerer, Turn
 from rag.doctor import Report, diagnose
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
@@ -77,6 +79,21 @@ class Services:
         if store.mode == "server":
             return f"Chroma server {store.host}:{store.port}, collection {store.collection!r}"
         return f"embedded Chroma at {self.settings.chroma_path}"
+
+
+def conversation(messages: list[dict[str, Any]]) -> list[Turn]:
+    """The finished exchanges of a chat: a question directly followed by its finished answer.
+
+    A question whose answer was interrupted (a click or a new question while it streamed)
+    has none, or an unfinished one: it is left out, and no answer pairs with another question.
+    """
+    return [
+        Turn(asked["text"], answered["text"])
+        for asked, answered in itertools.pairwise(messages)
+        if asked["role"] == "user"
+        and answered["role"] == "assistant"
+        and answered.get("answer") is not None
+    ]
 
 
 def plain(text: str) -> str:
