@@ -241,21 +241,30 @@ def _ingest(
 def _watch(ingestor: Ingestor, paths: list[Path]) -> int:
     from rag.watching import watch
 
-    stop = threading.Event()
+    """Until Ctrl-C (exit 130, at once, even mid-sync) or SIGTERM (exit 0, as a service stops)."""
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def on_terminate(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_terminate)
     _tell(f"watching {', '.join(map(str, paths))}; Ctrl-C stops")
 
     def on_sync(report: IngestReport) -> None:
         _print_report(report)
         sys.stdout.flush()
 
-    watch(ingestor, paths, on_sync, stop)
+    def on_error(error: RagError, retry_s: float) -> None:
+        _tell(f"error: {error}; retrying in {retry_s:.0f}s")
+
+    try:
+        watch(ingestor, paths, on_sync, threading.Event(), on_error)
+    except _Terminated:
+        _tell("stopped: what was written is consistent")
     return EXIT_OK
+
+
+class _Terminated(Exception):
+    """SIGTERM arrived: stop watching now, as a sync killed at any moment allows."""
 
 
 def _print_report(report: IngestReport, out: TextIO = sys.stdout) -> None:

@@ -2,7 +2,9 @@
 
 File events only say *that* something changed; each sync then compares the whole folder with
 the store, which is cheap for unchanged files (one hash each) and cannot miss an event that
-the operating system dropped. Events are debounced so a burst of saves costs one sync.
+the operating system dropped. Events are debounced so a burst of saves costs one sync. A sync
+that fails (a store server down, another writer holding the store too long) is reported and
+retried after a growing pause (1 s doubling to 60 s), changes or not, until one succeeds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport
+
+RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
 
 
 class _Changes(FileSystemEventHandler):
@@ -53,8 +58,12 @@ def watch(
     paths: Sequence[Path],
     on_sync: Callable[[IngestReport], None],
     stop: threading.Event,
+    on_error: Callable[[RagError, float], None],
 ) -> None:
-    """Sync once, then again after each quiet spell following changes, until ``stop`` is set."""
+    """Sync once, then again after each quiet spell following changes, until ``stop`` is set.
+
+    ``on_error`` gets a failed sync's error and the seconds until the retry.
+    """
     settings = ingestor.settings
     changes = _Changes((settings.chroma_path.resolve(), settings.lock_dir.resolve()))
     observer = Observer()
@@ -62,12 +71,22 @@ def watch(
         folder = path if path.is_dir() else path.parent
         observer.schedule(changes, str(folder.resolve()), recursive=path.is_dir())
     observer.start()
+    quiet_s = ingestor.settings.ingest.watch_debounce_s
+    pause = RETRY_FIRST_S
+    retry_at: float | None = time.monotonic()  # the first sync, at once
     try:
-        on_sync(ingestor.sync(paths))
-        quiet_s = ingestor.settings.ingest.watch_debounce_s
         while not stop.wait(min(0.2, quiet_s or 0.2)):
-            if changes.take_if_quiet(quiet_s):
-                on_sync(ingestor.sync(paths))
+            due = retry_at is not None and time.monotonic() >= retry_at
+            if not (changes.take_if_quiet(quiet_s) or due):
+                continue
+            try:
+                report = ingestor.sync(paths)
+            except RagError as error:
+                on_error(error, pause)
+                retry_at, pause = time.monotonic() + pause, min(pause * 2, RETRY_MAX_S)
+                continue
+            retry_at, pause = None, RETRY_FIRST_S
+            on_sync(report)
     finally:
         observer.stop()
         observer.join()

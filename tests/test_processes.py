@@ -10,10 +10,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rag.embeddings import Embedder
+from rag.locking import StoreLock
 from rag.settings import load_settings
 from rag.store import ChunkStore
 from tests.conftest import ROOT, run_cli
@@ -252,3 +254,62 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, embedder: Emb
     assert rerun.returncode == 0, rerun.stderr
     assert "failed 0" in rerun.stdout
     assert "added 0" not in rerun.stdout  # the interrupted run left work to finish
+
+
+def test_watch_survives_store_errors_and_ctrl_c_stops_it_at_once(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    data = tmp_path / "data"
+    lock = StoreLock(load_settings(data_dir=data).lock_dir, 60)
+    held = lock.writer()
+    held.__enter__()  # another ingest holds the store: the watcher's first sync cannot write
+    process = ingest_process(
+        str(docs),
+        "--watch",
+        "--data-dir",
+        str(data),
+        env={"RAG_INGEST__WATCH_DEBOUNCE_S": "0.3", "RAG_STORE__LOCK_TIMEOUT_S": "2"},
+    )
+    output = Lines(process)
+    try:
+        output.wait_for("gave up after 2s")
+        output.wait_for("retrying in")
+        held.__exit__(None, None, None)
+        output.wait_for("added 7,")  # the retry, with no file changed
+        held = lock.writer()
+        held.__enter__()
+        (docs / "new.md").write_text("# New\n\nA note about kestrels.\n")
+        output.wait_for("another ingest is writing to the store")
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert time.monotonic() - started < 5
+    finally:
+        held.__exit__(None, None, None)
+        process.kill()
+    assert process.returncode == 130
+    output.wait_for("interrupted")
+
+
+class Lines:
+    """A process's stdout and stderr lines, read as they come."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: queue.Queue[str] = queue.Queue()
+        for stream in (process.stdout, process.stderr):
+            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+
+    def _pump(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.put(line)
+
+    def wait_for(self, expected: str, timeout: float = 120) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if expected in line:
+                return line
+        raise AssertionError(f"no line with {expected!r}")
