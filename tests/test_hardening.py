@@ -224,7 +224,7 @@ def test_a_chroma_server_killed_and_restarted(tmp_path: Path, embedder: Embedder
         server.wait()
         with pytest.raises(StoreError, match=f"Chroma store at http://127.0.0.1:{port}.*running"):
             retriever.retrieve("boiler pressure", 1)
-        with pytest.raises(StoreError, match="cannot (read|write)"):
+        with pytest.raises(StoreError, match=r"cannot (read|write)"):
             Ingestor(settings, store, embedder).remove(str(docs.resolve()), "notes.txt")
         env = {"RAG_STORE__MODE": "server", "RAG_STORE__PORT": str(port)}
         listing = run_cli("--data-dir", str(tmp_path / "data"), env=env)  # a usage error
