@@ -43,6 +43,17 @@ class StoreLock:
         # flock does not exclude threads of one process that share a descriptor; this does.
         self._access = threading.RLock()
         self._held_exclusive = threading.local()
+        self._told = threading.local()  # this thread's own listener (one browser session's)
+
+    @contextlib.contextmanager
+    def telling(self, on_wait: Callable[[str], None]) -> Iterator[None]:
+        """Within the block, this thread's waits are told to ``on_wait`` instead."""
+        before = getattr(self._told, "on_wait", None)
+        self._told.on_wait = on_wait
+        try:
+            yield
+        finally:
+            self._told.on_wait = before
 
     @contextlib.contextmanager
     def writer(self) -> Iterator[None]:
@@ -92,8 +103,9 @@ class StoreLock:
                 if time.monotonic() > deadline:
                     msg = f"gave up after {self.timeout_s:.0f}s: {waiting_message}"
                     raise LockTimeoutError(msg) from None
-                if not told and self.on_wait is not None:
-                    self.on_wait(waiting_message)
+                on_wait = getattr(self._told, "on_wait", None) or self.on_wait
+                if not told and on_wait is not None:
+                    on_wait(waiting_message)
                     told = True
                 time.sleep(delay)
                 delay = min(delay * 2, 0.2)

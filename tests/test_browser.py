@@ -181,3 +181,27 @@ def test_rag_ui_passes_its_settings_file_to_the_app(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_an_upload_says_what_it_waits_for(app_url: str, tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    from rag.locking import StoreLock
+    from rag.settings import load_settings
+
+    document = tmp_path / "kestrel.md"
+    document.write_text(DOCUMENT)
+    lock = StoreLock(load_settings(data_dir=tmp_path / "data").lock_dir, 60)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page()
+        page.goto(app_url)
+        expect(page.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+        with lock.writer():  # an ingest in a terminal holds the store
+            page.locator("input[type=file]").set_input_files(str(document))
+            page.get_by_role("button", name="Ingest").click()
+            waiting = page.get_by_text("Waiting: another ingest is writing to the store")
+            expect(waiting).to_be_visible(timeout=60_000)
+        expect(page.get_by_text("Added 1, updated 0")).to_be_visible(timeout=120_000)
+        expect(waiting).to_have_count(0)
+        browser.close()

@@ -214,15 +214,22 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
     report = IngestReport()
     if saved:
         progress = BarProgress()
-        try:  # an ingestor of its own: its progress bar is this session's
-            report = Ingestor(services.settings, services.store, services.embedder, progress).sync(
-                saved
-            )
+        notice = st.empty()
+
+        def waiting(reason: str) -> None:
+            notice.info(plain(f"Waiting: {reason}…"), icon=":material/hourglass_top:")
+
+        # An ingestor of its own: its progress bar is this session's.
+        ingestor = Ingestor(services.settings, services.store, services.embedder, progress)
+        try:
+            with services.store.lock.telling(waiting):
+                report = ingestor.sync(saved)
         except RagError as error:
             st.error(plain(f"The ingest failed: {error}"), icon=":material/error:")
             return
         finally:
             progress.bar.empty()
+            notice.empty()
     failed = refused + report.failed
     summary = (
         f"Added {len(report.added)}, updated {len(report.updated)}, "
