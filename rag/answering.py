@@ -171,12 +171,14 @@ class AnswerStream:
         for piece in self._pieces:
             self._text.append(piece)
             yield piece
-        self.answer = self._finish("".join(self._text))
+        if self.answer is None:  # a second pass over a finished stream changes nothing
+            self.answer = self._finish("".join(self._text))
 
     def result(self) -> Answer:
         """Read the rest of the stream and return the finished answer."""
-        for _ in self:
-            pass
+        if self.answer is None:
+            for _ in self:
+                pass
         assert self.answer is not None
         return self.answer
 

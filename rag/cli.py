@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="show the chunks that best match a query (dense and keyword search fused)",
     )
     search.add_argument("query", help="what to look for")
-    search.add_argument("-k", type=int, default=4, help="how many chunks (default 4)")
+    search.add_argument("-k", type=int, help="how many chunks (default: retrieval.k)")
 
     commands.add_parser(
         "sources", parents=[common], help="list stored documents with their chunk counts"
@@ -277,7 +277,7 @@ def _print_report(report: IngestReport, out: TextIO = sys.stdout) -> None:
     print(f"[{stamp}] {report.summary()}", file=out, flush=True)
 
 
-def _search(query: str, k: int, retriever: Retriever) -> int:
+def _search(query: str, k: int | None, retriever: Retriever) -> int:
     if retriever.store.count() == 0:
         _tell("the store is empty: run `python ingest.py PATH` first")
         return EXIT_OK
@@ -374,8 +374,10 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         _tell(f"error: corpus {args.corpus} is not a folder")
         return EXIT_ERROR
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as data_dir:
-        settings = settings.model_copy(update={"data_dir": Path(data_dir)})
-        settings.store.mode = "embedded"  # a fresh store of its own, whatever the settings say
+        # A fresh embedded store of its own, whatever the settings say; the caller's settings
+        # stay as they were (a copy is shallow: its store block is copied too).
+        embedded = settings.store.model_copy(update={"mode": "embedded"})
+        settings = settings.model_copy(update={"data_dir": Path(data_dir), "store": embedded})
         embedder = Embedder(settings.embedding)
         with ChunkStore(settings, embedder.name) as store:
             report = Ingestor(settings, store, embedder).sync([args.corpus])

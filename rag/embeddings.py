@@ -37,6 +37,9 @@ CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
 
 
+_WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".onnx"})
+
+
 def default_batch_size(device: str) -> int:
     """Texts per forward pass for a device: small on a CPU, large where a GPU needs filling."""
     return CPU_BATCH_SIZE if device == "cpu" else GPU_BATCH_SIZE
@@ -66,12 +69,22 @@ class Embedder:
 
     @cached_property
     def name(self) -> str:
-        """Stable identity of the model: folder name plus a hash of its config files."""
+        """Stable identity of the model: folder name plus a hash of its config files.
+
+        A configured model's weights are hashed too (two fine-tunes of one base share every
+        config file); the bundled model's are fixed by its pinned package, and leaving them
+        out keeps the identity that existing stores were built with.
+        """
         digest = hashlib.sha256()
         for config in ("config.json", "modules.json", "sentence_bert_config.json"):
             path = self.model_path / config
             if path.is_file():
                 digest.update(path.read_bytes())
+        if self.settings.model_path is not None:
+            for weights in sorted(self.model_path.rglob("*")):
+                if weights.suffix in _WEIGHT_SUFFIXES and weights.is_file():
+                    with weights.open("rb") as file:
+                        digest.update(hashlib.file_digest(file, "sha256").digest())
         return f"{self.model_path.name}-{digest.hexdigest()[:12]}"
 
     @cached_property

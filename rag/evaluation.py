@@ -34,7 +34,8 @@ def load_questions(path: Path) -> list[EvalQuestion]:
     """Read a JSON-lines question set.
 
     Raises:
-        ValueError: a line is not a question, with the file and line number.
+        SettingsError: a line is not a question (with the file and line number), or there
+            are none.
     """
     questions = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -54,6 +55,9 @@ def load_questions(path: Path) -> list[EvalQuestion]:
         except (ValueError, KeyError, TypeError) as error:
             msg = f"{path}, line {number}: not a question ({error!r})"
             raise SettingsError(msg) from error
+    if not questions:
+        msg = f"{path} holds no questions"
+        raise SettingsError(msg)
     return questions
 
 

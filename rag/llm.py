@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,6 +154,7 @@ class LlamaCppLLM:
             return self._model
 
     def _open(self) -> Any:
+        _quiet_llama_log()
         return _copy_bias_llama()(
             model_path=str(self.model_path),
             n_ctx=self.settings.n_ctx,
@@ -258,6 +260,30 @@ class LlamaCppLLM:
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"
 _MARK = re.compile(f"{_MARK_OPEN}(\\d+){_MARK_CLOSE}")
 TOKEN_CACHE_SIZE = 512
+_GGML_LOG_ERROR = 4  # ggml_log_level: NONE, DEBUG, INFO, WARN, ERROR, CONT
+
+
+@cache
+def _quiet_llama_log() -> None:
+    """Let only llama.cpp's errors reach stderr.
+
+    llama-cpp-python maps ggml's log levels from an older enum, so its warnings pass as
+    errors: "using full-size SWA cache" would be printed on every question.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+    def errors_only(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == _GGML_LOG_ERROR:
+            sys.stderr.write(text.decode("utf-8", "replace"))
+
+    _LOG_CALLBACKS.append(errors_only)  # ctypes calls it for the life of the process
+    llama_cpp.llama_log_set(errors_only, ctypes.c_void_p(0))
+
+
+_LOG_CALLBACKS: list[Any] = []
 
 
 @cache
@@ -297,7 +323,8 @@ class OpenAICompatibleLLM:
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
+        key = settings.api_key.get_secret_value() if settings.api_key else None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.client = httpx.Client(
             headers=headers, timeout=httpx.Timeout(settings.timeout_s, connect=10.0)
         )

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -146,7 +146,9 @@ class LLMSettings(BaseModel):
     base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="The server's OpenAI API root (openai backend)."
     )
-    api_key: str | None = Field(None, description="Bearer token, when the server wants one.")
+    api_key: SecretStr | None = Field(
+        None, description="Bearer token, when the server wants one; never printed."
+    )
     server_model: str | None = Field(
         None, description="Model name on the server; unset: the first one it lists."
     )

@@ -133,7 +133,11 @@ class ChunkStore:
         with self.lock.exclusive():
             self._seen_generation = self._generation()
             self.client = self._connect()
-            self.collection = self._open_collection()
+            try:
+                self.collection = self._open_collection()
+            except BaseException:
+                self.close()  # a refused store keeps no files or threads open
+                raise
         self.max_batch = self.client.get_max_batch_size()
 
     def close(self) -> None:

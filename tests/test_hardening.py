@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -9,15 +10,20 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
+from rag.answering import AnswerStream
+from rag.cli import _eval as cli_eval
+from rag.cli import build_parser
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.keywords import KeywordIndex
+from rag.llm import OpenAICompatibleLLM
 from rag.retrieval import Retriever
-from rag.settings import load_settings
+from rag.settings import EmbeddingSettings, load_settings
 from rag.store import ChunkStore, Metadata, StoredChunk, StoreError
 from tests.conftest import ROOT, SettingsFactory, free_port, run_cli, wait_until_serving
 from tests.docgen import write_mixed_folder
@@ -271,3 +277,103 @@ def test_a_reset_by_another_process_on_a_server(
         ingest.sync([docs])
     assert app_store.count() == sum(len(r.chunk_ids) for r in app_store.records().values())
     assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"
+
+
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
+    data_dir = tmp_path_factory.mktemp("sample-store")
+    settings = load_settings(data_dir=data_dir)
+    with ChunkStore(settings, embedder.name) as store:
+        assert Ingestor(settings, store, embedder).sync([ROOT / "data" / "sample"]).ok
+    return data_dir
+
+
+@pytest.mark.slow
+def test_search_k_follows_the_setting_and_ask_prints_no_llama_log(sample_store: Path) -> None:
+    env = {"RAG_DATA_DIR": str(sample_store), "RAG_RETRIEVAL__K": "5"}
+    env["RAG_RETRIEVAL__MIN_SIMILARITY"] = "0"  # every chunk may come back
+    search = run_rag_env(["search", "battery charge"], env)
+    assert search.returncode == 0, search.stderr
+    assert "5. [similarity" in search.stdout
+    assert "6. [similarity" not in search.stdout
+    ask = run_rag_env(["ask", "How long does a full charge take?"], env)
+    assert ask.returncode == 0, ask.stderr
+    assert ask.stderr == ""  # llama.cpp's own log lines ("using full-size SWA cache") stay out
+
+
+def test_a_streamed_answer_is_finished_once() -> None:
+    finished: list[str] = []
+
+    def finish(text: str) -> Any:
+        finished.append(text)
+        return text
+
+    stream = AnswerStream(iter(["four ", "hours"]), finish)
+    assert "".join(stream) == "four hours"
+    assert cast(str, stream.result()) == "four hours"
+    assert finished == ["four hours"]
+
+
+@pytest.mark.slow
+def test_eval_keeps_the_callers_settings_and_refuses_an_empty_question_file(
+    tmp_path: Path,
+) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "note.md").write_text("# Note\n\nThe kestrel hovers over the field.\n")
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    result = run_rag_env(["eval", str(empty), "--corpus", str(corpus)], {})
+    assert result.returncode == 2
+    assert f"error: {empty} holds no questions" in result.stderr
+    questions = tmp_path / "qa.jsonl"
+    questions.write_text('{"id": "1", "question": "What hovers?", "answers": ["kestrel"]}\n')
+    settings = load_settings(data_dir=tmp_path / "data", store={"mode": "server", "port": 9})
+    args = build_parser().parse_args(["eval", str(questions), "--corpus", str(corpus)])
+    assert cli_eval(args, settings) == 0
+    assert settings.store.mode == "server"
+    assert settings.data_dir == tmp_path / "data"
+
+
+def test_store_closes_its_client_when_the_embedder_check_fails(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    settings = load_settings(data_dir=tmp_path / "data")
+    ChunkStore(settings, "model-a").close()
+
+    def open_store_files() -> int:
+        fds = Path("/proc/self/fd")
+        links = []
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):  # closed since the listing
+                links.append(str(fd.readlink()))
+        return sum(str(settings.chroma_path) in link for link in links)
+
+    before = open_store_files()
+    for _ in range(3):
+        with pytest.raises(StoreError, match="model-a"):
+            ChunkStore(settings, "model-b")
+    assert open_store_files() == before
+
+
+def test_two_models_with_one_config_are_told_apart(tmp_path: Path) -> None:
+    from rag.embeddings import bundled_model_path
+
+    first, second = tmp_path / "tuned-a" / "model", tmp_path / "tuned-b" / "model"
+    shutil.copytree(bundled_model_path(), first)
+    shutil.copytree(bundled_model_path(), second)
+    weights = next(second.glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    weights.write_bytes(bytes(data))
+    names = {Embedder(EmbeddingSettings(model_path=path)).name for path in (first, second)}
+    assert len(names) == 2
+
+
+def test_an_api_key_never_prints() -> None:
+    settings = load_settings(llm={"backend": "openai", "api_key": "sk-secret-123"})
+    assert "sk-secret-123" not in repr(settings)
+    assert "sk-secret-123" not in str(settings.model_dump())
+    assert "sk-secret-123" not in settings.model_dump_json()
+    served = OpenAICompatibleLLM(settings.llm)
+    assert served.client.headers["Authorization"] == "Bearer sk-secret-123"

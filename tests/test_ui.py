@@ -29,7 +29,7 @@ def test_plain_shows_markup_literally() -> None:
 def test_upload_names_cannot_leave_the_uploads_folder(tmp_path: Path) -> None:
     uploads = tmp_path / "uploads"
     for name in ("../../x.txt", "/etc/passwd.txt", "..\\..\\y.txt", "a/../../z.md"):
-        path = save_upload(uploads, name, b"data")
+        path = save_upload(uploads, name, b"data").path
         assert path.parent == uploads.resolve()
     assert sorted(p.name for p in uploads.iterdir()) == ["passwd.txt", "x.txt", "y.txt", "z.md"]
     assert safe_file_name("ré sumé<1>.pdf") == "ré sumé_1_.pdf"
@@ -38,6 +38,18 @@ def test_upload_names_cannot_leave_the_uploads_folder(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="not a usable file name"):
             safe_file_name(unusable)
     assert not (tmp_path / "x.txt").exists()
+    long = safe_file_name("a" * 300 + ".pdf")
+    assert long.endswith(".pdf")
+    assert len(long) <= 150
+
+
+def test_uploads_with_one_name_are_kept_apart_and_a_replacement_is_said(tmp_path: Path) -> None:
+    first = save_upload(tmp_path, "report?.txt", b"one").path
+    second = save_upload(tmp_path, "report*.txt", b"two", taken={first}).path
+    assert (first.name, second.name) == ("report_.txt", "report_ (2).txt")
+    assert first.read_bytes() == b"one"
+    assert save_upload(tmp_path, "report?.txt", b"three").replaced
+    assert not save_upload(tmp_path, "new.txt", b"four").replaced
 
 
 @pytest.fixture(scope="module")

@@ -202,15 +202,22 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
     """Save the uploads under the data folder and sync them into the store, with a summary."""
     limit = services.settings.ui.max_upload_mb * 2**20
     saved: list[Path] = []
+    replaced: list[str] = []
     refused: list[tuple[str, str]] = []
     for upload in files:
         if upload.size > limit:
             refused.append((upload.name, f"larger than {services.settings.ui.max_upload_mb} MB"))
             continue
         try:
-            saved.append(save_upload(services.settings.uploads_dir, upload.name, upload.getvalue()))
+            kept = save_upload(
+                services.settings.uploads_dir, upload.name, upload.getvalue(), taken=saved
+            )
         except (ValueError, OSError) as error:
             refused.append((upload.name, str(error)))
+            continue
+        saved.append(kept.path)
+        if kept.replaced:
+            replaced.append(kept.path.name)
     report = IngestReport()
     if saved:
         progress = BarProgress()
@@ -238,6 +245,8 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
     (st.warning if failed else st.success)(plain(summary))
     for name, reason in failed:
         st.caption(plain(f"{Path(name).name}: {reason}"))
+    for name in replaced:
+        st.caption(plain(f"{name}: replaced the earlier upload of that name"))
 
 
 def documents(services: Services) -> None:

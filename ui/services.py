@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import re
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.store import ChunkStore
 
+MAX_NAME = 150  # characters of an upload's file name
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_TYPES)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$=:\"'])")
 
@@ -117,19 +119,41 @@ def safe_file_name(name: str) -> str:
     if not cleaned or cleaned.startswith("."):
         msg = f"{name!r} is not a usable file name"
         raise ValueError(msg)
-    return cleaned[:150]
+    stem, dot, suffix = cleaned.rpartition(".")
+    if not dot or len(suffix) > 10:
+        return cleaned[:MAX_NAME]
+    return f"{stem[: MAX_NAME - len(suffix) - 1].rstrip(' .')}.{suffix}"  # the type stays
 
 
-def save_upload(folder: Path, name: str, data: bytes) -> Path:
-    """Write an uploaded file under ``folder`` with a sanitized name; returns its path.
+@dataclass(frozen=True)
+class SavedUpload:
+    """Where an upload went, and whether it replaced an earlier upload of the same name."""
+
+    path: Path
+    replaced: bool
+
+
+def save_upload(folder: Path, name: str, data: bytes, taken: Collection[Path] = ()) -> SavedUpload:
+    """Write an uploaded file under ``folder`` with a sanitized name.
+
+    ``taken`` holds the paths of this batch's earlier uploads: a name that cleans to one of
+    them gets a number ("report (2).txt") instead of overwriting it. A name already in the
+    folder from an earlier batch is a new version of that document: it is replaced, and said.
 
     Raises:
         ValueError: the name is unusable or would lead outside ``folder``.
     """
     folder.mkdir(parents=True, exist_ok=True)
-    path = (folder / safe_file_name(name)).resolve()
+    cleaned = safe_file_name(name)
+    path = (folder / cleaned).resolve()
+    number = 1
+    while path in taken:
+        number += 1
+        stem, dot, suffix = cleaned.rpartition(".") if "." in cleaned else (cleaned, "", "")
+        path = (folder / f"{stem} ({number}){dot}{suffix}").resolve()
     if path.parent != folder.resolve():
         msg = f"{name!r} would be written outside {folder}"
         raise ValueError(msg)
+    replaced = path.exists()
     path.write_bytes(data)
-    return path
+    return SavedUpload(path, replaced)
