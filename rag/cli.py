@@ -272,6 +272,8 @@ def _print_report(report: IngestReport, out: TextIO = sys.stdout) -> None:
     stamp = time.strftime("%H:%M:%S")
     for path, reason in report.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
+    for path, note in report.notes:
+        print(f"note: {path}: {note}", file=sys.stderr)
     for old, new in report.renamed:
         print(f"renamed: {old} -> {new}", file=out)
     print(f"[{stamp}] {report.summary()}", file=out, flush=True)

@@ -66,6 +66,7 @@ class IngestReport:
     unchanged: int = 0
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # ingested, with a remark
     chunks_embedded: int = 0
     chunks_reused: int = 0
     chunks_in_store: int = 0
@@ -246,10 +247,16 @@ class Ingestor:
             report.unchanged += 1
             return None
         try:
-            chunks = self.chunker.split(load(file.path, data))
+            document = load(file.path, data)
         except LoadError as error:
             report.failed.append((str(file.path), error.reason))
             return None
+        if document.hidden_chars:
+            note = (
+                f"hidden text left out: {document.hidden_chars} characters a reader would not see"
+            )
+            report.notes.append((str(file.path), note))
+        chunks = self.chunker.split(document)
         return _Prepared(file, file_hash, chunks, record)
 
     def _embed_group(self, group: list[_Prepared], report: IngestReport) -> _GroupWrite:

@@ -4,6 +4,16 @@ Every loader returns a :class:`LoadedDocument`: the file's extracted text, and t
 of it (a stretch under one heading path, on one page). Chunk offsets point into that text:
 for txt and md it is the file's own text, for the other types the text the loader extracted.
 Any problem becomes a :class:`LoadError` that names the file and the reason.
+
+Text a reader would not see is left out and counted (``hidden_chars``), since a known attack
+hides instructions to the model in it: invisible characters (zero-width spaces, word joiners,
+bidirectional overrides, Unicode tag characters) in every type; in HTML, elements hidden by
+``display:none``, ``visibility:hidden``, ``opacity:0``, zero font size, the ``hidden`` or
+``aria-hidden`` attribute, or a text colour equal to their background (white on an unset
+background counts as white on white), set inline or by a stylesheet's simple ``.class``,
+``#id`` or tag rule; in PDFs, text drawn invisible (render mode 3 or 7), in white, or off the
+page. Limits: other CSS (combinators, media queries, external sheets) is not evaluated; PDF
+text hidden under an image or in a colour close to but not exactly the background is kept.
 """
 
 from __future__ import annotations
@@ -14,6 +24,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import charset_normalizer
 
@@ -47,6 +58,21 @@ class LoadedDocument:
 
     text: str
     sections: list[Section] = field(default_factory=list)
+    hidden_chars: int = 0  # characters of hidden text left out
+
+
+# Invisible in any text: zero-width space, word joiner and invisible operators, byte order
+# mark, bidirectional embeddings, overrides and isolates, Unicode tag characters (which can
+# spell out ASCII a model reads). Zero-width (non-)joiners stay: Persian and Indic need them.
+_INVISIBLE = re.compile(
+    "[\u200b\u2060-\u2064\ufeff\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]"
+)
+
+
+def strip_invisible(text: str) -> tuple[str, int]:
+    """``text`` without invisible characters, and how many there were."""
+    stripped = _INVISIBLE.sub("", text)
+    return stripped, len(text) - len(stripped)
 
 
 class _Builder:
@@ -56,8 +82,11 @@ class _Builder:
         self.parts: list[str] = []
         self.length = 0
         self.sections: list[Section] = []
+        self.hidden_chars = 0
 
     def add(self, text: str, headings: tuple[str, ...] = (), page: int | None = None) -> None:
+        text, hidden = strip_invisible(text)
+        self.hidden_chars += hidden
         text = text.strip()
         if not text:
             return
@@ -74,7 +103,7 @@ class _Builder:
             self.sections.append(Section(start, self.length, headings, page))
 
     def build(self) -> LoadedDocument:
-        return LoadedDocument("".join(self.parts), self.sections)
+        return LoadedDocument("".join(self.parts), self.sections, self.hidden_chars)
 
 
 def load(path: Path, data: bytes | None = None) -> LoadedDocument:
@@ -190,7 +219,7 @@ def _heading_lines(text: str, markdown: bool) -> Iterator[tuple[int, int, str]]:
 
 
 def _load_plain(path: Path, data: bytes, markdown: bool) -> LoadedDocument:
-    text = decode_text(path, data)
+    text, hidden = strip_invisible(decode_text(path, data))
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     start = 0
@@ -202,7 +231,8 @@ def _load_plain(path: Path, data: bytes, markdown: bool) -> LoadedDocument:
         stack.append((level, title))
         start = offset
     sections.append(Section(start, len(text), tuple(t for _, t in stack)))
-    return LoadedDocument(text, [s for s in sections if text[s.start : s.end].strip()])
+    kept = [s for s in sections if text[s.start : s.end].strip()]
+    return LoadedDocument(text, kept, hidden)
 
 
 def load_txt(path: Path, data: bytes) -> LoadedDocument:
@@ -266,6 +296,7 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     from bs4.element import Comment, Doctype, NavigableString, Tag
 
     soup = BeautifulSoup(decode_text(path, data), "html.parser")
+    rules = _stylesheet_rules(" ".join(style.get_text() for style in soup.find_all("style")))
     builder = _Builder()
     stack: list[tuple[int, str]] = []
     paragraph: list[str] = []
@@ -274,13 +305,19 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
         builder.add(_SPACES.sub(" ", "".join(paragraph)), tuple(t for _, t in stack))
         paragraph.clear()
 
-    def walk(node: Tag) -> None:
+    def walk(node: Tag, background: tuple[int, ...]) -> None:
         for child in node.children:
             if isinstance(child, Comment | Doctype):
                 continue
             if isinstance(child, NavigableString):
                 paragraph.append(str(child))
             elif isinstance(child, Tag) and child.name not in _SKIPPED_TAGS:
+                style = _style_of(child, rules)
+                inner = _color(style.get("background-color") or style.get("background", ""))
+                shown_on = inner or background
+                if _hidden(child, style, shown_on):
+                    builder.hidden_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
+                    continue
                 level = _HEADING_TAGS.get(child.name)
                 if level is not None:
                     flush()
@@ -290,14 +327,86 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
                     builder.add(stack[-1][1], tuple(t for _, t in stack))
                 elif child.name in _BLOCK_TAGS:
                     flush()
-                    walk(child)
+                    walk(child, shown_on)
                     flush()
                 else:
-                    walk(child)
+                    walk(child, shown_on)
 
-    walk(soup)
+    walk(soup, _WHITE)  # a page without a background colour shows white
     flush()
     return builder.build()
+
+
+_WHITE = (255, 255, 255)
+_NAMED_COLORS = {"white": _WHITE, "black": (0, 0, 0), "transparent": ()}
+_HEX_COLOR = re.compile(r"#([0-9a-f]{3}|[0-9a-f]{6})\b")
+_RGB_COLOR = re.compile(r"rgba?\(\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)")
+_ZERO_SIZE = re.compile(r"0*\.?0+(px|pt|em|rem|%|vw|vh)?")
+_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+_SIMPLE_SELECTOR = re.compile(r"[.#]?[\w-]+")
+
+
+def _declarations(css: str) -> dict[str, str]:
+    """'color: red; display:none' -> {'color': 'red', 'display': 'none'}."""
+    found: dict[str, str] = {}
+    for declaration in css.split(";"):
+        name, colon, value = declaration.partition(":")
+        if colon:
+            found[name.strip().lower()] = value.replace("!important", "").strip().lower()
+    return found
+
+
+def _stylesheet_rules(css: str) -> dict[str, dict[str, str]]:
+    """Declarations of a stylesheet's simple selectors: 'p', '.class', '#id'."""
+    rules: dict[str, dict[str, str]] = {}
+    for selectors, body in _RULE.findall(re.sub(r"/\*.*?\*/", "", css, flags=re.S)):
+        for selector in selectors.split(","):
+            if _SIMPLE_SELECTOR.fullmatch(selector.strip()):
+                rules.setdefault(selector.strip().lower(), {}).update(_declarations(body))
+    return rules
+
+
+def _style_of(tag: Any, rules: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The tag's declarations: stylesheet rules for its name, classes and id, then inline."""
+    style: dict[str, str] = {}
+    if rules:
+        classes = tag.get("class") or []
+        for selector in (tag.name, *(f".{c}" for c in classes), f"#{tag.get('id', '')}"):
+            style.update(rules.get(str(selector).lower(), {}))
+    inline = tag.get("style")
+    if inline:
+        style.update(_declarations(str(inline)))
+    return style
+
+
+def _color(value: str) -> tuple[int, ...] | None:
+    """An RGB triple from a CSS colour (or a background shorthand holding one); () clear."""
+    value = value.lower()
+    if match := _HEX_COLOR.search(value):
+        digits = match.group(1)
+        if len(digits) == 3:
+            digits = "".join(d * 2 for d in digits)
+        return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
+    if match := _RGB_COLOR.search(value):
+        return tuple(int(n) for n in match.groups())
+    return next((rgb for name, rgb in _NAMED_COLORS.items() if name in value.split()), None)
+
+
+def _hidden(tag: Any, style: dict[str, str], background: tuple[int, ...]) -> bool:
+    """Whether a reader would see nothing of ``tag``: hidden, transparent, tiny or camouflaged."""
+    if tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true":
+        return True
+    if style.get("display") == "none" or style.get("visibility") in ("hidden", "collapse"):
+        return True
+    try:
+        if float(style.get("opacity", "1").rstrip("%")) == 0:
+            return True
+    except ValueError:
+        pass
+    if _ZERO_SIZE.fullmatch(style.get("font-size", "")):
+        return True
+    color = _color(style.get("color", ""))
+    return bool(color) and color == background
 
 
 # --- pdf, docx, csv ---------------------------------------------------------------------
@@ -312,11 +421,65 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
         raise LoadError(path, "encrypted PDF (needs a password)")
     builder = _Builder()
     for number, page in enumerate(reader.pages, start=1):
-        builder.add(page.extract_text() or "", page=number)
+        text, hidden = _visible_pdf_text(page)
+        builder.add(text, page=number)
+        builder.hidden_chars += hidden
     document = builder.build()
     if not document.text.strip():
         raise LoadError(path, "no extractable text in the PDF (scanned images need OCR)")
     return document
+
+
+_SHOW_TEXT = frozenset({b"Tj", b"TJ", b"'", b'"'})
+
+
+def _visible_pdf_text(page: Any) -> tuple[str, int]:
+    """The page's text as pypdf extracts it, less what is drawn invisibly; hidden chars.
+
+    pypdf hands each piece of text it extracts to a visitor, after the operators that drew
+    it; the graphics state at those operators tells whether a reader could see it: the
+    render mode (3 and 7 draw nothing), the fill colour (white), the position (off the page).
+    A piece mixing visible and hidden drawing is kept.
+    """
+    left, bottom, right, top = (float(v) for v in page.mediabox)
+    state: dict[str, Any] = {"mode": 0, "white": False}
+    saved: list[dict[str, Any]] = []
+    drawn: list[bool] = []  # per text-showing operator since the last piece: hidden?
+    kept: list[str] = []
+    hidden = 0
+
+    def before(operator: bytes, args: list[Any], cm: list[float], tm: list[float]) -> None:
+        if operator == b"q":
+            saved.append(dict(state))
+        elif operator == b"Q" and saved:
+            state.update(saved.pop())
+        elif operator == b"Tr" and args:
+            state["mode"] = int(args[0])
+        elif operator in (b"g", b"rg", b"sc", b"scn") and args:
+            state["white"] = _all_numbers(args) and all(float(a) >= 0.99 for a in args)
+        elif operator == b"k" and args:
+            state["white"] = _all_numbers(args) and all(float(a) <= 0.01 for a in args)
+        elif operator in _SHOW_TEXT:
+            x = tm[4] * cm[0] + tm[5] * cm[2] + cm[4]
+            y = tm[4] * cm[1] + tm[5] * cm[3] + cm[5]
+            off_page = not (left - 1 <= x <= right + 1 and bottom - 1 <= y <= top + 1)
+            drawn.append(state["mode"] in (3, 7) or state["white"] or off_page)
+
+    def visit(text: str, *_: Any) -> None:
+        nonlocal hidden
+        if text.strip() and drawn and all(drawn):
+            hidden += len(text.strip())
+        else:
+            kept.append(text)
+        if text.strip():
+            drawn.clear()
+
+    page.extract_text(visitor_operand_before=before, visitor_text=visit)
+    return "".join(kept), hidden
+
+
+def _all_numbers(args: list[Any]) -> bool:
+    return all(isinstance(a, int | float) for a in args)
 
 
 def load_docx(path: Path, data: bytes) -> LoadedDocument:

@@ -245,6 +245,8 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
     (st.warning if failed else st.success)(plain(summary))
     for name, reason in failed:
         st.caption(plain(f"{Path(name).name}: {reason}"))
+    for name, note in report.notes:
+        st.caption(plain(f"{Path(name).name}: {note}"))
     for name in replaced:
         st.caption(plain(f"{name}: replaced the earlier upload of that name"))
 
