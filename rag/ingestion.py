@@ -31,8 +31,9 @@ from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-# Bump when chunking changes in a way that changes chunk texts: every file is then redone.
-CHUNKER_VERSION = 2
+# Bump when loading or chunking changes chunk texts: every file is then redone, its unchanged
+# chunks' vectors reused (3: hidden text left out).
+CHUNKER_VERSION = 3
 
 
 class Progress:
