@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.errors import SettingsError
@@ -47,7 +47,7 @@ class Chunker:
 
     def __init__(
         self,
-        token_spans: Callable[[str], list[tuple[int, int]]],
+        token_spans: Callable[[str], tuple[Sequence[int], Sequence[int]]],
         max_tokens: int,
         overlap_tokens: int = 0,
     ) -> None:
@@ -64,8 +64,7 @@ class Chunker:
     def split(self, document: LoadedDocument) -> list[Chunk]:
         """Chunks of ``document`` in reading order."""
         text = document.text
-        token_spans = self.token_spans(text)
-        span = _Spans(text, [start for start, _ in token_spans], [end for _, end in token_spans])
+        span = _Spans(text, *self.token_spans(text))
         chunks: list[Chunk] = []
         for section in _merge_heading_only(document.sections, text):
             start, end = span.strip(section.start, section.end)
@@ -128,7 +127,7 @@ class Chunker:
 class _Spans:
     """Token arithmetic over one document's text."""
 
-    def __init__(self, text: str, token_starts: list[int], token_ends: list[int]) -> None:
+    def __init__(self, text: str, token_starts: Sequence[int], token_ends: Sequence[int]) -> None:
         self.text = text
         self.starts = token_starts
         self.ends = token_ends

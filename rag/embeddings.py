@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import threading
+from array import array
 from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,8 @@ CPU_BATCH_SIZE = 16
 GPU_BATCH_SIZE = 256
 
 
+TokenSpans = tuple["array[int]", "array[int]"]  # start and end offsets of each word piece
+TOKENIZE_WINDOW = 65_536  # characters tokenized at a time
 _WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".pt", ".onnx"})
 
 
@@ -110,9 +113,26 @@ class Embedder:
         tokenizer.no_padding()
         return tokenizer
 
-    def token_spans(self, text: str) -> list[tuple[int, int]]:
-        """Character span of each word piece of ``text``, special tokens left out."""
-        return list(self.tokenizer.encode(text, add_special_tokens=False).offsets)
+    def token_spans(self, text: str) -> TokenSpans:
+        """Start and end offsets of each word piece of ``text``, special tokens left out.
+
+        Long text is tokenized a window at a time, cut at white space (where BERT-style
+        tokenizers split anyway), into compact arrays: a 50 MB line would otherwise take
+        gigabytes of tokenizer output and Python tuples.
+        """
+        starts, ends = array("q"), array("q")
+        position = 0
+        while position < len(text):
+            stop = min(position + TOKENIZE_WINDOW, len(text))
+            if stop < len(text):
+                space = max(text.rfind(" ", position, stop), text.rfind("\n", position, stop))
+                stop = space + 1 if space > position else stop
+            encoding = self.tokenizer.encode(text[position:stop], add_special_tokens=False)
+            for start, end in encoding.offsets:
+                starts.append(position + start)
+                ends.append(position + end)
+            position = stop
+        return starts, ends
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Word pieces of each text, special tokens left out."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,36 +306,46 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
         builder.add(_SPACES.sub(" ", "".join(paragraph)), tuple(t for _, t in stack))
         paragraph.clear()
 
-    def walk(node: Tag, background: tuple[int, ...]) -> None:
-        for child in node.children:
-            if isinstance(child, Comment | Doctype):
+    # Depth first with a stack of its own, not recursion: any nesting depth reads.
+    # Each frame: the children left to visit, whether the element is a block, its background
+    # (a page without a background colour shows white).
+    frames: list[tuple[Iterator[Any], bool, tuple[int, ...]]] = [
+        (iter(soup.children), False, _WHITE)
+    ]
+    while frames:
+        children, block, background = frames[-1]
+        child = next(children, _END)
+        if child is _END:
+            frames.pop()
+            if block:
+                flush()
+        elif isinstance(child, Comment | Doctype):
+            continue
+        elif isinstance(child, NavigableString):
+            paragraph.append(str(child))
+        elif isinstance(child, Tag) and child.name not in _SKIPPED_TAGS:
+            style = _style_of(child, rules)
+            inner = _color(style.get("background-color") or style.get("background", ""))
+            shown_on = inner or background
+            if _hidden(child, style, shown_on):
+                builder.hidden_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
                 continue
-            if isinstance(child, NavigableString):
-                paragraph.append(str(child))
-            elif isinstance(child, Tag) and child.name not in _SKIPPED_TAGS:
-                style = _style_of(child, rules)
-                inner = _color(style.get("background-color") or style.get("background", ""))
-                shown_on = inner or background
-                if _hidden(child, style, shown_on):
-                    builder.hidden_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
-                    continue
-                level = _HEADING_TAGS.get(child.name)
-                if level is not None:
+            level = _HEADING_TAGS.get(child.name)
+            if level is not None:
+                flush()
+                while stack and stack[-1][0] >= level:
+                    stack.pop()
+                stack.append((level, _SPACES.sub(" ", child.get_text(" ")).strip()))
+                builder.add(stack[-1][1], tuple(t for _, t in stack))
+            else:
+                if child.name in _BLOCK_TAGS:
                     flush()
-                    while stack and stack[-1][0] >= level:
-                        stack.pop()
-                    stack.append((level, _SPACES.sub(" ", child.get_text(" ")).strip()))
-                    builder.add(stack[-1][1], tuple(t for _, t in stack))
-                elif child.name in _BLOCK_TAGS:
-                    flush()
-                    walk(child, shown_on)
-                    flush()
-                else:
-                    walk(child, shown_on)
-
-    walk(soup, _WHITE)  # a page without a background colour shows white
+                frames.append((iter(child.children), child.name in _BLOCK_TAGS, shown_on))
     flush()
     return builder.build()
+
+
+_END = object()
 
 
 _WHITE = (255, 255, 255)
@@ -487,6 +498,7 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     import docx
     from docx.table import Table
 
+    _check_inflated_size(path, data)
     document = docx.Document(io.BytesIO(data))
     builder = _Builder()
     stack: list[tuple[int, str]] = []
@@ -504,6 +516,25 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
             stack.append((level, block.text.strip()))
         builder.add(block.text, tuple(t for _, t in stack))
     return builder.build()
+
+
+MAX_INFLATION = 100  # a DOCX may unpack to this many times its size (text XML packs ~10x)
+MAX_INFLATED_MB = 256  # ... once it unpacks to more than this
+
+
+def _check_inflated_size(path: Path, data: bytes) -> None:
+    """Refuse a zip bomb before unpacking it: sizes from the archive's own directory.
+
+    Python's zip reader stops at the sizes that directory declares, so they bound the read.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        inflated = sum(item.file_size for item in archive.infolist())
+    if inflated > MAX_INFLATED_MB * 2**20 and inflated > MAX_INFLATION * len(data):
+        reason = (
+            f"unpacks to {inflated / 2**20:.0f} MB from {len(data) / 2**20:.1f} MB "
+            "(a zip bomb, or too large to read)"
+        )
+        raise LoadError(path, reason)
 
 
 def _docx_heading_level(style: str) -> int | None:

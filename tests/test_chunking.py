@@ -4,16 +4,17 @@ from pathlib import Path
 import pytest
 
 from rag.chunking import Chunker
-from rag.embeddings import Embedder
+from rag.embeddings import TOKENIZE_WINDOW, Embedder
 from rag.loaders import LoadedDocument, Section, load
 from rag.settings import EmbeddingSettings
 from tests.conftest import SHARED_EVAL
 from tests.docgen import paragraphs, write_mixed_folder
 
 
-def word_spans(text: str) -> list[tuple[int, int]]:
+def word_spans(text: str) -> tuple[list[int], list[int]]:
     """A fake tokenizer for exact assertions: one token per word."""
-    return [match.span() for match in re.finditer(r"\S+", text)]
+    spans = [match.span() for match in re.finditer(r"\S+", text)]
+    return [start for start, _ in spans], [end for _, end in spans]
 
 
 def document(text: str) -> LoadedDocument:
@@ -113,3 +114,11 @@ def test_markdown_title_alone_is_merged(tokenizer_only: Embedder, tmp_path: Path
     assert [(c.text, c.headings) for c in chunks] == [
         ("# Manual\n\n## Setup\n\nPlug it in.", ("Manual", "Setup"))
     ]
+
+
+def test_long_text_is_tokenized_in_windows_like_whole(tokenizer_only: Embedder) -> None:
+    text = " ".join(paragraphs("otter", 400)) + " supercalifragilistic" * 3
+    assert len(text) > 2 * TOKENIZE_WINDOW
+    starts, ends = tokenizer_only.token_spans(text)
+    whole = tokenizer_only.tokenizer.encode(text, add_special_tokens=False).offsets
+    assert list(zip(starts, ends, strict=True)) == whole
