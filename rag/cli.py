@@ -27,6 +27,7 @@ from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
 from rag.llm import make_llm
 from rag.retrieval import Retriever
+from rag.scanning import printable
 from rag.settings import Settings, load_settings
 from rag.store import ChunkStore
 
@@ -224,7 +225,7 @@ def _ingest(
     missing = [path for path in args.paths if not os.path.lexists(path)]
     if len(missing) == len(args.paths) or (missing and args.watch):
         for path in missing:
-            _tell(f"error: no such file or folder: {path}")
+            _tell(f"error: no such file or folder: {printable(path)}")
         return EXIT_ERROR
     if args.watch:
         return _watch(ingestor, args.paths)
@@ -271,11 +272,11 @@ def _print_report(report: IngestReport, out: TextIO = sys.stdout) -> None:
     """Failures to stderr; renames and the summary to ``out`` (stderr where stdout is data)."""
     stamp = time.strftime("%H:%M:%S")
     for path, reason in report.failed:
-        print(f"failed: {path}: {reason}", file=sys.stderr)
+        print(f"failed: {printable(path)}: {reason}", file=sys.stderr)
     for path, note in report.notes:
-        print(f"note: {path}: {note}", file=sys.stderr)
+        print(f"note: {printable(path)}: {note}", file=sys.stderr)
     for old, new in report.renamed:
-        print(f"renamed: {old} -> {new}", file=out)
+        print(f"renamed: {printable(old)} -> {printable(new)}", file=out)
     print(f"[{stamp}] {report.summary()}", file=out, flush=True)
 
 
@@ -287,7 +288,7 @@ def _search(query: str, k: int | None, retriever: Retriever) -> int:
     if not found:
         print("nothing relevant found: no chunk is above the relevance floor")
     for rank, chunk in enumerate(found, start=1):
-        where = str(chunk.metadata["source"])
+        where = printable(chunk.metadata["source"])
         if "page" in chunk.metadata:
             where += f", page {chunk.metadata['page']}"
         if chunk.metadata.get("headings"):
@@ -300,7 +301,7 @@ def _search(query: str, k: int | None, retriever: Retriever) -> int:
 def _sources(store: ChunkStore) -> int:
     sources = store.sources()
     for source, chunks in sources.items():
-        print(f"{chunks:6d}  {source}")
+        print(f"{chunks:6d}  {printable(source)}")
     print(f"{len(sources)} documents, {sum(sources.values())} chunks in {store.location}")
     return EXIT_OK
 
@@ -359,10 +360,10 @@ def _print_sources(answer: Answer) -> None:
     if not answer.supported:
         print("warning: the cited sources do not hold this answer's words; check it")
     for citation in answer.citations:
-        print(f"[{citation.number}] {citation.label}  similarity {citation.score:.2f}")
+        print(f"[{citation.number}] {printable(citation.label)}  similarity {citation.score:.2f}")
         print(f"    {citation.snippet[:300]}")
     if not answer.citations and answer.sources:
-        shown = ", ".join(f"[{s.number}] {s.label}" for s in answer.sources)
+        shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in answer.sources)
         print(f"retrieved: {shown}")
     if answer.left_out:
         print(f"left out (over the context budget): {len(answer.left_out)} chunks")

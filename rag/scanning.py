@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,18 @@ def _add_file(path: Path, root: str, source: str, max_bytes: int, result: ScanRe
         )
     else:
         result.add(SourceFile(root, source, path))
+
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(name: object) -> str:
+    """A file name on one line, showing what it holds.
+
+    Control characters (a newline) and bidirectional overrides (which make 'evil\u202etxt.md'
+    read 'evildm.txt') are shown as escapes.
+    """
+    return _UNPRINTABLE.sub(lambda match: ascii(match[0])[1:-1], str(name))
 
 
 def _identity(path: Path) -> tuple[int, int]:

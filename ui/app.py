@@ -16,6 +16,7 @@ import streamlit as st
 from rag.answering import Answer
 from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
+from rag.scanning import printable
 from rag.settings import Settings, load_settings
 from ui.services import UPLOAD_TYPES, Services, conversation, plain, save_upload
 
@@ -143,14 +144,15 @@ def show_sources(answer: Answer) -> None:
     label = f"Sources ({len(answer.citations)} cited, {len(answer.sources)} retrieved)"
     with st.expander(label):
         for citation in answer.citations:
-            line = f"[{citation.number}] {citation.label} · similarity {citation.score:.2f}"
+            line = f"[{citation.number}] {printable(citation.label)} · "
+            line += f"similarity {citation.score:.2f}"
             st.markdown(plain(line))
             st.caption(plain(citation.snippet))
         uncited = [
             s for s in answer.sources if s.number not in {c.number for c in answer.citations}
         ]
         if uncited:
-            shown = ", ".join(f"[{s.number}] {s.label}" for s in uncited)
+            shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in uncited)
             st.caption(plain(f"Also retrieved: {shown}"))
 
 
@@ -264,7 +266,7 @@ def documents(services: Services) -> None:
     uploads = str(services.settings.uploads_dir.resolve())
     for (root, source), record in sorted(records.items(), key=lambda item: item[0][1]):
         name, remove = st.columns([5, 1])
-        name.markdown(plain(f"{source} · {len(record.chunk_ids)} chunks"))
+        name.markdown(plain(f"{printable(source)} · {len(record.chunk_ids)} chunks"))
         if remove.button(
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):
