@@ -1,0 +1,428 @@
+"""The fault and hostile-input suite: real processes, real files, real servers, with figures.
+
+Every case runs the real CLI (or the real pipeline) and checks what a user relies on: no
+traceback and no crash, every failure named with its file and reason, and the store afterwards
+equal to what a clean run over the surviving inputs writes (same ids). Printed at the end:
+cases tried, crashes (target 0), documents lost (target 0), and the longest time and highest
+memory spent on one hostile file, also as ratios against the same ingest without it.
+
+Hostile inputs: a zip-bomb DOCX (1 GB inside), a PDF of 10,000 pages, a 50 MB text file on one
+line, HTML nested 100,000 deep, a CSV with a million columns, file names holding a newline, a
+right-to-left override or ``..\\``, a symlink leading out of the folder, a document full of
+prompt structure and special tokens.
+Faults: SIGKILL at 20 random moments of an ingest; the data folder's disk full mid-ingest (a
+small tmpfs; needs root); the Chroma server killed mid-ingest and mid-query, then restarted;
+the LLM server refusing, hanging and dying mid-stream.
+
+Usage: python bench/bench_faults.py [--quick] [--json FILE]   (--quick: small sizes, 5 kills)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rag.embeddings import Embedder  # noqa: E402
+from rag.errors import RagError  # noqa: E402
+from rag.llm import LLMError, Prompt, make_llm  # noqa: E402
+from rag.retrieval import Retriever  # noqa: E402
+from rag.settings import load_settings  # noqa: E402
+from rag.store import ChunkStore, StoreError  # noqa: E402
+from tests import hostile  # noqa: E402
+from tests.docgen import paragraphs  # noqa: E402
+
+NORMAL = "# Kestrel\n\nThe kestrel hovers over the field at dawn.\n"
+
+
+@dataclass
+class Run:
+    """One child process: exit status, output, wall seconds, peak resident MB."""
+
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+    peak_mb: float
+
+
+@dataclass
+class Figures:
+    cases: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool, detail: str, **extra: Any) -> None:
+        self.cases.append({"case": name, "ok": ok, "detail": detail, **extra})
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}", flush=True)
+
+
+def run(args: list[str], env: dict[str, str] | None = None, kill_after: float | None = None) -> Run:
+    """Run ``python ARGS``; SIGKILL it after ``kill_after`` seconds when given."""
+    started = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        if kill_after is not None:
+            timer = threading.Timer(kill_after, lambda: process.send_signal(signal.SIGKILL))
+            timer.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if kill_after is not None:
+            timer.cancel()
+        out.seek(0)
+        err.seek(0)
+        return Run(
+            process.returncode,
+            out.read(),
+            err.read(),
+            time.perf_counter() - started,
+            usage.ru_maxrss / 1024,
+        )
+
+
+def ingest(folder: Path, data: Path, env: dict[str, str] | None = None, **kw: Any) -> Run:
+    return run([str(ROOT / "ingest.py"), str(folder), "--data-dir", str(data)], env, **kw)
+
+
+def stored(data: Path, settings_env: dict[str, Any] | None = None) -> set[str]:
+    settings = load_settings(data_dir=data, **(settings_env or {}))
+    with ChunkStore(settings, "any", check_embedder=False) as store:
+        return store.ids()
+
+
+def sources(data: Path, settings_env: dict[str, Any] | None = None) -> set[str]:
+    settings = load_settings(data_dir=data, **(settings_env or {}))
+    with ChunkStore(settings, "any", check_embedder=False) as store:
+        return {source for _, source in store.records()}
+
+
+def last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1][:160] if lines else ""
+
+
+def crashed(result: Run) -> bool:
+    return result.code not in (0, 1, 2, 130) or "Traceback" in result.stderr
+
+
+# --- hostile inputs ----------------------------------------------------------------------
+
+
+def hostile_inputs(work: Path, quick: bool, figures: Figures) -> None:
+    makers: dict[str, Callable[[Path], Path]] = {
+        "zip-bomb DOCX": lambda f: hostile.zip_bomb_docx(f / "bomb.docx", 64 if quick else 1024),
+        "PDF of many pages": lambda f: hostile.many_pages_pdf(
+            f / "long.pdf", 300 if quick else 10_000
+        ),
+        "text on one line": lambda f: hostile.one_line_text(f / "line.txt", 2 if quick else 50),
+        "deeply nested HTML": lambda f: hostile.deep_html(f / "deep.html", 100_000),
+        "CSV with many columns": lambda f: hostile.wide_csv(
+            f / "wide.csv", 20_000 if quick else 1_000_000
+        ),
+        "strange file names": lambda f: hostile.hostile_names(f)[0],
+        "symlink out of the folder": lambda f: _outside_link(f),
+        "prompt structure and special tokens": lambda f: hostile.injection_document(
+            f / "inject.md"
+        ),
+    }
+    base = work / "baseline"
+    (base / "docs").mkdir(parents=True)
+    (base / "docs" / "normal.md").write_text(NORMAL)
+    baseline = ingest(base / "docs", base / "data")
+    figures.add(
+        "baseline", baseline.code == 0, f"{baseline.seconds:.1f}s, {baseline.peak_mb:.0f} MB"
+    )
+    for name, make in makers.items():
+        case = work / name.replace(" ", "-")
+        docs = case / "docs"
+        docs.mkdir(parents=True)
+        (docs / "normal.md").write_text(NORMAL)
+        make(docs)
+        result = ingest(docs, case / "data")
+        failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+        named = all(": " in line.removeprefix("failed: ") for line in failed)
+        lost = 0 if "normal.md" in sources(case / "data") else 1
+        ok = not crashed(result) and named and lost == 0 and result.code in (0, 1)
+        figures.add(
+            f"hostile: {name}",
+            ok,
+            f"exit {result.code}, {result.seconds:.1f}s ({result.seconds / baseline.seconds:.1f}x "
+            f"baseline), {result.peak_mb:.0f} MB ({result.peak_mb / baseline.peak_mb:.1f}x); "
+            + ("; ".join(failed)[:200] or result.stdout.strip()[-120:]),
+            seconds=result.seconds,
+            peak_mb=result.peak_mb,
+            lost=lost,
+            crashed=crashed(result),
+            hostile=True,
+        )
+        shutil.rmtree(case / "docs")  # the big files
+
+
+def _outside_link(folder: Path) -> Path:
+    outside = folder.parent / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("A file outside the ingested folder.\n")
+    link = folder / "linked.txt"
+    link.symlink_to(outside / "secret.txt")
+    return link
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+def corpus(folder: Path, files: int) -> Path:
+    folder.mkdir(parents=True)
+    for n in range(files):
+        body = "\n\n".join(paragraphs(f"topic {n}", 8))
+        (folder / f"doc{n:02d}.md").write_text(f"# Document {n}\n\n{body}\n")
+    return folder
+
+
+def sigkills(work: Path, kills: int, figures: Figures) -> None:
+    docs = corpus(work / "kill-docs", 40)
+    clean = ingest(docs, work / "kill-clean")
+    expected = stored(work / "kill-clean")
+    rng = random.Random(20)
+    crashes = 0
+    for _ in range(kills):
+        result = ingest(docs, work / "kill-data", kill_after=rng.uniform(0.5, clean.seconds))
+        crashes += crashed(result) and result.code != -9
+        stored(work / "kill-data")  # opens and reads after every kill
+    final = ingest(docs, work / "kill-data")
+    same = stored(work / "kill-data") == expected
+    lost = len(sources(work / "kill-clean") - sources(work / "kill-data"))
+    figures.add(
+        f"fault: SIGKILL at {kills} random moments, then a rerun",
+        same and final.code == 0 and crashes == 0,
+        f"store equals a clean run: {same}; rerun exit {final.code}",
+        lost=lost,
+        crashed=bool(crashes),
+    )
+
+
+def disk_full(work: Path, figures: Figures) -> None:
+    if os.geteuid() != 0:
+        figures.add("fault: disk full", True, "skipped: mounting a small tmpfs needs root")
+        return
+    docs = corpus(work / "full-docs", 60)
+    mount = work / "small-disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
+    try:
+        result = ingest(docs, mount / "data")
+        readable = True
+        try:
+            partial = stored(mount / "data")
+        except RagError:
+            readable, partial = False, set()
+        shutil.copytree(mount / "data", work / "full-data")
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    rerun = ingest(docs, work / "full-data")
+    clean = ingest(docs, work / "full-clean")
+    same = stored(work / "full-data") == stored(work / "full-clean")
+    figures.add(
+        "fault: disk full mid-ingest, then a rerun with space",
+        not crashed(result) and result.code != 0 and same and rerun.code == 0 and clean.code == 0,
+        f"exit {result.code}: {last_line(result.stderr)}; "
+        f"store readable after: {readable} ({len(partial)} chunks); "
+        f"rerun equals a clean run: {same}",
+        crashed=crashed(result),
+        lost=0 if same else 1,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
+    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
+    process = subprocess.Popen(
+        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("chroma did not start")
+
+
+def chroma_killed(work: Path, figures: Figures) -> None:
+    docs = corpus(work / "server-docs", 40)
+    port = free_port()
+    server = start_chroma(work / "server-db", port)
+    env = {
+        "RAG_STORE__MODE": "server",
+        "RAG_STORE__PORT": str(port),
+        "RAG_INGEST__GROUP_CHUNKS": "16",
+    }
+    settings_env = {"store": {"mode": "server", "port": port}}
+    try:
+        killer = threading.Timer(6.0, server.kill)
+        killer.start()
+        broken = ingest(docs, work / "server-data", env)
+        killer.cancel()
+        server.wait()
+        server = start_chroma(work / "server-db", port)
+        rerun = ingest(docs, work / "server-data", env)
+        clean_env = {**env, "RAG_STORE__COLLECTION": "clean"}
+        ingest(docs, work / "server-data", clean_env)
+        same = stored(work / "server-data", settings_env) == stored(
+            work / "server-data", {"store": {"mode": "server", "port": port, "collection": "clean"}}
+        )
+        figures.add(
+            "fault: Chroma server killed mid-ingest, restarted, rerun",
+            not crashed(broken) and broken.code == 2 and rerun.code == 0 and same,
+            f"exit {broken.code}: {last_line(broken.stderr)}; rerun equals a clean run: {same}",
+            crashed=crashed(broken),
+            lost=0 if same else 1,
+        )
+        settings = load_settings(
+            data_dir=work / "server-data", store={"mode": "server", "port": port}
+        )
+        embedder = Embedder(settings.embedding)
+        with ChunkStore(settings, embedder.name) as store:
+            retriever = Retriever(settings.retrieval, store, embedder)
+            retriever.retrieve("topic 3")
+            server.kill()
+            server.wait()
+            try:
+                retriever.retrieve("topic 3")
+                message, ok = "no error while the server was down", False
+            except StoreError as error:
+                message, ok = str(error)[:120], True
+            server = start_chroma(work / "server-db", port)
+            ok = ok and bool(retriever.retrieve("topic 3"))
+        figures.add("fault: Chroma server killed mid-query, restarted", ok, message, crashed=not ok)
+    finally:
+        server.kill()
+
+
+def llm_server_faults(work: Path, figures: Figures) -> None:
+    prompt = Prompt(messages=[], completion="Question: Name the days of the week.\nAnswer:")
+
+    def attempt(
+        name: str, settings: dict[str, Any], during: Callable[[], None] | None = None
+    ) -> None:
+        llm = make_llm(load_settings(llm={"backend": "openai", "chat": False, **settings}).llm)
+        started = time.perf_counter()
+        try:
+            for n, _ in enumerate(llm.stream(prompt)):
+                if n == 2 and during is not None:
+                    during()
+            message, ok = "no error", False
+        except LLMError as error:
+            message, ok = str(error)[:120], True
+        except Exception as error:  # any other type is what this case hunts
+            message, ok = f"{type(error).__name__}: {error}"[:120], False
+        seconds = time.perf_counter() - started
+        figures.add(f"fault: LLM server {name}", ok, f"{seconds:.1f}s: {message}", crashed=not ok)
+
+    attempt("refusing", {"base_url": f"http://127.0.0.1:{free_port()}/v1", "server_model": "m"})
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = silent.getsockname()[1]
+    attempt(
+        "hanging", {"base_url": f"http://127.0.0.1:{port}/v1", "server_model": "m", "timeout_s": 3}
+    )
+    silent.close()
+
+    from rag.llm import bundled_gguf_path
+
+    port = free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(bundled_gguf_path()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        time.sleep(1)
+        attempt(
+            "dying mid-stream",
+            {"base_url": f"http://127.0.0.1:{port}/v1", "max_tokens": 400},
+            during=server.kill,
+        )
+    finally:
+        server.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, 5 kills")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    args = parser.parse_args()
+    figures = Figures()
+    with tempfile.TemporaryDirectory(prefix="rag-faults-") as folder:
+        work = Path(folder)
+        hostile_inputs(work / "hostile", args.quick, figures)
+        sigkills(work / "kill", 5 if args.quick else 20, figures)
+        disk_full(work / "disk", figures)
+        chroma_killed(work / "chroma", figures)
+        llm_server_faults(work / "llm", figures)
+    cases = [c for c in figures.cases if c["case"] != "baseline"]
+    hostile_cases = [c for c in cases if c.get("hostile")]
+    slowest = max(hostile_cases, key=lambda c: c["seconds"])
+    largest = max(hostile_cases, key=lambda c: c["peak_mb"])
+    baseline = figures.cases[0]
+    summary = {
+        "cases": len(cases),
+        "passed": sum(c["ok"] for c in cases),
+        "crashes": sum(bool(c.get("crashed")) for c in cases),
+        "documents_lost": sum(int(c.get("lost", 0)) for c in cases),
+        "longest_hostile_file": f"{slowest['case']}: {slowest['seconds']:.1f}s",
+        "highest_memory_hostile_file": f"{largest['case']}: {largest['peak_mb']:.0f} MB",
+        "baseline": baseline["detail"],
+    }
+    print("\n" + "\n".join(f"{name}: {value}" for name, value in summary.items()))
+    if args.json:
+        args.json.write_text(json.dumps({"summary": summary, "cases": figures.cases}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
