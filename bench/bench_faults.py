@@ -224,10 +224,10 @@ def disk_full(work: Path, figures: Figures) -> None:
     if os.geteuid() != 0:
         figures.add("fault: disk full", True, "skipped: mounting a small tmpfs needs root")
         return
-    docs = corpus(work / "full-docs", 60)
+    docs = corpus(work / "full-docs", 200)
     mount = work / "small-disk"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
     try:
         result = ingest(docs, mount / "data")
         readable = True
