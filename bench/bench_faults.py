@@ -392,6 +392,78 @@ def llm_server_faults(work: Path, figures: Figures) -> None:
         server.kill()
 
 
+def app_under_load(work: Path, seconds: float, figures: Figures) -> None:
+    """Two ingests looping in terminals while two browser tabs chat, for ``seconds``."""
+    from playwright.sync_api import sync_playwright
+
+    data = work / "app-data"
+    folders = [corpus(work / f"app-docs-{n}", 12) for n in (1, 2)]
+    ingest(ROOT / "data" / "sample", data)
+    port = free_port()
+    env = {**os.environ, "RAG_DATA_DIR": str(data), "RAG_UI__PORT": str(port)}
+    log = (work / "app.log").open("w")
+    app = subprocess.Popen([sys.executable, "-m", "rag.cli", "ui"], env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + seconds
+    results: list[Run] = []
+
+    def ingest_loop(folder: Path) -> None:
+        round_ = 0
+        while time.monotonic() < deadline:
+            (folder / "changing.md").write_text(f"# Changing\n\nRound {round_} of the edits.\n")
+            results.append(ingest(folder, data))
+            round_ += 1
+
+    answered, problems = 0, []
+    try:
+        chromium = shutil.which("chromium") or "/usr/bin/chromium"
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+            tabs = [browser.new_page(), browser.new_page()]
+            for tab in tabs:
+                tab.goto(f"http://127.0.0.1:{port}", timeout=180_000)
+                tab.get_by_test_id("stChatInput").wait_for(timeout=180_000)
+            threads = [threading.Thread(target=ingest_loop, args=(f,)) for f in folders]
+            for thread in threads:
+                thread.start()
+            questions = ["How long does a full charge take?", "What does the warranty cover?"]
+            asked = 0
+            while time.monotonic() < deadline:
+                for n, tab in enumerate(tabs):  # both tabs ask, then both wait
+                    box = tab.get_by_test_id("stChatInputTextArea")
+                    box.fill(questions[(asked + n) % 2])
+                    box.press("Enter")
+                for tab in tabs:
+                    messages = tab.get_by_test_id("stChatMessage")
+                    messages.nth(2 * asked + 1).get_by_test_id("stExpander").first.wait_for(
+                        timeout=180_000
+                    )
+                    answered += 1
+                    if tab.get_by_test_id("stException").count():
+                        problems.append(tab.get_by_test_id("stException").first.inner_text())
+                asked += 1
+            for thread in threads:
+                thread.join()
+            browser.close()
+    finally:
+        app.terminate()
+        app.wait(timeout=60)
+        log.close()
+    clean = work / "app-clean"
+    ingest(ROOT / "data" / "sample", clean)
+    for folder in folders:
+        ingest(folder, clean)
+    same = stored(data) == stored(clean)
+    bad = [r for r in results if r.code != 0 or crashed(r)]
+    figures.add(
+        f"fault: two terminal ingests and two chatting tabs for {seconds:.0f}s",
+        not bad and not problems and same,
+        f"{len(results)} ingests ({len(bad)} failed), {answered} answers, "
+        f"{len(problems)} exceptions shown; store equals a clean run: {same}",
+        crashed=bool(problems or any(crashed(r) for r in results)),
+        lost=0 if same else 1,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 5 kills")
@@ -405,6 +477,7 @@ def main() -> None:
         disk_full(work / "disk", figures)
         chroma_killed(work / "chroma", figures)
         llm_server_faults(work / "llm", figures)
+        app_under_load(work / "app", 20 if args.quick else 60, figures)
     cases = [c for c in figures.cases if c["case"] != "baseline"]
     hostile_cases = [c for c in cases if c.get("hostile")]
     slowest = max(hostile_cases, key=lambda c: c["seconds"])

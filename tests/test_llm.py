@@ -1,7 +1,9 @@
 """The bundled GGUF model run in process by llama.cpp (real model, real tokens)."""
 
+import http.server
 import os
 import re
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -183,3 +185,35 @@ def test_text_sent_to_a_server_spells_no_special_token() -> None:
 def test_defusing_keeps_ordinary_text() -> None:
     text = "if a < b and c > d: x = a<b; see [1] and <https://example.org>"
     assert defuse_special_tokens(text) == text
+
+
+class _BadEvents(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that streams one good event, then a malformed one."""
+
+    bad = b'data: {"choices": []}\n\n'
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b'data: {"choices": [{"text": "Four"}]}\n\n' + self.bad)
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.mark.parametrize(
+    "bad", [b'data: {"choices": []}\n\n', b"data: {not json\n\n", b'data: {"choices": [7]}\n\n']
+)
+def test_a_malformed_server_event_is_an_llm_error(bad: bytes) -> None:
+    handler = type("Handler", (_BadEvents,), {"bad": bad})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        served = make_llm(LLMSettings(backend="openai", base_url=base_url, server_model="m"))
+        with pytest.raises(LLMError, match="sent an event this client cannot read"):
+            list(served.stream(replace(CAPITAL, max_tokens=4)))
+    finally:
+        server.shutdown()
