@@ -553,6 +553,10 @@ def load_csv(path: Path, data: bytes) -> LoadedDocument:
     rows = list(csv.reader(io.StringIO(text), dialect))
     if not rows:
         raise LoadError(path, "no rows in the CSV file")
+    widest = max(len(row) for row in rows)
+    if widest > MAX_CSV_COLUMNS:
+        reason = f"{widest:,} columns: over the {MAX_CSV_COLUMNS:,} a table to read can have"
+        raise LoadError(path, reason)
     header, body = rows[0], rows[1:]
     builder = _Builder()
     for row in body or [header]:
@@ -567,6 +571,8 @@ def load_csv(path: Path, data: bytes) -> LoadedDocument:
         builder.add("\n".join(lines))
     return builder.build()
 
+
+MAX_CSV_COLUMNS = 10_000  # wider is a data matrix, not a table to ask questions of
 
 _LOADERS: dict[str, Callable[[Path, bytes], LoadedDocument]] = {
     ".txt": load_txt,

@@ -121,3 +121,12 @@ def test_bad_input_names_file_and_reason(
         load(path)
     assert reason in raised.value.reason
     assert str(path) in str(raised.value)
+
+
+def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
+    from rag.loaders import MAX_CSV_COLUMNS
+    from tests.hostile import wide_csv
+
+    load(wide_csv(tmp_path / "fits.csv", columns=MAX_CSV_COLUMNS))
+    with pytest.raises(LoadError, match="10,001 columns: over the 10,000"):
+        load(wide_csv(tmp_path / "wide.csv", columns=MAX_CSV_COLUMNS + 1))
