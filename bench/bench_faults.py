@@ -14,7 +14,8 @@ Faults: SIGKILL at 20 random moments of an ingest; the data folder's disk full m
 small tmpfs; needs root); the Chroma server killed mid-ingest and mid-query, then restarted;
 the LLM server refusing, hanging and dying mid-stream.
 
-Usage: python bench/bench_faults.py [--quick] [--json FILE]   (--quick: small sizes, 5 kills)
+Usage: python bench/bench_faults.py [--quick] [--part all|hostile|faults] [--json FILE]
+(--quick: small sizes, 5 kills)
 """
 
 from __future__ import annotations
@@ -47,19 +48,10 @@ from rag.settings import load_settings  # noqa: E402
 from rag.store import ChunkStore, StoreError  # noqa: E402
 from tests import hostile  # noqa: E402
 from tests.docgen import paragraphs  # noqa: E402
+from tests.hostile import Measured as Run  # noqa: E402
+from tests.hostile import run_measured  # noqa: E402
 
 NORMAL = "# Kestrel\n\nThe kestrel hovers over the field at dawn.\n"
-
-
-@dataclass
-class Run:
-    """One child process: exit status, output, wall seconds, peak resident MB."""
-
-    code: int
-    stdout: str
-    stderr: str
-    seconds: float
-    peak_mb: float
 
 
 @dataclass
@@ -72,32 +64,19 @@ class Figures:
 
 
 def run(args: list[str], env: dict[str, str] | None = None, kill_after: float | None = None) -> Run:
-    """Run ``python ARGS``; SIGKILL it after ``kill_after`` seconds when given."""
+    """Run ``python ARGS``, its peak memory measured; SIGKILL it after ``kill_after`` seconds."""
+    command, environment = [sys.executable, *args], {**os.environ, **(env or {})}
+    if kill_after is None:
+        return run_measured(command, environment)
     started = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            stdout=out,
-            stderr=err,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-        if kill_after is not None:
-            timer = threading.Timer(kill_after, lambda: process.send_signal(signal.SIGKILL))
-            timer.start()
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        if kill_after is not None:
-            timer.cancel()
-        out.seek(0)
-        err.seek(0)
-        return Run(
-            process.returncode,
-            out.read(),
-            err.read(),
-            time.perf_counter() - started,
-            usage.ru_maxrss / 1024,
-        )
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment
+    )
+    timer = threading.Timer(kill_after, lambda: process.send_signal(signal.SIGKILL))
+    timer.start()
+    stdout, stderr = process.communicate()
+    timer.cancel()
+    return Run(process.returncode, stdout, stderr, time.perf_counter() - started, 0.0)
 
 
 def ingest(folder: Path, data: Path, env: dict[str, str] | None = None, **kw: Any) -> Run:
@@ -468,30 +447,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, 5 kills")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--part", choices=("all", "hostile", "faults"), default="all", help="what to run"
+    )
     args = parser.parse_args()
     figures = Figures()
     with tempfile.TemporaryDirectory(prefix="rag-faults-") as folder:
         work = Path(folder)
-        hostile_inputs(work / "hostile", args.quick, figures)
-        sigkills(work / "kill", 5 if args.quick else 20, figures)
-        disk_full(work / "disk", figures)
-        chroma_killed(work / "chroma", figures)
-        llm_server_faults(work / "llm", figures)
-        app_under_load(work / "app", 20 if args.quick else 60, figures)
+        if args.part in ("all", "hostile"):
+            hostile_inputs(work / "hostile", args.quick, figures)
+        if args.part in ("all", "faults"):
+            sigkills(work / "kill", 5 if args.quick else 20, figures)
+            disk_full(work / "disk", figures)
+            chroma_killed(work / "chroma", figures)
+            llm_server_faults(work / "llm", figures)
+            app_under_load(work / "app", 20 if args.quick else 60, figures)
     cases = [c for c in figures.cases if c["case"] != "baseline"]
-    hostile_cases = [c for c in cases if c.get("hostile")]
-    slowest = max(hostile_cases, key=lambda c: c["seconds"])
-    largest = max(hostile_cases, key=lambda c: c["peak_mb"])
-    baseline = figures.cases[0]
-    summary = {
+    summary: dict[str, Any] = {
         "cases": len(cases),
         "passed": sum(c["ok"] for c in cases),
         "crashes": sum(bool(c.get("crashed")) for c in cases),
         "documents_lost": sum(int(c.get("lost", 0)) for c in cases),
-        "longest_hostile_file": f"{slowest['case']}: {slowest['seconds']:.1f}s",
-        "highest_memory_hostile_file": f"{largest['case']}: {largest['peak_mb']:.0f} MB",
-        "baseline": baseline["detail"],
     }
+    hostile_cases = [c for c in cases if c.get("hostile")]
+    if hostile_cases:
+        slowest = max(hostile_cases, key=lambda c: c["seconds"])
+        largest = max(hostile_cases, key=lambda c: c["peak_mb"])
+        summary["longest_hostile_file"] = f"{slowest['case']}: {slowest['seconds']:.1f}s"
+        summary["highest_memory_hostile_file"] = f"{largest['case']}: {largest['peak_mb']:.0f} MB"
+        summary["baseline"] = figures.cases[0]["detail"]
     print("\n" + "\n".join(f"{name}: {value}" for name, value in summary.items()))
     if args.json:
         args.json.write_text(json.dumps({"summary": summary, "cases": figures.cases}, indent=2))

@@ -7,10 +7,8 @@ and memory each takes.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,9 +18,11 @@ from rag.store import ChunkStore
 from tests.conftest import ROOT
 from tests.hostile import (
     HOSTILE_NAMES,
+    Measured,
     deep_html,
     hostile_names,
     injection_document,
+    run_measured,
     wide_csv,
     zip_bomb_docx,
 )
@@ -36,18 +36,10 @@ def stored_ids(data_dir: Path) -> set[str]:
         return store.ids()
 
 
-def ingest(folder: Path, data_dir: Path) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run the ingest; also returns its own peak resident memory in MB."""
-    command = [sys.executable, str(ROOT / "ingest.py"), str(folder), "--data-dir", str(data_dir)]
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        process = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's figures, no other's
-        out.seek(0)
-        err.seek(0)
-        result = subprocess.CompletedProcess(
-            command, os.waitstatus_to_exitcode(status), out.read(), err.read()
-        )
-    return result, usage.ru_maxrss / 1024
+def ingest(folder: Path, data_dir: Path) -> Measured:
+    return run_measured(
+        [sys.executable, str(ROOT / "ingest.py"), str(folder), "--data-dir", str(data_dir)]
+    )
 
 
 def test_hostile_files_are_reported_or_read_and_the_rest_is_ingested(tmp_path: Path) -> None:
@@ -64,8 +56,8 @@ def test_hostile_files_are_reported_or_read_and_the_rest_is_ingested(tmp_path: P
     (outside / "secret.txt").write_text("Linked from outside the folder: the vault code is 7.\n")
     (docs / "linked.txt").symlink_to(outside / "secret.txt")
 
-    result, peak_mb = ingest(docs, tmp_path / "data")
-    assert result.returncode == 1, result.stderr
+    result = ingest(docs, tmp_path / "data")
+    assert result.code == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert f"failed: {bomb}: unpacks to 287 MB from 0.5 MB" in result.stderr
     assert "zip bomb" in result.stderr
@@ -73,7 +65,7 @@ def test_hostile_files_are_reported_or_read_and_the_rest_is_ingested(tmp_path: P
     assert "added 8, updated 0, removed 0, renamed 0, unchanged 0, skipped 0, failed 1" in (
         result.stdout
     )
-    assert peak_mb < 1500, peak_mb  # the bomb was never unpacked
+    assert result.peak_mb < 1200, result.peak_mb  # the bomb was never unpacked
 
     listing = subprocess.run(
         [sys.executable, "-m", "rag.cli", "sources", "--data-dir", str(tmp_path / "data")],
@@ -90,6 +82,6 @@ def test_hostile_files_are_reported_or_read_and_the_rest_is_ingested(tmp_path: P
 
     # The store equals a clean run over the files that could be read.
     bomb.unlink()
-    clean, _ = ingest(docs, tmp_path / "clean")
-    assert clean.returncode == 0, clean.stderr
+    clean = ingest(docs, tmp_path / "clean")
+    assert clean.code == 0, clean.stderr
     assert stored_ids(tmp_path / "data") == stored_ids(tmp_path / "clean")
