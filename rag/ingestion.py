@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 # Bump when loading or chunking changes chunk texts: every file is then redone, its unchanged
-# chunks' vectors reused (3: hidden text left out).
-CHUNKER_VERSION = 3
+# chunks' vectors reused (3: hidden text left out; 4: PDF text NFKC, hyphenated words joined).
+CHUNKER_VERSION = 4
 
 
 class Progress:
@@ -256,6 +256,10 @@ class Ingestor:
             note = (
                 f"hidden text left out: {document.hidden_chars} characters a reader would not see"
             )
+            report.notes.append((str(file.path), note))
+        if document.parser_warnings:
+            first = document.parser_warnings[0][:120]
+            note = f"{len(document.parser_warnings)} parser warnings, the first: {first}"
             report.notes.append((str(file.path), note))
         chunks = self.chunker.split(document)
         return _Prepared(file, file_hash, chunks, record)

@@ -18,9 +18,12 @@ text hidden under an image or in a colour close to but not exactly the backgroun
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import logging
 import re
+import unicodedata
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -60,6 +63,7 @@ class LoadedDocument:
     text: str
     sections: list[Section] = field(default_factory=list)
     hidden_chars: int = 0  # characters of hidden text left out
+    parser_warnings: list[str] = field(default_factory=list)  # kept off the terminal
 
 
 # Invisible in any text: zero-width space, word joiner and invisible operators, byte order
@@ -431,14 +435,48 @@ def load_pdf(path: Path, data: bytes) -> LoadedDocument:
     if reader.is_encrypted and not reader.decrypt(""):
         raise LoadError(path, "encrypted PDF (needs a password)")
     builder = _Builder()
-    for number, page in enumerate(reader.pages, start=1):
-        text, hidden = _visible_pdf_text(page)
-        builder.add(text, page=number)
-        builder.hidden_chars += hidden
+    with _captured_warnings("pypdf") as warnings:
+        for number, page in enumerate(reader.pages, start=1):
+            text, hidden = _visible_pdf_text(page)
+            builder.add(_clean_pdf_text(text), page=number)
+            builder.hidden_chars += hidden
     document = builder.build()
+    document.parser_warnings = warnings
     if not document.text.strip():
         raise LoadError(path, "no extractable text in the PDF (scanned images need OCR)")
     return document
+
+
+_HYPHENATED = re.compile(r"([^\W\d_])-\n([^\W\d_A-Z])")  # "float-\ning", not "3-\nD"
+
+
+def _clean_pdf_text(text: str) -> str:
+    """PDF text as words, as a reader types them.
+
+    Ligatures and other compatibility forms become plain letters (NFKC: the 'fi' ligature
+    becomes 'fi'); a word hyphenated across a line end is joined ('float-' + 'ing').
+    """
+    return _HYPHENATED.sub(r"\1\2", unicodedata.normalize("NFKC", text))
+
+
+@contextlib.contextmanager
+def _captured_warnings(logger_name: str) -> Iterator[list[str]]:
+    """A library's log warnings, collected instead of printed (reported once per file)."""
+    logger = logging.getLogger(logger_name)
+    found: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            found.append(record.getMessage())
+
+    handler = Collect(logging.WARNING)
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
 
 
 _SHOW_TEXT = frozenset({b"Tj", b"TJ", b"'", b'"'})

@@ -130,3 +130,27 @@ def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
     load(wide_csv(tmp_path / "fits.csv", columns=MAX_CSV_COLUMNS))
     with pytest.raises(LoadError, match="10,001 columns: over the 10,000"):
         load(wide_csv(tmp_path / "wide.csv", columns=MAX_CSV_COLUMNS + 1))
+
+
+def test_pdf_text_is_words_as_typed(tmp_path: Path) -> None:
+    from rag.loaders import _clean_pdf_text
+
+    assert _clean_pdf_text("de\ufb01ning \ufb02oating objects") == "defining floating objects"
+    assert _clean_pdf_text("a float-\ning point and a 3-\nD plot, Ameri-\nCa") == (
+        "a floating point and a 3-\nD plot, Ameri-\nCa"
+    )
+
+
+@pytest.mark.slow
+def test_real_pdfs_read_clean_and_quiet(capfd: pytest.CaptureFixture[str]) -> None:
+    from tests.conftest import ROOT
+
+    corpus = ROOT.parent / "shared" / "eval" / "rmanuals" / "corpus"
+    if not corpus.is_dir():
+        pytest.skip("the shared rmanuals set is not here")
+    for name in ("R-data.pdf", "R-lang.pdf"):
+        text = load(corpus / name).text
+        assert not any(ligature in text for ligature in "\ufb00\ufb01\ufb02\ufb03\ufb04")
+        assert "re-\nusable" not in text
+    captured = capfd.readouterr()
+    assert captured.err == ""  # pypdf's warnings stay off the terminal
