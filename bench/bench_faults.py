@@ -50,6 +50,7 @@ from tests import hostile  # noqa: E402
 from tests.docgen import paragraphs  # noqa: E402
 from tests.hostile import Measured as Run  # noqa: E402
 from tests.hostile import run_measured  # noqa: E402
+from tests.servers import free_port, start_chroma, start_llama_server  # noqa: E402
 
 NORMAL = "# Kestrel\n\nThe kestrel hovers over the field at dawn.\n"
 
@@ -231,29 +232,6 @@ def disk_full(work: Path, figures: Figures) -> None:
     )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-    process = subprocess.Popen(
-        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError("chroma did not start")
-
-
 def chroma_killed(work: Path, figures: Figures) -> None:
     docs = corpus(work / "server-docs", 40)
     port = free_port()
@@ -335,33 +313,9 @@ def llm_server_faults(work: Path, figures: Figures) -> None:
     )
     silent.close()
 
-    from rag.llm import bundled_gguf_path
-
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(bundled_gguf_path()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_llama_server(port)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.3)
-        time.sleep(1)
         attempt(
             "dying mid-stream",
             {"base_url": f"http://127.0.0.1:{port}/v1", "max_tokens": 400},

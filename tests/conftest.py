@@ -3,24 +3,20 @@
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
-from rag.llm import bundled_gguf_path
 from rag.settings import EmbeddingSettings, Settings, load_settings
 from rag.store import ChunkStore
+from tests.servers import free_port, start_chroma, start_llama_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_EVAL = ROOT.parent / "shared" / "eval" / "pydoc"
@@ -41,58 +37,15 @@ def embedder() -> Embedder:
     return Embedder(EmbeddingSettings())
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """A real ``chroma run`` on 127.0.0.1, for the whole session."""
     port = free_port()
     path = tmp_path_factory.mktemp("chroma-server")
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-    log = (path / "server.log").open("w")
-    process = subprocess.Popen(
-        [chroma, "run", "--path", str(path / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"chroma server did not start: {(path / 'server.log').read_text()}")
-            time.sleep(0.2)
+    process = start_chroma(path / "db", port, path / "server.log")
     yield "127.0.0.1", port
     process.terminate()
     process.wait(timeout=30)
-    log.close()
-
-
-def wait_until_serving(
-    url: str,
-    ready: Callable[[httpx.Response], bool],
-    process: subprocess.Popen[bytes],
-    log_path: Path,
-) -> None:
-    """Poll ``url`` until ``ready``; fail with the log's end if the process dies or 2 min pass."""
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if ready(httpx.get(url, timeout=2)):
-                return
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"{process.args!r} did not start: {log_path.read_text()[-2000:]}")
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="session")
@@ -100,29 +53,10 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real ``python -m llama_cpp.server`` with the bundled model on 127.0.0.1."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "llama_cpp.server",
-                "--model",
-                str(bundled_gguf_path()),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--n_ctx",
-                "2048",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base_url = f"http://127.0.0.1:{port}/v1"
-        wait_until_serving(f"{base_url}/models", lambda r: r.status_code == 200, server, log_path)
-        yield base_url
-        server.terminate()
-        server.wait(timeout=30)
+    server = start_llama_server(port, log_path, "--n_ctx", "2048")
+    yield f"http://127.0.0.1:{port}/v1"
+    server.terminate()
+    server.wait(timeout=30)
 
 
 SettingsFactory = Callable[..., Settings]

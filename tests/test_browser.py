@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.conftest import free_port, wait_until_serving
+from tests.servers import free_port, wait_until_serving
 
 pytestmark = pytest.mark.slow
 

@@ -25,8 +25,9 @@ from rag.llm import OpenAICompatibleLLM
 from rag.retrieval import Retriever
 from rag.settings import EmbeddingSettings, load_settings
 from rag.store import ChunkStore, Metadata, StoredChunk, StoreError
-from tests.conftest import ROOT, SettingsFactory, free_port, run_cli, wait_until_serving
+from tests.conftest import ROOT, SettingsFactory, run_cli
 from tests.docgen import write_mixed_folder
+from tests.servers import free_port, start_chroma
 
 
 def test_a_mistyped_path_is_named_and_touches_nothing(tmp_path: Path) -> None:
@@ -194,23 +195,6 @@ def test_keyword_search_while_another_session_writes() -> None:
         searcher.join()
     assert not errors, errors
     assert len(index) == 5_000
-
-
-def start_chroma(path: Path, port: int) -> subprocess.Popen[bytes]:
-    """``chroma run`` on 127.0.0.1:port, waited for until it answers."""
-    chroma = shutil.which("chroma", path=str(Path(sys.executable).parent)) or "chroma"
-    process = subprocess.Popen(
-        [chroma, "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_until_serving(
-        f"http://127.0.0.1:{port}/api/v2/heartbeat",
-        lambda r: r.status_code == 200,
-        process,
-        path / "no-log",
-    )
-    return process
 
 
 @pytest.mark.slow

@@ -11,7 +11,8 @@ from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.settings import load_settings
 from rag.store import ChunkStore
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT
+from tests.servers import free_port
 from ui.services import conversation, plain, safe_file_name, save_upload
 
 APP = str(ROOT / "ui" / "app.py")
