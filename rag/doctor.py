@@ -19,7 +19,6 @@ import platform
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -420,19 +419,6 @@ def _store(
             store.close()
 
 
-def _metadata_pages(store: ChunkStore, page: int = 5000) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every chunk's id and metadata, read a page at a time (large gets fail in Chroma)."""
-    offset = 0
-    while True:
-        with store.reading():
-            result = store.collection.get(include=["metadatas"], limit=page, offset=offset)
-        ids = result["ids"]
-        yield from zip(ids, result["metadatas"] or [], strict=True)
-        if len(ids) < page:
-            return
-        offset += page
-
-
 def store_consistency(store: ChunkStore) -> list[Check]:
     """Documents, chunks, and what an interrupted or foreign write could leave wrong."""
     with store.reading():
@@ -440,7 +426,7 @@ def store_consistency(store: ChunkStore) -> list[Check]:
     ids: Counter[str] = Counter()
     orphans: list[str] = []
     files: dict[tuple[str, str], FileRecord] = {}
-    for chunk_id, meta in _metadata_pages(store):
+    for chunk_id, meta in store.metadatas():
         ids[chunk_id] += 1
         if any(name not in (meta or {}) for name in RECORD_FIELDS):
             orphans.append(chunk_id)

@@ -297,10 +297,15 @@ class ChunkStore:
                 return {}
             where = {"root": roots[0]} if len(roots) == 1 else {"root": {"$in": roots}}
         records: dict[tuple[str, str], FileRecord] = {}
-        for chunk_id, metadata, _ in self._pages(where, ["metadatas"]):
+        for chunk_id, metadata in self.metadatas(where):
             key = (str(metadata["root"]), str(metadata["source"]))
             records.setdefault(key, FileRecord(*key)).add(chunk_id, metadata)
         return records
+
+    def metadatas(self, where: Mapping[str, Any] | None = None) -> Iterator[tuple[str, Metadata]]:
+        """Id and metadata of every chunk matching ``where``, read a page at a time."""
+        for chunk_id, metadata, _ in self._pages(where, ["metadatas"]):
+            yield chunk_id, metadata
 
     def _pages(
         self, where: Mapping[str, Any] | None, include: list[str]
@@ -424,10 +429,7 @@ class ChunkStore:
 
     def chunk_hashes(self) -> dict[str, str]:
         """Content hash of every chunk, by id: what a cache of chunk texts compares against."""
-        return {
-            chunk_id: str(metadata["content_hash"])
-            for chunk_id, metadata, _ in self._pages(None, ["metadatas"])
-        }
+        return {chunk_id: str(metadata["content_hash"]) for chunk_id, metadata in self.metadatas()}
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """Text of the chunks with these ids."""
