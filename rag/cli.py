@@ -240,9 +240,8 @@ def _ingest(
 
 
 def _watch(ingestor: Ingestor, paths: list[Path]) -> int:
-    from rag.watching import watch
-
     """Until Ctrl-C (exit 130, at once, even mid-sync) or SIGTERM (exit 0, as a service stops)."""
+    from rag.watching import watch
 
     def on_terminate(signum: int, frame: FrameType | None) -> None:
         raise _Terminated

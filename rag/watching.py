@@ -71,7 +71,7 @@ def watch(
         folder = path if path.is_dir() else path.parent
         observer.schedule(changes, str(folder.resolve()), recursive=path.is_dir())
     observer.start()
-    quiet_s = ingestor.settings.ingest.watch_debounce_s
+    quiet_s = settings.ingest.watch_debounce_s
     pause = RETRY_FIRST_S
     retry_at: float | None = time.monotonic()  # the first sync, at once
     try:

@@ -7,7 +7,6 @@ literally, never as HTML or markdown.
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +81,12 @@ def chat(services: Services, options: dict[str, Any]) -> None:
             "or run `python ingest.py PATH` in a terminal.",
             icon=":material/upload_file:",
         )
-    for message, after in itertools.zip_longest(state.messages, state.messages[1:]):
+    for message in state.messages:
         with st.chat_message(message["role"]):
             st.markdown(plain(message["text"]))
             if message.get("answer") is not None:
                 show_sources(message["answer"])
-            elif message["role"] == "assistant" or (after or {}).get("role") != "assistant":
+            elif message["role"] == "assistant":  # a rerun stopped it while it streamed
                 st.caption("Interrupted: no answer to this question.")
 
     question = st.chat_input(
@@ -115,7 +114,7 @@ def ask(services: Services, question: str, options: dict[str, Any]) -> None:
             for piece in stream:
                 reply["text"] += piece
                 shown.markdown(plain(reply["text"]))
-            answer = stream.answer or stream.result()
+            answer = stream.result()
         except RagError as error:
             shown.empty()
             st.error(plain(f"No answer: {error}"), icon=":material/error:")
