@@ -24,7 +24,7 @@ from typing import Any
 from rag.errors import QuestionError
 from rag.keywords import keywords
 from rag.llm import LLM, LLMError, Prompt
-from rag.retrieval import Retrieved, Retriever, sentences
+from rag.retrieval import Retrieved, Retriever, sentence_windows, sentences
 from rag.settings import AnswerSettings, LLMSettings
 
 NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
@@ -121,6 +121,8 @@ class Answer:
     refused: bool  # it says it does not know
     supported: bool  # False: its cited sources do not hold most of its words
     timings: dict[str, float] = field(default_factory=dict)  # seconds
+    model_text: str | None = None  # what the model wrote, when no source held it and a quote
+    # of the best passage replaced it
 
     def to_json(self) -> dict[str, Any]:
         """The ``rag ask --json`` shape."""
@@ -129,6 +131,7 @@ class Answer:
             "answer": self.text,
             "refused": self.refused,
             "supported": self.supported,
+            "model_text": self.model_text,
             "sources": [
                 {
                     "number": c.number,
@@ -253,14 +256,20 @@ class Answerer:
             earlier = [turn.question for turn in history][-self.settings.history_turns :]
         query = " ".join([*earlier, question])
         found = self.retriever.retrieve(query, k, sources, file_types, hybrid)
+        unknown = self._unknown_terms(question, found)
         timings = {"retrieval_s": time.perf_counter() - started}
-        if not found:
+        if not found or unknown:
 
             def nothing(text: str) -> Answer:
                 timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
                 return Answer(question, text, [], [], [], True, True, timings)
 
-            return AnswerStream(iter([NOTHING_FOUND]), nothing)
+            said = NOTHING_FOUND
+            if found:
+                said = "I don't know: the documents never mention " + ", ".join(
+                    f"“{term}”" for term in unknown
+                )
+            return AnswerStream(iter([said]), nothing)
 
         reserve = max_tokens or self.llm_settings.max_tokens
         numbered, left_out = self._fit(question, earlier, found, reserve)
@@ -281,6 +290,16 @@ class Answerer:
             return self._checked(question, text, numbered, left_out, timings)
 
         return AnswerStream(pieces(), finish)
+
+    def _unknown_terms(self, question: str, found: list[Retrieved]) -> list[str]:
+        """The question's names that no document holds, unless a chunk is close enough anyway.
+
+        Such a question is about something the documents do not cover.
+        """
+        floor = self.retriever.settings.min_similarity_unknown_term
+        if not found or max(chunk.similarity for chunk in found) >= floor:
+            return []
+        return self.retriever.unknown_terms(question)
 
     def _fit(
         self, question: str, earlier: list[str], found: list[Retrieved], reserve: int
@@ -328,27 +347,51 @@ class Answerer:
         left_out: list[Retrieved],
         timings: dict[str, float],
     ) -> Answer:
-        """Drop markers that point at nothing, map the rest to sources, check support."""
+        """Map markers to sources, cite the passage that holds the answer, check support.
+
+        A marker the model wrote is kept when its source holds the answer; otherwise, and when
+        the model wrote none, the citation goes to the source holding most of the answer's
+        words, ties to the one matching the question best. An answer no source holds is
+        replaced by a quote of the passage that matches the question best (``answer.quote``).
+        """
         by_number = {source.number: source for source in numbered}
         text, cited = resolve_markers(raw.strip(), set(by_number))
+        text, labelled = _without_label(text, numbered)
         refused = bool(_REFUSAL.match(text)) or not text
         if refused:
             text = text or "I don't know."
             return Answer(question, text, [], numbered, left_out, True, True, timings)
-        by_model = bool(cited)
-        if not cited:  # cite the best-ranked source that holds enough of the answer's words
-            least = self.settings.min_attribution
-            backing = (s for s in numbered if support(text, s.chunk.text) >= least)
-            best = next(backing, None)
-            if best is not None:
-                cited = [best.number]
-                text = f"{text} [{best.number}]"
+        least = self.settings.min_support
+        by_model = bool(cited) and any(holds(text, by_number[n]) >= least for n in cited)
+        if not by_model:
+            cited = []
+            ranked = sorted(
+                (s for s in numbered if holds(text, s) >= self.settings.min_attribution),
+                key=lambda s: (-holds(text, s), s.number != labelled, -_best_window(s.chunk)),
+            )
+            if ranked:
+                cited = [ranked[0].number]
+                text = _cite(text, ranked[0].number)
         cited_text = " ".join(by_number[n].chunk.text for n in cited)
         supported = (
             bool(cited)
-            and support(text, cited_text) >= self.settings.min_support
+            and support(text, cited_text) >= least
             and _numbers(text) <= _numbers(cited_text)
         )
+        model_text = None
+        mode = self.settings.quote
+        best = max(numbered, key=lambda s: (_best_window(s.chunk), -s.number), default=None)
+        if best is not None and mode != "never":
+            passage = best_passage(best.chunk)
+            in_passage = support(text, passage) >= least and _numbers(text) <= _numbers(passage)
+            if in_passage and mode == "off_passage" and cited != [best.number]:
+                cited, by_model = [best.number], False  # the passage that answers, cited
+                text = _cite(text, best.number)
+            elif not supported or (mode == "off_passage" and not in_passage):
+                model_text = text
+                quote = _cut(passage, self.settings.quote_chars)
+                text = f'"{quote}" [{best.number}]'
+                cited, by_model, supported = [best.number], False, True
         citations = [
             Citation(
                 n,
@@ -361,7 +404,48 @@ class Answerer:
             )
             for n in cited
         ]
-        return Answer(question, text, citations, numbered, left_out, False, supported, timings)
+        return Answer(
+            question, text, citations, numbered, left_out, False, supported, timings, model_text
+        )
+
+
+def holds(answer: str, source: Source) -> float:
+    """Share of the answer's words (and all of its figures, or nothing) that the source holds."""
+    if not _numbers(answer) <= _numbers(source.chunk.text):
+        return 0.0
+    return support(answer, source.chunk.text)
+
+
+def _best_window(chunk: Retrieved) -> float:
+    return max(chunk.window_scores, default=chunk.similarity)
+
+
+def best_passage(chunk: Retrieved) -> str:
+    """The chunk's sentence pair that matches the question best, on one line."""
+    windows = sentence_windows(chunk.text)
+    best = chunk.best_windows[0] if chunk.best_windows else 0
+    return _fence(_clean(windows[best] if best < len(windows) else chunk.text))
+
+
+def _cite(text: str, number: int) -> str:
+    """``text`` with its markers replaced by one ``[number]`` at the end."""
+    return f"{resolve_markers(text, set())[0]} [{number}]"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " …"
+
+
+def _without_label(text: str, numbered: list[Source]) -> tuple[str, int | None]:
+    """The answer less a source label the model copied at its start ('R-data.pdf, page 19: …').
+
+    Also the number of the source so named, if one was.
+    """
+    for source in numbered:
+        label = _fence(source.label) + ":"
+        if text.startswith(label):
+            return text[len(label) :].strip().lstrip("…").strip(), source.number
+    return text, None
 
 
 _FOLLOW_UP_START = re.compile(r"^\W*(and|but|or|also|so|then|what about|how about)\b", re.I)

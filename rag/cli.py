@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common],
         help="score answers on a question set over a corpus ingested into a fresh store",
         description="Ingest CORPUS into a temporary store, ask every question of QA "
-        "(JSON lines: id, question, answers, sources, answerable) and report hit@k, MRR, "
-        "accuracy, refusals, citation precision and latency.",
+        "(JSON lines: id, question, answers, sources, answerable, optional pages) and report "
+        "hit@k, MRR, accuracy, refusals, citation precision and latency; with pages, also "
+        "page hit@k and cited-page precision.",
     )
     evaluation.add_argument("questions", type=Path, metavar="QA", help="question set (.jsonl)")
     evaluation.add_argument("--corpus", type=Path, required=True, help="folder of documents")

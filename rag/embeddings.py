@@ -113,6 +113,10 @@ class Embedder:
         tokenizer.no_padding()
         return tokenizer
 
+    def word_pieces(self, word: str) -> list[str]:
+        """How the model's vocabulary spells ``word``: one piece for a common word."""
+        return list(self.tokenizer.encode(word, add_special_tokens=False).tokens)
+
     def token_spans(self, text: str) -> TokenSpans:
         """Start and end offsets of each word piece of ``text``, special tokens left out.
 

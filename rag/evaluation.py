@@ -1,14 +1,16 @@
 """Measure answers against a question set: retrieval, accuracy, refusals, citations, latency.
 
 The input is JSON lines, one question each: ``{"id", "question", "answers": [accepted
-answers], "sources": [gold files], "answerable": bool}``. An answer is correct when it contains
-an accepted answer (case-insensitive); a citation is precise when its passage is in a gold file.
+answers], "sources": [gold files], "pages": [gold pages, optional], "answerable": bool}``. An
+answer is correct when it contains an accepted answer (case-insensitive); a citation is precise
+when its passage is in a gold file. Where a set names pages (1-based, as the PDF counts them),
+retrieval and citations are also scored by page: a gold page is a gold file's page in ``pages``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,12 @@ class EvalQuestion:
     answers: list[str]
     sources: list[str]
     answerable: bool
+    pages: list[int] = field(default_factory=list)
+
+    def gold(self, source: str, also_in: Iterable[str], page: int | None) -> tuple[bool, bool]:
+        """Whether a passage is in a gold file, and whether it is on a gold page."""
+        in_file = bool({source, *also_in} & set(self.sources))
+        return in_file, in_file and page is not None and page in self.pages
 
 
 def load_questions(path: Path) -> list[EvalQuestion]:
@@ -50,6 +58,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                     [str(a) for a in item.get("answers", [])],
                     [str(s) for s in item.get("sources", [])],
                     bool(item.get("answerable", True)),
+                    [int(page) for page in item.get("pages", [])],
                 )
             )
         except (ValueError, KeyError, TypeError) as error:
@@ -71,6 +80,8 @@ class EvalRow:
     correct: bool
     cited: int
     cited_gold: int
+    page_rank: int | None = None  # of the first retrieved chunk on a gold page, 1-based
+    cited_gold_pages: int = 0
 
 
 @dataclass
@@ -108,6 +119,18 @@ class EvalReport:
             ),
             "unsupported": sum(not row.answer.supported for row in self.rows),
         }
+        paged = [row for row in answerable if row.question.pages]
+        if paged:
+            found = [row for row in paged if row.page_rank is not None]
+            cited_paged = sum(row.cited for row in paged)
+            figures[f"page_hit@{self.k}"] = _ratio(len(found), paged)
+            figures["cited_page_precision"] = (
+                sum(row.cited_gold_pages for row in paged) / cited_paged if cited_paged else None
+            )
+            # The goal: whenever retrieval found a gold page, the answer cites one.
+            figures["cited_page_when_found"] = _ratio(
+                sum(row.cited_gold_pages > 0 for row in found), found
+            )
         for timing in ("retrieval_s", "first_token_s", "total_s"):
             values = [row.answer.timings.get(timing, 0.0) for row in self.rows]
             figures[f"{timing}_p50"] = round(float(np.percentile(values, 50)), 4)
@@ -127,6 +150,8 @@ class EvalReport:
                     "refused": row.answer.refused,
                     "cited": row.cited,
                     "cited_gold": row.cited_gold,
+                    "page_rank": row.page_rank,
+                    "cited_gold_pages": row.cited_gold_pages,
                     **row.answer.to_json(),
                 }
                 for row in self.rows
@@ -155,24 +180,36 @@ def evaluate(
     report = EvalReport(k)
     for question in questions:
         answer = answerer.ask(question.question, k=k)
-        gold = set(question.sources)
-        retrieved = [s.chunk for s in answer.sources] + answer.left_out
-        rank = next(
-            (
-                i
-                for i, chunk in enumerate(retrieved, start=1)
-                if {str(chunk.metadata["source"]), *chunk.also_in} & gold
-            ),
-            None,
-        )
+        retrieved = [
+            question.gold(str(chunk.metadata["source"]), chunk.also_in, _page(chunk.metadata))
+            for chunk in [s.chunk for s in answer.sources] + answer.left_out
+        ]
+        cited = [question.gold(c.source, c.also_in, c.page) for c in answer.citations]
         text = answer.text.lower()
-        correct = not answer.refused and any(a.lower() in text for a in question.answers)
-        cited_gold = sum(bool({c.source, *c.also_in} & gold) for c in answer.citations)
-        row = EvalRow(question, answer, rank, correct, len(answer.citations), cited_gold)
+        row = EvalRow(
+            question,
+            answer,
+            rank=_first(in_file for in_file, _ in retrieved),
+            correct=not answer.refused and any(a.lower() in text for a in question.answers),
+            cited=len(cited),
+            cited_gold=sum(in_file for in_file, _ in cited),
+            page_rank=_first(on_page for _, on_page in retrieved),
+            cited_gold_pages=sum(on_page for _, on_page in cited),
+        )
         report.rows.append(row)
         if on_row:
             on_row(row)
     return report
+
+
+def _first(flags: Iterable[bool]) -> int | None:
+    """The 1-based rank of the first true flag, or None."""
+    return next((rank for rank, flag in enumerate(flags, start=1) if flag), None)
+
+
+def _page(metadata: Mapping[str, Any]) -> int | None:
+    page = metadata.get("page")
+    return int(page) if page is not None else None
 
 
 def _ratio(count: int, rows: list[EvalRow]) -> float | None:

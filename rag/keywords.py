@@ -99,6 +99,24 @@ class KeywordIndex:
             if not chunks:
                 del self.postings[term]
 
+    def weights(self, query: str) -> dict[str, float]:
+        """Each distinct query keyword's BM25 inverse document frequency (rare words weigh most).
+
+        A word no chunk holds gets the highest weight there is: it is as rare as can be.
+        """
+        with self._lock:
+            count = len(self.lengths)
+            return {
+                term: math.log((count - n + 0.5) / (n + 0.5) + 1)
+                for term in set(keywords(query))
+                for n in (len(self.postings.get(term, ())),)
+            }
+
+    def vocabulary_has(self, term: str) -> bool:
+        """Whether any indexed chunk holds the (folded) ``term``."""
+        with self._lock:
+            return term in self.postings
+
     def search(
         self, query: str, n: int, allowed: Callable[[str], bool] | None = None
     ) -> list[tuple[str, float]]:

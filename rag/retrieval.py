@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.embeddings import Embedder
-from rag.keywords import KeywordIndex
+from rag.keywords import KeywordIndex, keywords
 from rag.settings import RetrievalSettings
 from rag.store import ChunkStore, Metadata
 
@@ -45,6 +45,7 @@ class Retrieved:
     embedding: NDArray[np.float32]
     also_in: tuple[str, ...] = ()  # other sources holding a near-identical passage
     best_windows: tuple[int, ...] = ()  # sentence windows, best match first (sentence_rerank)
+    window_scores: tuple[float, ...] = ()  # each window's match to the question, in text order
 
 
 class Retriever:
@@ -111,7 +112,9 @@ class Retriever:
         ]
         ranked = _without_near_duplicates(ranked, settings.duplicate_similarity)
         top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
-        return self._by_best_sentence(top, question) if settings.sentence_rerank else top
+        if not settings.sentence_rerank:
+            return top
+        return self._by_best_sentence(top, question, self._term_weights(query, settings))
 
     def sentence_vectors(self, chunks: list[Retrieved]) -> list[NDArray[np.float32]]:
         """Embeddings of each chunk's sentence windows (see :func:`sentence_windows`), cached."""
@@ -138,17 +141,52 @@ class Retriever:
         return found
 
     def _by_best_sentence(
-        self, chunks: list[Retrieved], question: NDArray[np.float32]
+        self, chunks: list[Retrieved], question: NDArray[np.float32], weights: dict[str, float]
     ) -> list[Retrieved]:
-        """Order by the better of each chunk's similarity and its best sentence pair's."""
+        """Order by the better of each chunk's similarity and its best sentence pair's.
+
+        Each chunk's sentence pairs are ranked too (``best_windows``), by their similarity plus
+        ``sentence_keyword_weight`` times the share of the question's rare words they hold: the
+        sentence that names the question's identifier is the one that answers it.
+        """
         best: dict[str, float] = {}
         ranked: list[Retrieved] = []
+        total = sum(weights.values())
         for chunk, vectors in zip(chunks, self.sentence_vectors(chunks), strict=True):
             similarities = vectors @ question
             best[chunk.id] = max(chunk.similarity, float(similarities.max()))
-            order = tuple(int(i) for i in np.argsort(-similarities))
-            ranked.append(_with(chunk, best_windows=order))
+            scores = [float(similarity) for similarity in similarities]
+            if total:
+                for i, window in enumerate(sentence_windows(chunk.text)):
+                    held = sum(weights.get(term, 0.0) for term in set(keywords(window)))
+                    scores[i] += self.settings.sentence_keyword_weight * held / total
+            order = tuple(sorted(range(len(scores)), key=lambda i: -scores[i]))
+            ranked.append(_with(chunk, best_windows=order, window_scores=tuple(scores)))
         return sorted(ranked, key=lambda chunk: -best[chunk.id])
+
+    def _term_weights(self, query: str, settings: RetrievalSettings) -> dict[str, float]:
+        """The query's words by rarity, when sentences are weighed by them."""
+        if not settings.sentence_keyword_weight:
+            return {}
+        self._sync_index()
+        return self.index.weights(query)
+
+    def unknown_terms(self, query: str) -> list[str]:
+        """The query's names and identifiers that no chunk holds ('xgboost', 'middlemarch').
+
+        A name is a word the embedding model's vocabulary spells in more than one piece, with a
+        letter in it: common words and plain numbers are one piece or are left alone. A plural
+        counts as known when its singular is ('exceptiongroups').
+        """
+        self._sync_index()
+        unknown = []
+        for term in dict.fromkeys(keywords(query)):
+            if not any(c.isalpha() for c in term) or len(self.embedder.word_pieces(term)) < 2:
+                continue
+            forms = {term, term.removesuffix("s"), term.removesuffix("es")}
+            if not any(self.index.vocabulary_has(form) for form in forms):
+                unknown.append(term)
+        return unknown
 
     def keyword_hits(
         self,

@@ -96,6 +96,14 @@ class RetrievalSettings(BaseModel):
         description="Relevance floor: a chunk less similar to the question never counts. On the "
         "pydoc eval, questions the corpus answers reach 0.52 or more, the others 0.29 at most.",
     )
+    min_similarity_unknown_term: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="Relevance floor for a question naming a term no document holds (a name or "
+        "identifier such as 'xgboost'): below it, the question is refused as not covered. On "
+        "the public evals, such questions reach 0.42 at most.",
+    )
     duplicate_similarity: float = Field(
         0.97, gt=0, le=1, description="Chunks this similar to a better one are dropped."
     )
@@ -103,6 +111,12 @@ class RetrievalSettings(BaseModel):
         True,
         description="Order the top k by their best-matching sentences too, so a chunk that "
         "answers in one sentence among others comes first.",
+    )
+    sentence_keyword_weight: float = Field(
+        0.3,
+        ge=0,
+        description="Sentence ranking: weight of the share of the question's rare words a "
+        "sentence pair holds, added to its similarity (0: similarity only).",
     )
     mmr: bool = Field(False, description="Maximal marginal relevance: trade rank for variety.")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")
@@ -131,6 +145,14 @@ class AnswerSettings(BaseModel):
         description="An answer without [n] markers cites the best-ranked source holding at "
         "least this share of its words.",
     )
+    quote: Literal["never", "unsupported", "off_passage"] = Field(
+        "off_passage",
+        description="When to answer with a quote of the passage (sentence pair) that matches "
+        "the question best instead of the model's text, which is kept aside: 'unsupported', "
+        "when no cited source holds the model's answer; 'off_passage', also when that passage "
+        "does not hold it (small models copy a neighbouring sentence); 'never'.",
+    )
+    quote_chars: int = Field(400, ge=40, description="Longest quoted passage, in characters.")
     history_turns: int = Field(
         1, ge=0, description="Earlier questions of a chat that join a follow-up's retrieval."
     )

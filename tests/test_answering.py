@@ -107,6 +107,19 @@ def test_nothing_relevant_means_i_dont_know_without_asking_the_model(
     assert counting.requests == []
 
 
+def test_a_question_naming_what_no_document_holds_is_refused(
+    answerer: Answerer, counting: CountingLLM
+) -> None:
+    # On topic enough to retrieve chunks, but the documents never name the app it asks about.
+    answer = answerer.ask("How do I pair the bike with Strava?")
+    assert answer.refused
+    assert answer.citations == []
+    assert answer.text == "I don't know: the documents never mention “strava”"
+    assert counting.requests == []
+    # A question close enough to a passage is answered, an unknown word or not.
+    assert not answerer.ask("How long does a full charge of the Shimano battery take?").refused
+
+
 def test_a_follow_up_retrieves_with_the_conversation(answerer: Answerer) -> None:
     first = answerer.ask("What does the warranty cover on the frame?")
     follow_up = "and for how many charge cycles?"
@@ -227,6 +240,14 @@ def test_cli_eval_reports_every_figure(tmp_path: Path) -> None:
             "answerable": True,
         },
         {
+            "id": "q3",
+            "question": "How many charge cycles does the warranty cover?",
+            "answers": ["800"],
+            "sources": ["warranty.pdf"],
+            "pages": [1],
+            "answerable": True,
+        },
+        {
             "id": "q2",
             "question": "What is the capital of Peru?",
             "answers": [],
@@ -237,8 +258,16 @@ def test_cli_eval_reports_every_figure(tmp_path: Path) -> None:
     questions.write_text("\n".join(json.dumps(row) for row in rows))
     result = run_rag("eval", str(questions), "--corpus", str(SAMPLE), "--json")
     assert result.returncode == 0, result.stderr
-    figures = json.loads(result.stdout)["figures"]
+    report = json.loads(result.stdout)
+    figures = report["figures"]
     assert figures["hit@4"] == 1.0
+    # Only q3 names pages: its gold page is found, and the answer cites it.
+    assert figures["page_hit@4"] == 1.0
+    assert figures["cited_page_precision"] == 1.0
+    assert figures["cited_page_when_found"] == 1.0
+    page_row = next(row for row in report["questions"] if row["id"] == "q3")
+    assert page_row["page_rank"] is not None
+    assert page_row["sources"][0]["page"] == 1
     assert figures["accuracy"] == 1.0
     assert figures["refusal_rate"] == 1.0
     assert figures["wrong_refusals"] == 0

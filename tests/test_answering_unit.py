@@ -1,5 +1,7 @@
 """Citation and support checks with exact inputs (the real model is tested in test_answering)."""
 
+from typing import Any
+
 import numpy as np
 
 from rag.answering import Answerer, Source, _numbers, is_follow_up, resolve_markers, support
@@ -23,15 +25,26 @@ def test_support_is_the_share_of_answer_words_in_the_evidence() -> None:
     assert _numbers("Charged in 4.5 hours, 800 cycles [3].") == {"4.5", "800"}
 
 
-def chunk(number: int, text: str, windows: tuple[int, ...] = ()) -> Source:
+def chunk(
+    number: int, text: str, windows: tuple[int, ...] = (), scores: tuple[float, ...] = ()
+) -> Source:
     vector = np.ones(2, dtype=np.float32) / np.sqrt(2)
     retrieved = Retrieved(
-        f"c{number}", text, {"source": f"doc{number}.md"}, 0.6, 0.0, 0.0, vector, (), windows
+        f"c{number}",
+        text,
+        {"source": f"doc{number}.pdf", "page": number + 10},
+        0.6,
+        0.0,
+        0.0,
+        vector,
+        (),
+        windows,
+        scores,
     )
     return Source(number, retrieved, text)
 
 
-def checker(**settings: float) -> Answerer:
+def checker(**settings: Any) -> Answerer:
     return Answerer(AnswerSettings(**settings), LLMSettings(), None, None)  # type: ignore[arg-type]
 
 
@@ -40,7 +53,7 @@ def test_refusals_unsupported_answers_and_inferred_citations() -> None:
         chunk(1, "The frame is made of aluminium."),
         chunk(2, "A full charge takes 4.5 hours from the wall plug."),
     ]
-    check = checker()
+    check = checker(quote="never")  # the model's own text, checked and flagged, never replaced
     refused = check._checked("q", " I don't know.", sources, [], {})
     assert (refused.refused, refused.citations) == (True, [])
     assert check._checked("q", "I don’t know", sources, [], {}).refused
@@ -52,8 +65,12 @@ def test_refusals_unsupported_answers_and_inferred_citations() -> None:
     wrong_figure = check._checked("q", "A full charge takes 6 hours [2].", sources, [], {})
     assert not wrong_figure.supported
 
+    # A marker pointing at a source that does not hold the claim goes to the one that does.
     wrong_source = check._checked("q", "A full charge takes 4.5 hours [1].", sources, [], {})
-    assert not wrong_source.supported
+    assert (wrong_source.text, wrong_source.supported) == (
+        "A full charge takes 4.5 hours. [2]",
+        True,
+    )
 
     inferred = check._checked("q", "It takes 4.5 hours from the wall plug.", sources, [], {})
     assert inferred.text == "It takes 4.5 hours from the wall plug. [2]"
@@ -61,6 +78,54 @@ def test_refusals_unsupported_answers_and_inferred_citations() -> None:
 
     unsupported = check._checked("q", "The motor is waterproof.", sources, [], {})
     assert (unsupported.citations, unsupported.supported) == ([], False)
+
+
+def test_the_citation_goes_to_the_passage_that_holds_the_answer() -> None:
+    sources = [
+        chunk(1, "Charging: see the next page. The frame is made of aluminium."),
+        chunk(2, "The battery charges in 4.5 hours. It charges from the wall plug."),
+        chunk(3, "A full charge takes 4.5 hours from the wall plug or 6 hours by USB."),
+    ]
+    check = checker(quote="never")
+    # The model cites [1], which does not hold its claim: the source that does is cited.
+    moved = check._checked(
+        "q", "A full charge takes 4.5 hours from the wall plug [1].", sources, [], {}
+    )
+    assert [(c.number, c.page, c.by_model) for c in moved.citations] == [(3, 13, False)]
+    assert moved.text.endswith("[3]")
+    assert moved.supported
+    # No marker: the source holding most of the answer wins over the better-ranked one.
+    inferred = check._checked("q", "A full charge takes 4.5 hours by USB.", sources, [], {})
+    assert [c.number for c in inferred.citations] == [3]
+    # A copied source label is taken off the answer, and names the source.
+    labelled = check._checked(
+        "q", "doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources, [], {}
+    )
+    assert labelled.text == "The battery charges in 4.5 hours. [2]"
+
+
+def test_an_answer_off_the_best_passage_becomes_a_quote_of_it() -> None:
+    sources = [
+        chunk(1, "The frame is made of aluminium. It weighs 2 kg.", (0,), (0.4,)),
+        chunk(2, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.8,)),
+    ]
+    # The model copied a neighbouring passage: the passage matching the question best is quoted.
+    quoted = checker()._checked("q", "The frame is made of aluminium [1].", sources, [], {})
+    assert quoted.text == '"Charging is easy. A full charge takes 4.5 hours." [2]'
+    assert quoted.model_text == "The frame is made of aluminium [1]."
+    assert [(c.number, c.by_model) for c in quoted.citations] == [(2, False)]
+    # With quote="unsupported", a supported answer stands (citing where it is held).
+    kept = checker(quote="unsupported")._checked(
+        "q", "The frame is made of aluminium [1].", sources, [], {}
+    )
+    assert (kept.text, kept.model_text) == ("The frame is made of aluminium [1].", None)
+    # An answer that the best passage holds is kept, and that passage is cited.
+    short = checker()._checked("q", "4.5 hours [1]", sources, [], {})
+    assert (short.text, short.model_text) == ("4.5 hours [2]", None)
+    # An invented figure is never kept: quoted instead.
+    invented = checker(quote="unsupported")._checked("q", "It takes 3 hours.", sources, [], {})
+    assert invented.text.startswith('"Charging is easy.')
+    assert invented.model_text
 
 
 def test_excerpts_keep_the_best_sentence_pairs_and_mark_omissions() -> None:
