@@ -170,7 +170,7 @@ class Ingestor:
         self.chunker = make_chunker(settings, embedder)
         self.pipeline = _digest(
             f"{embedder.name}|{self.chunker.max_tokens}|{self.chunker.overlap_tokens}"
-            f"|{CHUNKER_VERSION}"
+            f"|{CHUNKER_VERSION}|ocr={settings.ingest.ocr}"
         )[:16]
 
     def reset(self) -> None:
@@ -248,7 +248,7 @@ class Ingestor:
             report.unchanged += 1
             return None
         try:
-            document = load(file.path, data)
+            document = load(file.path, data, ocr=self.settings.ingest.ocr)
         except LoadError as error:
             report.failed.append((str(file.path), error.reason))
             return None
@@ -257,6 +257,8 @@ class Ingestor:
                 f"hidden text left out: {document.hidden_chars} characters a reader would not see"
             )
             report.notes.append((str(file.path), note))
+        if document.ocr_pages:
+            report.notes.append((str(file.path), f"read by OCR: {document.ocr_pages} pages"))
         if document.parser_warnings:
             first = document.parser_warnings[0][:120]
             note = f"{len(document.parser_warnings)} parser warnings, the first: {first}"

@@ -14,12 +14,16 @@ background counts as white on white), set inline or by a stylesheet's simple ``.
 ``#id`` or tag rule; in PDFs, text drawn invisible (render mode 3 or 7), in white, or off the
 page. Limits: other CSS (combinators, media queries, external sheets) is not evaluated; PDF
 text hidden under an image or in a colour close to but not exactly the background is kept.
+
+Pictures of text (png, jpg, tiff, and PDF pages that are scans without a text layer) are read
+by OCR (:mod:`rag.ocr`), unless ``ingest.ocr`` is off.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import io
 import logging
 import re
@@ -33,8 +37,12 @@ from typing import Any
 import charset_normalizer
 
 from rag.errors import RagError
+from rag.ocr import image_text, pdf_page_image, pdf_pages_with_images
 
-SUPPORTED_TYPES = frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv"})
+IMAGE_TYPES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
+SUPPORTED_TYPES = (
+    frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv"}) | IMAGE_TYPES
+)
 
 
 class LoadError(RagError):
@@ -64,6 +72,7 @@ class LoadedDocument:
     sections: list[Section] = field(default_factory=list)
     hidden_chars: int = 0  # characters of hidden text left out
     parser_warnings: list[str] = field(default_factory=list)  # kept off the terminal
+    ocr_pages: int = 0  # pages (or pictures) whose text was read by OCR
 
 
 # Invisible in any text: zero-width space, word joiner and invisible operators, byte order
@@ -111,13 +120,17 @@ class _Builder:
         return LoadedDocument("".join(self.parts), self.sections, self.hidden_chars)
 
 
-def load(path: Path, data: bytes | None = None) -> LoadedDocument:
+def load(path: Path, data: bytes | None = None, ocr: bool = True) -> LoadedDocument:
     """Load one supported file; ``data`` is its content when the caller has read it already.
+
+    ``ocr``: read images, and PDF pages that are pictures without a text layer, by OCR.
 
     Raises:
         LoadError: the file is unreadable, corrupt, empty, binary or of another type.
     """
     loader = _LOADERS.get(path.suffix.lower())
+    if loader in (load_pdf, load_image):
+        loader = functools.partial(loader, ocr=ocr)
     if loader is None:
         raise LoadError(path, f"unsupported file type {path.suffix or '(none)'}")
     if data is None:
@@ -427,23 +440,55 @@ def _hidden(tag: Any, style: dict[str, str], background: tuple[int, ...]) -> boo
 # --- pdf, docx, csv ---------------------------------------------------------------------
 
 
-def load_pdf(path: Path, data: bytes) -> LoadedDocument:
-    """PDF text page by page; each chunk keeps its page number."""
+def load_pdf(path: Path, data: bytes, ocr: bool = True) -> LoadedDocument:
+    """PDF text page by page; each chunk keeps its page number.
+
+    A page without a text layer that shows a picture (a scan) is read by OCR when ``ocr``.
+    """
     from pypdf import PdfReader
 
     reader = PdfReader(io.BytesIO(data), strict=False)
     if reader.is_encrypted and not reader.decrypt(""):
         raise LoadError(path, "encrypted PDF (needs a password)")
     builder = _Builder()
+    pictures: set[int] | None = None  # pages showing a picture, looked up on the first need
+    ocr_pages = 0
     with _captured_warnings("pypdf") as warnings:
         for number, page in enumerate(reader.pages, start=1):
             text, hidden = _visible_pdf_text(page)
+            if ocr and len(text.strip()) < MIN_PAGE_CHARS:
+                if pictures is None:
+                    pictures = pdf_pages_with_images(data)
+                if number in pictures:
+                    text, hidden = image_text(pdf_page_image(data, number)), 0
+                    ocr_pages += 1
             builder.add(_clean_pdf_text(text), page=number)
             builder.hidden_chars += hidden
     document = builder.build()
     document.parser_warnings = warnings
+    document.ocr_pages = ocr_pages
     if not document.text.strip():
-        raise LoadError(path, "no extractable text in the PDF (scanned images need OCR)")
+        why = "" if ocr else " (ingest.ocr is off: scanned pages are not read)"
+        raise LoadError(path, f"no text in the PDF{why}")
+    return document
+
+
+MIN_PAGE_CHARS = 20  # a page with less text than this, and a picture, is a scan: OCR reads it
+
+
+def load_image(path: Path, data: bytes, ocr: bool = True) -> LoadedDocument:
+    """The text in a picture (png, jpg, tiff), by OCR; each page of a multi-page TIFF is a page."""
+    from PIL import Image, ImageSequence
+
+    if not ocr:
+        raise LoadError(path, "an image: its text is read only by OCR, and ingest.ocr is off")
+    builder = _Builder()
+    with Image.open(io.BytesIO(data)) as image:
+        frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
+    for number, frame in enumerate(frames, start=1):
+        builder.add(image_text(frame), page=number if len(frames) > 1 else None)
+    document = builder.build()
+    document.ocr_pages = len(frames)
     return document
 
 
@@ -621,4 +666,5 @@ _LOADERS: dict[str, Callable[[Path, bytes], LoadedDocument]] = {
     ".pdf": load_pdf,
     ".docx": load_docx,
     ".csv": load_csv,
+    **dict.fromkeys(IMAGE_TYPES, load_image),
 }

@@ -79,6 +79,11 @@ class IngestSettings(BaseModel):
     watch_debounce_s: float = Field(
         1.0, ge=0, description="Quiet time after a change before --watch syncs."
     )
+    ocr: bool = Field(
+        True,
+        description="Read images (png, jpg, tiff) and scanned PDF pages by OCR, offline on the "
+        "CPU (seconds a page). Off: images fail and scanned pages stay empty.",
+    )
 
 
 class RetrievalSettings(BaseModel):
