@@ -103,6 +103,19 @@ def test_chat_answers_with_sources_and_starts_over(
 
 
 @pytest.mark.slow
+def test_a_cited_pdf_page_is_shown_with_the_passage_marked(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
+    page = app(monkeypatch, sample_dir)
+    page.chat_input[0].set_value("How many charge cycles does the warranty cover?").run()
+    sources = page.chat_message[1].expander[0]
+    assert "warranty.pdf, page 1" in sources.markdown[0].value.replace("\\", "")
+    assert len(sources.get("image")) == 1
+    captions = [c.value.replace("\\", "") for c in sources.caption]
+    assert "warranty.pdf, page 1, the cited passage marked" in captions
+
+
+@pytest.mark.slow
 def test_a_follow_up_uses_the_conversation(
     monkeypatch: pytest.MonkeyPatch, sample_dir: Path
 ) -> None:

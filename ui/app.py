@@ -7,14 +7,16 @@ literally, never as HTML or markdown.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
-from rag.answering import Answer
+from rag.answering import Answer, Source
 from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
+from rag.page_view import cited_page
 from rag.scanning import printable
 from rag.settings import Settings, load_settings
 from ui.services import UPLOAD_TYPES, Services, conversation, plain, save_upload
@@ -142,17 +144,41 @@ def show_sources(answer: Answer) -> None:
         return
     label = f"Sources ({len(answer.citations)} cited, {len(answer.sources)} retrieved)"
     with st.expander(label):
+        by_number = {source.number: source for source in answer.sources}
         for citation in answer.citations:
             line = f"[{citation.number}] {printable(citation.label)} · "
             line += f"similarity {citation.score:.2f}"
             st.markdown(plain(line))
             st.caption(plain(citation.snippet))
+            show_page(by_number[citation.number], citation.snippet)
         uncited = [
             s for s in answer.sources if s.number not in {c.number for c in answer.citations}
         ]
         if uncited:
             shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in uncited)
             st.caption(plain(f"Also retrieved: {shown}"))
+
+
+def show_page(source: Source, passage: str) -> None:
+    """A cited PDF page as a picture, the passage marked, for the reader to check."""
+    path = Path(str(source.chunk.metadata.get("root", ""))) / source.source
+    if source.page is None or path.suffix.lower() != ".pdf":
+        return
+    try:
+        picture = page_picture(str(path), path.stat().st_mtime_ns, source.page, passage)
+    except (OSError, ValueError, RuntimeError):  # moved, changed or unreadable since ingest
+        st.caption(plain(f"Page {source.page} cannot be shown: the file is gone or changed."))
+        return
+    st.image(picture)  # a caption of its own is rendered as markdown: the file name goes below
+    st.caption(plain(f"{printable(source.label)}, the cited passage marked"))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def page_picture(path: str, mtime_ns: int, page: int, passage: str) -> bytes:
+    """The rendered page as PNG bytes (cached: each rerun redraws every answer's sources)."""
+    out = io.BytesIO()
+    cited_page(Path(path), page, passage).image.save(out, "PNG")
+    return out.getvalue()
 
 
 def sidebar(services: Services) -> dict[str, Any]:
