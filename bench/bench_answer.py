@@ -1,8 +1,10 @@
-"""Answering figures on the shared pydoc set, each beside a baseline run in the same process.
+"""Answering figures on a shared eval set (pydoc, rmanuals), each beside a baseline run here.
 
-1. quality: hit@4, MRR, answer accuracy, refusals, wrong refusals, citation precision; beside the
-   naive LangChain tutorial pipeline run here on the same two models (1000/200 character chunks,
-   dense top 4, "use the following context ... if you don't know, say that you don't know").
+1. quality: hit@4, MRR, answer accuracy, refusals, wrong refusals, citation precision, and on a
+   set with gold pages, page hit@4 and the cited page; beside the naive LangChain tutorial
+   pipeline run here on the same two models (pypdf text page by page, 1000/200 character
+   chunks, dense top 4, "use the following context ... if you don't know, say that you don't
+   know"; it cites nothing, so its cited page is its top chunk's).
 2. overhead against raw llama-cpp-python on the same prompt and model, the KV cache emptied
    before every run, raw and ours alternating: our time to first token after retrieval / raw
    prompt evaluation (target <= 1.1), our generation tokens/s / raw (target >= 0.95). "Raw"
@@ -10,7 +12,8 @@
    own ``logit_bias`` (a Python callback per token), and with a plain request, no bias at all
    (the targets hold against both: ours applies the bias in llama.cpp's own sampler).
 
-Usage: python bench/bench_answer.py [--eval DIR] [--rounds N] [--no-baseline] [--json FILE]
+Usage: python bench/bench_answer.py [--eval DIR] [--rounds N] [--no-baseline] [--no-overhead]
+       [--json FILE]
 """
 
 from __future__ import annotations
@@ -55,23 +58,30 @@ def quality(settings: Settings, questions: list[EvalQuestion], llm: LlamaCppLLM)
 
 def naive_langchain(
     corpus: Path, work: Path, questions: list[EvalQuestion], llm: LlamaCppLLM
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """The tutorial pipeline's figures: same embedding model, same GGUF, its own prompt."""
     from langchain_chroma import Chroma
     from langchain_core.documents import Document
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
+    from pypdf import PdfReader
 
     splitter = RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)
     documents = [
         Document(page_content=path.read_text(encoding="utf-8"), metadata={"source": path.name})
         for path in sorted(corpus.glob("*.txt"))
     ]
+    for path in sorted(corpus.glob("*.pdf")):  # as PyPDFLoader does it: a document per page
+        for number, page in enumerate(PdfReader(path).pages, start=1):
+            text = page.extract_text()
+            metadata = {"source": path.name, "page": number}
+            documents.append(Document(page_content=text, metadata=metadata))
     embeddings = HuggingFaceEmbeddings(model_name=str(bundled_model_path()))
     db = Chroma.from_documents(
         splitter.split_documents(documents), embeddings, persist_directory=str(work / "naive")
     )
     hits = reciprocal = correct = refused_unanswerable = wrong_refusals = 0.0
+    page_hits = cited_pages = 0.0
     answerable = [q for q in questions if q.answerable]
     for question in questions:
         found = db.similarity_search(question.question, k=4)
@@ -89,7 +99,15 @@ def naive_langchain(
         hits += rank is not None
         reciprocal += 1 / rank if rank else 0
         correct += any(a.lower() in text.lower() for a in question.answers)
+        on_page = [
+            question.gold(d.metadata["source"], (), d.metadata.get("page"))[1] for d in found
+        ]
+        page_hits += any(on_page)
+        cited_pages += bool(on_page) and on_page[0] and not refused
+    paged = sum(bool(q.pages) for q in answerable)
     return {
+        "page_hit@4": page_hits / paged if paged else None,
+        "cited_page_precision": cited_pages / paged if paged else None,
         "hit@4": hits / len(answerable),
         "mrr": reciprocal / len(answerable),
         "accuracy": correct / len(answerable),
@@ -178,6 +196,7 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, default=DEFAULT_EVAL)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--no-overhead", action="store_true", help="quality figures only")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     questions = load_questions(args.eval / "qa.jsonl")
@@ -195,33 +214,50 @@ def main() -> None:
                 args.eval / "corpus", Path(work), questions, llm
             )
         answerable = [q.question for q in questions if q.answerable]
+        if args.no_overhead:
+            answerable = []
         # Long enough generations to time: no stop at the line end, 64 tokens.
         long_settings = settings.model_copy(deep=True)
         long_settings.llm.max_tokens = 64
         long_llm = _NoStop(long_settings.llm)
         long_llm._model = llm.model  # the same loaded model
         long_answerer = Answerer(settings.answer, long_settings.llm, answerer.retriever, long_llm)
-        results["overhead"] = overhead(long_answerer, long_llm, answerable[:10], args.rounds)
+        if answerable:
+            results["overhead"] = overhead(long_answerer, long_llm, answerable[:10], args.rounds)
 
     ours = results["ours"]
-    print("\nquality on pydoc (ours | naive LangChain, same models):")
+    print(f"\nquality on {args.eval.name} (ours | naive LangChain, same models):")
     naive = results.get("naive_langchain", {})
-    unanswerable = ours["unanswerable"]
-    rows = [
+    unanswerable, answerable_count = ours["unanswerable"], ours["answerable"]
+    rows = []
+    if ours.get("page_hit@4") is not None:
+        rows += [
+            ("page hit@4", ours["page_hit@4"], naive.get("page_hit@4")),
+            (
+                "cited page precision",
+                ours["cited_page_precision"],
+                naive.get("cited_page_precision"),
+            ),
+            ("cited page gold when retrieved", ours["cited_page_when_found"], None),
+        ]
+    rows += [
         ("hit@4", ours["hit@4"], naive.get("hit@4")),
         ("MRR", ours["mrr"], naive.get("mrr")),
         ("answer accuracy", ours["accuracy"], naive.get("accuracy")),
         (
-            "refusals (of 6 unanswerable)",
+            f"refusals (of {unanswerable} unanswerable)",
             ours["refusal_rate"] * unanswerable,
             naive.get("refusals_unanswerable"),
         ),
-        ("wrong refusals (of 28)", ours["wrong_refusals"], naive.get("wrong_refusals")),
+        (
+            f"wrong refusals (of {answerable_count})",
+            ours["wrong_refusals"],
+            naive.get("wrong_refusals"),
+        ),
         ("citation precision", ours["citation_precision"], None),
     ]
     for name, mine, theirs in rows:
-        shown = "-" if theirs is None else f"{theirs:.3f}"
-        print(f"  {name:<30} {mine:.3f} | {shown}")
+        print(f"  {name:<30} {_shown(mine)} | {_shown(theirs)}")
     latency = ", ".join(
         f"{name} {ours[f'{key}_p50']:.3f}/{ours[f'{key}_p95']:.3f}s"
         for name, key in (
@@ -231,6 +267,10 @@ def main() -> None:
         )
     )
     print(f"  latency p50/p95: {latency}")
+    if "overhead" not in results:
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+        return
     print("overhead against raw llama-cpp-python (median of per-run ratios):")
     for label, key, target in (
         (
@@ -253,6 +293,10 @@ def main() -> None:
         print(f"  {label:<62} {results['overhead'][key]:.3f}{target}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
+
+
+def _shown(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 class _NoStop(LlamaCppLLM):
