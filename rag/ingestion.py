@@ -32,8 +32,9 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 # Bump when loading or chunking changes chunk texts: every file is then redone, its unchanged
-# chunks' vectors reused (3: hidden text left out; 4: PDF text NFKC, hyphenated words joined).
-CHUNKER_VERSION = 4
+# chunks' vectors reused (3: hidden text left out; 4: PDF text NFKC, hyphenated words joined;
+# 5: two-column PDF pages read column by column).
+CHUNKER_VERSION = 5
 
 
 class Progress:

@@ -109,7 +109,8 @@ def test_csv_in_latin1(tmp_path: Path) -> None:
         ("binary.txt", bytes(range(256)) * 40, "binary"),
         ("corrupt.pdf", b"%PDF-1.4\n garbage that is no pdf at all", "cannot parse .pdf"),
         ("corrupt.docx", b"PK\x03\x04 not really a zip", "cannot parse .docx"),
-        ("photo.jpg", b"\xff\xd8\xff", "unsupported file type"),
+        ("photo.jpg", b"\xff\xd8\xff", "not a readable image (a broken or partial file)"),
+        ("movie.mp4", b"\x00\x00\x00\x18ftypmp42", "unsupported file type"),
     ],
 )
 def test_bad_input_names_file_and_reason(
@@ -154,3 +155,33 @@ def test_real_pdfs_read_clean_and_quiet(capfd: pytest.CaptureFixture[str]) -> No
         assert "re-\nusable" not in text
     captured = capfd.readouterr()
     assert captured.err == ""  # pypdf's warnings stay off the terminal
+
+
+def two_column_pdf(path: Path, cells: bool = False) -> Path:
+    """A title across the page, then two columns whose lines are drawn row by row, left and
+    right in turn (as some typesetters write them); with ``cells``, a two-column table."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=10)
+    pdf.add_page()
+    pdf.set_xy(10, 10)
+    pdf.cell(text="A title across the whole page, above both columns of the story")
+    for i in range(1, 9):
+        pdf.set_xy(10, 20 + i * 6)
+        pdf.cell(text=f"Part {i}" if cells else f"left column line {i} of the first story")
+        pdf.set_xy(110, 20 + i * 6)
+        pdf.cell(text=f"{i} bar" if cells else f"right column line {i} of the other story")
+    pdf.output(str(path))
+    return path
+
+
+def test_a_two_column_page_is_read_column_by_column(tmp_path: Path) -> None:
+    text = load(two_column_pdf(tmp_path / "paper.pdf")).text
+    lines = text.splitlines()
+    assert lines[0].startswith("A title across the whole page")
+    assert lines[1:9] == [f"left column line {i} of the first story" for i in range(1, 9)]
+    assert lines[9:] == [f"right column line {i} of the other story" for i in range(1, 9)]
+    # A table's short cells are rows, not columns: each part keeps its value.
+    table = load(two_column_pdf(tmp_path / "table.pdf", cells=True)).text
+    assert "Part 3 3 bar" in " ".join(table.split())
