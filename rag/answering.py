@@ -5,9 +5,13 @@ page), fenced as data the model must not obey. They are added best first while t
 token budget (context window minus the prompt's own text, the question and the answer's
 reserve); a source that does not fit is left out whole and reported, never cut. When the
 retriever finds nothing above its relevance floor the answer is "I don't know", without asking
-the model. Afterwards the ``[n]`` markers are checked: markers that point at no source are
-dropped, and an answer is flagged as unsupported when its cited sources do not hold most of its
-words or any of its figures.
+the model; so is a question naming something no document holds (:meth:`Retriever.unknown_terms`)
+when no chunk is close to it. Afterwards the ``[n]`` markers are checked: markers that point at
+no source are dropped, a marker whose source does not hold the claim moves to the source that
+does, and an answer is flagged as unsupported when its cited sources do not hold most of its
+words or any of its figures. Small models copy the wrong sentence as readily as the right one:
+an answer that the passage matching the question best does not hold is replaced by a quote of
+that passage (``answer.quote``), the model's text kept aside.
 
 Small models answer better from less text: by default each source shows the model its two
 best-matching sentence pairs (``answer.excerpt_windows``), omissions marked with '…'.
@@ -362,12 +366,12 @@ class Answerer:
             text = text or "I don't know."
             return Answer(question, text, [], numbered, left_out, True, True, timings)
         least = self.settings.min_support
-        by_model = bool(cited) and any(holds(text, by_number[n]) >= least for n in cited)
+        by_model = bool(cited) and any(_holds(text, by_number[n]) >= least for n in cited)
         if not by_model:
             cited = []
             ranked = sorted(
-                (s for s in numbered if holds(text, s) >= self.settings.min_attribution),
-                key=lambda s: (-holds(text, s), s.number != labelled, -_best_window(s.chunk)),
+                (s for s in numbered if _holds(text, s) >= self.settings.min_attribution),
+                key=lambda s: (-_holds(text, s), s.number != labelled, -_best_window(s.chunk)),
             )
             if ranked:
                 cited = [ranked[0].number]
@@ -409,7 +413,7 @@ class Answerer:
         )
 
 
-def holds(answer: str, source: Source) -> float:
+def _holds(answer: str, source: Source) -> float:
     """Share of the answer's words (and all of its figures, or nothing) that the source holds."""
     if not _numbers(answer) <= _numbers(source.chunk.text):
         return 0.0

@@ -348,8 +348,12 @@ def _print_streamed(stream: AnswerStream) -> Answer:
     for piece in stream:
         print(piece, end="", flush=True)
     answer = stream.result()
-    inferred = [c.number for c in answer.citations if not c.by_model]
-    print("".join(f" [{n}]" for n in inferred))
+    if answer.model_text is not None:
+        print("\nnot in the passage that matches the question best; quoting it instead:")
+        print(answer.text)
+    else:
+        inferred = [c.number for c in answer.citations if not c.by_model]
+        print("".join(f" [{n}]" for n in inferred))
     _print_sources(answer)
     return answer
 

@@ -3,8 +3,18 @@
 from typing import Any
 
 import numpy as np
+import pytest
 
-from rag.answering import Answerer, Source, _numbers, is_follow_up, resolve_markers, support
+from rag.answering import (
+    Answerer,
+    AnswerStream,
+    Source,
+    _numbers,
+    is_follow_up,
+    resolve_markers,
+    support,
+)
+from rag.cli import _print_streamed
 from rag.retrieval import Retrieved
 from rag.settings import AnswerSettings, LLMSettings
 
@@ -126,6 +136,25 @@ def test_an_answer_off_the_best_passage_becomes_a_quote_of_it() -> None:
     invented = checker(quote="unsupported")._checked("q", "It takes 3 hours.", sources, [], {})
     assert invented.text.startswith('"Charging is easy.')
     assert invented.model_text
+
+
+def test_the_cli_says_when_a_quote_replaced_the_models_text(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sources = [
+        chunk(1, "The frame is made of aluminium. It weighs 2 kg.", (0,), (0.4,)),
+        chunk(2, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.8,)),
+    ]
+    model = "The frame is made of aluminium [1]."
+
+    def finish(text: str) -> Any:
+        return checker()._checked("q", text, sources, [], {})
+
+    answer = _print_streamed(AnswerStream(iter([model]), finish))
+    printed = capsys.readouterr().out
+    assert printed.startswith(model + "\nnot in the passage that matches the question best")
+    assert '"Charging is easy. A full charge takes 4.5 hours." [2]' in printed
+    assert answer.model_text == model
 
 
 def test_excerpts_keep_the_best_sentence_pairs_and_mark_omissions() -> None:

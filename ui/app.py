@@ -127,8 +127,20 @@ def ask(services: Services, question: str, options: dict[str, Any]) -> None:
         show_sources(answer)
 
 
+def show_quoted(answer: Answer) -> None:
+    """Say when a quote of the best passage replaced what the model wrote."""
+    if answer.model_text is not None:
+        st.caption(
+            plain(
+                "The model's answer was not in the passage that matches the question best; "
+                "that passage is quoted instead. The model wrote: " + answer.model_text
+            )
+        )
+
+
 def show_sources(answer: Answer) -> None:
     """The citations under an answer: file, page, score and snippet, numbered as in the text."""
+    show_quoted(answer)
     if not answer.supported:
         st.warning(
             "The cited sources do not hold this answer's words: check it against them.",
