@@ -105,16 +105,41 @@ class Retriever:
                 )
                 candidates[chunk_id] = _with(candidates[chunk_id], keyword_score=keyword_score)
 
+        relevant = self._relevant(candidates, question, settings, k)
         ranked = [
             _with(candidates[chunk_id], score=score)
             for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1])
-            if candidates[chunk_id].similarity >= settings.min_similarity
+            if chunk_id in relevant
         ]
         ranked = _without_near_duplicates(ranked, settings.duplicate_similarity)
         top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
         if not settings.sentence_rerank:
             return top
         return self._by_best_sentence(top, question, self._term_weights(query, settings))
+
+    def _relevant(
+        self,
+        candidates: dict[str, Retrieved],
+        question: NDArray[np.float32],
+        settings: RetrievalSettings,
+        k: int,
+    ) -> set[str]:
+        """Ids of the chunks over the relevance floor.
+
+        A chunk under it still counts when it matches keywords (among the ``k`` best such) and
+        one of its sentence pairs is ``min_sentence_similarity`` similar: a long chunk whose one
+        sentence answers is diluted as a whole, not sentence by sentence.
+        """
+        relevant = {i for i, c in candidates.items() if c.similarity >= settings.min_similarity}
+        below = sorted(
+            (c for c in candidates.values() if c.id not in relevant and c.keyword_score > 0),
+            key=lambda c: -c.keyword_score,
+        )[:k]
+        if below and settings.sentence_rerank:
+            for chunk, vectors in zip(below, self.sentence_vectors(below), strict=True):
+                if float((vectors @ question).max()) >= settings.min_sentence_similarity:
+                    relevant.add(chunk.id)
+        return relevant
 
     def sentence_vectors(self, chunks: list[Retrieved]) -> list[NDArray[np.float32]]:
         """Embeddings of each chunk's sentence windows (see :func:`sentence_windows`), cached."""

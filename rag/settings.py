@@ -101,6 +101,14 @@ class RetrievalSettings(BaseModel):
         description="Relevance floor: a chunk less similar to the question never counts. On the "
         "pydoc eval, questions the corpus answers reach 0.52 or more, the others 0.29 at most.",
     )
+    min_sentence_similarity: float = Field(
+        0.5,
+        ge=-1,
+        le=1,
+        description="A keyword match under the relevance floor still counts when one of its "
+        "sentence pairs is this similar to the question. On the public evals, questions the "
+        "documents do not answer reach 0.44 at most.",
+    )
     min_similarity_unknown_term: float = Field(
         0.5,
         ge=-1,

@@ -107,6 +107,13 @@ def test_nothing_relevant_means_i_dont_know_without_asking_the_model(
     assert counting.requests == []
 
 
+def test_a_long_chunk_whose_one_sentence_answers_is_found(answerer: Answerer) -> None:
+    # The warranty page as a whole is far from the question; its last sentence is close.
+    answer = answerer.ask("Where is the frame number engraved?")
+    assert "bottom bracket" in answer.text
+    assert [(c.source, c.page) for c in answer.citations] == [("warranty.pdf", 2)]
+
+
 def test_a_question_naming_what_no_document_holds_is_refused(
     answerer: Answerer, counting: CountingLLM
 ) -> None:
