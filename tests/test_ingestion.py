@@ -128,7 +128,8 @@ def test_bad_inputs_are_reported_and_the_rest_is_ingested(
     (docs / "loop").symlink_to(docs)
     (docs / "self.txt").symlink_to(docs / "self.txt")
     os.mkfifo(docs / "pipe.txt")
-    (docs / "image.png").write_bytes(b"\x89PNG\r\n")
+    (docs / "image.png").write_bytes(b"\x89PNG\r\n")  # cut short: OCR has nothing to read
+    (docs / "movie.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
     ingestor.settings.ingest.max_file_mb = 1.0
 
     report = ingestor.sync([docs])
@@ -142,9 +143,10 @@ def test_bad_inputs_are_reported_and_the_rest_is_ingested(
         "loop": "symlink loop: links back to a folder above it",
         "self.txt": "symlink loop",
         "pipe.txt": "not a regular file",
+        "image.png": "not a readable image (a broken or partial file)",
     }
     assert "cannot parse .pdf file" in failed["corrupt.pdf"]
-    assert [Path(p).name for p in report.skipped] == ["image.png"]
+    assert [Path(p).name for p in report.skipped] == ["movie.mp4"]
     assert not report.ok
     assert sources(ingestor.store) == set(phrases)
     assert_consistent(ingestor.store)
