@@ -126,11 +126,14 @@ class Retriever:
     ) -> set[str]:
         """Ids of the chunks over the relevance floor.
 
-        A chunk under it still counts when it matches keywords (among the ``k`` best such) and
-        one of its sentence pairs is ``min_sentence_similarity`` similar: a long chunk whose one
-        sentence answers is diluted as a whole, not sentence by sentence.
+        When fewer than ``k`` are, a chunk under it still counts when it matches keywords (among
+        the ``k`` best such) and one of its sentence pairs is ``min_sentence_similarity``
+        similar: a long chunk whose one sentence answers is diluted as a whole, not sentence by
+        sentence. (Only then: embedding those sentences costs a question ~0.4 s on 2 cores.)
         """
         relevant = {i for i, c in candidates.items() if c.similarity >= settings.min_similarity}
+        if len(relevant) >= k:
+            return relevant
         below = sorted(
             (c for c in candidates.values() if c.id not in relevant and c.keyword_score > 0),
             key=lambda c: -c.keyword_score,
