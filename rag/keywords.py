@@ -107,9 +107,7 @@ class KeywordIndex:
         with self._lock:
             count = len(self.lengths)
             return {
-                term: math.log((count - n + 0.5) / (n + 0.5) + 1)
-                for term in set(keywords(query))
-                for n in (len(self.postings.get(term, ())),)
+                term: _idf(count, len(self.postings.get(term, ()))) for term in set(keywords(query))
             }
 
     def vocabulary_has(self, term: str) -> bool:
@@ -136,7 +134,7 @@ class KeywordIndex:
             chunks = self.postings.get(term)
             if not chunks:
                 continue
-            idf = math.log((count - len(chunks) + 0.5) / (len(chunks) + 0.5) + 1)
+            idf = _idf(count, len(chunks))
             for chunk_id, frequency in chunks.items():
                 if allowed is not None and not allowed(chunk_id):
                     continue
@@ -144,3 +142,8 @@ class KeywordIndex:
                 gain = idf * frequency * (self.k1 + 1) / (frequency + norm)
                 scores[chunk_id] = scores.get(chunk_id, 0.0) + gain
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
+
+
+def _idf(count: int, holding: int) -> float:
+    """BM25's inverse document frequency of a term that ``holding`` of ``count`` chunks hold."""
+    return math.log((count - holding + 0.5) / (holding + 0.5) + 1)
