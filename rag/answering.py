@@ -10,8 +10,9 @@ when no chunk is close to it. Afterwards the ``[n]`` markers are checked: marker
 no source are dropped, a marker whose source does not hold the claim moves to the source that
 does, and an answer is flagged as unsupported when its cited sources do not hold most of its
 words or any of its figures. Small models copy the wrong sentence as readily as the right one:
-an answer that the passage matching the question best does not hold is replaced by a quote of
-that passage (``answer.quote``), the model's text kept aside.
+an answer that the passage matching the question best does not hold (nor the text right after
+it, when that passage runs on) is replaced by a quote of that passage (``answer.quote``), the
+model's text kept aside; so is an "I don't know" beside a passage that plainly matches.
 
 Small models answer better from less text: by default each source shows the model its two
 best-matching sentence pairs (``answer.excerpt_windows``), omissions marked with '…'.
@@ -28,7 +29,7 @@ from typing import Any
 from rag.errors import QuestionError
 from rag.keywords import keywords
 from rag.llm import LLM, LLMError, Prompt
-from rag.retrieval import Retrieved, Retriever, sentence_windows, sentences
+from rag.retrieval import Retrieved, Retriever, sentences
 from rag.settings import AnswerSettings, LLMSettings
 
 NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
@@ -356,15 +357,25 @@ class Answerer:
         A marker the model wrote is kept when its source holds the answer; otherwise, and when
         the model wrote none, the citation goes to the source holding most of the answer's
         words, ties to the one matching the question best. An answer no source holds is
-        replaced by a quote of the passage that matches the question best (``answer.quote``).
+        replaced by a quote of the passage that matches the question best (``answer.quote``),
+        and so is a refusal when that passage matches well (``answer.quote_over_refusal``).
         """
         by_number = {source.number: source for source in numbered}
         text, cited = resolve_markers(raw.strip(), set(by_number))
         text, labelled = _without_label(text, numbered)
         refused = bool(_REFUSAL.match(text)) or not text
+        mode = self.settings.quote
+        passages = best_passage(numbered) if mode != "never" else []
         if refused:
             text = text or "I don't know."
-            return Answer(question, text, [], numbered, left_out, True, True, timings)
+            best = passages[0][0] if passages else None
+            if best is None or _best_window(best.chunk) < self.settings.quote_over_refusal:
+                return Answer(question, text, [], numbered, left_out, True, True, timings)
+            quote = self._quote(passages[0])  # the documents plainly hold a passage on it
+            citations = _citations([best.number], by_number, False)
+            return Answer(
+                question, quote, citations, numbered, left_out, False, True, timings, text
+            )
         least = self.settings.min_support
         by_model = bool(cited) and any(_holds(text, by_number[n]) >= least for n in cited)
         if not by_model:
@@ -383,34 +394,45 @@ class Answerer:
             and _numbers(text) <= _numbers(cited_text)
         )
         model_text = None
-        mode = self.settings.quote
-        best = max(numbered, key=lambda s: (_best_window(s.chunk), -s.number), default=None)
-        if best is not None and mode != "never":
-            passage = best_passage(best.chunk)
-            in_passage = support(text, passage) >= least and _numbers(text) <= _numbers(passage)
-            if in_passage and mode == "off_passage" and cited != [best.number]:
-                cited, by_model = [best.number], False  # the passage that answers, cited
-                text = _cite(text, best.number)
-            elif not supported or (mode == "off_passage" and not in_passage):
-                model_text = text
-                quote = _cut(passage, self.settings.quote_chars)
-                text = f'"{quote}" [{best.number}]'
-                cited, by_model, supported = [best.number], False, True
-        citations = [
-            Citation(
-                n,
-                by_number[n].source,
-                by_number[n].page,
-                by_number[n].excerpt,
-                by_number[n].chunk.similarity,
-                by_number[n].chunk.also_in,
-                by_model,
+        if passages:
+            holder = next(
+                (
+                    source
+                    for source, passage in passages
+                    if support(text, passage) >= least and _numbers(text) <= _numbers(passage)
+                ),
+                None,
             )
-            for n in cited
-        ]
+            if holder is not None and mode == "off_passage" and cited != [holder.number]:
+                cited, by_model = [holder.number], False  # the passage that answers, cited
+                text = _cite(text, holder.number)
+            elif not supported or (mode == "off_passage" and holder is None):
+                model_text = text
+                text = self._quote(passages[0])
+                cited, by_model, supported = [passages[0][0].number], False, True
+        citations = _citations(cited, by_number, by_model)
         return Answer(
             question, text, citations, numbered, left_out, False, supported, timings, model_text
         )
+
+    def _quote(self, passage: tuple[Source, str]) -> str:
+        source, text = passage
+        return f'"{_cut(text, self.settings.quote_chars)}" [{source.number}]'
+
+
+def _citations(cited: list[int], by_number: dict[int, Source], by_model: bool) -> list[Citation]:
+    return [
+        Citation(
+            n,
+            by_number[n].source,
+            by_number[n].page,
+            by_number[n].excerpt,
+            by_number[n].chunk.similarity,
+            by_number[n].chunk.also_in,
+            by_model,
+        )
+        for n in cited
+    ]
 
 
 def _holds(answer: str, source: Source) -> float:
@@ -424,11 +446,61 @@ def _best_window(chunk: Retrieved) -> float:
     return max(chunk.window_scores, default=chunk.similarity)
 
 
-def best_passage(chunk: Retrieved) -> str:
-    """The chunk's sentence pair that matches the question best, on one line."""
-    windows = sentence_windows(chunk.text)
-    best = chunk.best_windows[0] if chunk.best_windows else 0
-    return _fence(_clean(windows[best] if best < len(windows) else chunk.text))
+def best_passage(numbered: list[Source]) -> list[tuple[Source, str]]:
+    """The sentence pair that matches the question best, then what follows it if it runs on.
+
+    Each comes with its source. The answer to a question is in the passage that matches it,
+    or right after it when the passage ends unfinished (cut at a chunk's end) or introduces
+    what follows (':'). What follows may be in the next chunk of the file, when that is a
+    source too. Ties go to the better-ranked source.
+    """
+    best = max(numbered, key=lambda s: (_best_window(s.chunk), -s.number), default=None)
+    if best is None:
+        return []
+    chunk = best.chunk
+    parts = sentences(chunk.text)
+    first = chunk.best_windows[0] if chunk.best_windows else len(parts)
+    if first >= len(parts):  # not ranked by sentence: the chunk is the passage
+        return [(best, _fence(_clean(chunk.text)))]
+    found = [(best, _fence(_clean(" ".join(parts[first : first + 2]))))]
+    if parts[min(first + 1, len(parts) - 1)].endswith((".", "!", "?")):
+        return found  # a finished statement: what follows is another one
+    after = _opening(parts[first + 2 :], _FOLLOWING_CHARS)
+    if after:
+        found.append((best, after))
+    following = _next_source(best, numbered)
+    if len(after) < _FOLLOWING_CHARS and following is not None:
+        rest = _FOLLOWING_CHARS - len(after)
+        found.append((following, _opening(sentences(following.chunk.text), rest)))
+    return found
+
+
+_FOLLOWING_CHARS = 400  # how far after the best sentence pair an answer may be
+
+
+def _opening(parts: list[str], limit: int) -> str:
+    """The first of these sentences, as many as fit in ``limit`` characters (at least one)."""
+    taken: list[str] = []
+    for part in parts:
+        if taken and sum(len(t) + 1 for t in taken) + len(part) > limit:
+            break
+        taken.append(part)
+    return _fence(_clean(" ".join(taken)))
+
+
+def _next_source(source: Source, numbered: list[Source]) -> Source | None:
+    """The source holding the chunk that comes next in the same file, if one does."""
+    here = source.chunk.metadata
+    if "chunk_index" not in here:
+        return None
+    for other in numbered:
+        there = other.chunk.metadata
+        if (
+            all(there.get(key) == here.get(key) for key in ("root", "source", "file_hash"))
+            and there.get("chunk_index") == int(here["chunk_index"]) + 1
+        ):
+            return other
+    return None
 
 
 def _cite(text: str, number: int) -> str:
@@ -441,15 +513,17 @@ def _cut(text: str, limit: int) -> str:
 
 
 def _without_label(text: str, numbered: list[Source]) -> tuple[str, int | None]:
-    """The answer less a source label the model copied at its start ('R-data.pdf, page 19: …').
+    """The answer less the source labels the model copied at its start ('R-data.pdf, page 19: …').
 
-    Also the number of the source so named, if one was.
+    Also the number of the first source so named, if one was. An answer of labels alone is
+    left empty: it says nothing.
     """
-    for source in numbered:
-        label = _fence(source.label) + ":"
-        if text.startswith(label):
-            return text[len(label) :].strip().lstrip("…").strip(), source.number
-    return text, None
+    named = None
+    labels = {_fence(source.label) + ":": source.number for source in numbered}
+    while label := next((label for label in labels if text.startswith(label)), None):
+        text = text[len(label) :].strip().lstrip("…").strip()
+        named = labels[label] if named is None else named
+    return text, named
 
 
 _FOLLOW_UP_START = re.compile(r"^\W*(and|but|or|also|so|then|what about|how about)\b", re.I)

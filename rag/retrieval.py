@@ -6,7 +6,9 @@ which needs no score calibration between the two. Then chunks below the relevanc
 near-duplicates of a better chunk go (their sources are kept as ``also_in``), and an optional
 MMR pass trades rank for variety. Last, the top k are ordered by the better of the chunk's
 similarity and its best sentence pair's: a long chunk whose one sentence answers the question
-is diluted as a whole, but not sentence by sentence.
+is diluted as a whole, but not sentence by sentence. A chunk whose best sentence pair ends it
+is read on into the next chunk of its page (``read_on``): a PDF page is cut by size, and the
+table a sentence introduces lands in the chunk after it. Limit: only within one page.
 
 The keyword index lives in memory and follows the store: when the store's generation moved
 (any process wrote), ids and content hashes are compared and only changed chunks re-indexed.
@@ -26,7 +28,7 @@ import numpy as np
 from rag.embeddings import Embedder
 from rag.keywords import KeywordIndex, keywords
 from rag.settings import RetrievalSettings
-from rag.store import ChunkStore, Metadata
+from rag.store import ChunkStore, Metadata, StoredChunk
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -115,7 +117,11 @@ class Retriever:
         top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
         if not settings.sentence_rerank:
             return top
-        return self._by_best_sentence(top, question, self._term_weights(query, settings))
+        weights = self._term_weights(query, settings)
+        ranked = self._by_best_sentence(top, question, weights)
+        if settings.read_on:
+            ranked = self._read_on(ranked, question, weights)
+        return ranked
 
     def _relevant(
         self,
@@ -191,6 +197,33 @@ class Retriever:
             order = tuple(sorted(range(len(scores)), key=lambda i: -scores[i]))
             ranked.append(_with(chunk, best_windows=order, window_scores=tuple(scores)))
         return sorted(ranked, key=lambda chunk: -best[chunk.id])
+
+    def _read_on(
+        self, chunks: list[Retrieved], question: NDArray[np.float32], weights: dict[str, float]
+    ) -> list[Retrieved]:
+        """Continue each chunk whose best sentence pair ends it with the next chunk of its page.
+
+        The sentence that matches a question often introduces what answers it (a table, a list,
+        the next paragraph), and that lands in the next chunk, which alone matches poorly.
+        """
+        ending = [
+            chunk
+            for chunk in chunks
+            if chunk.best_windows and chunk.best_windows[0] >= len(chunk.window_scores) - 3
+        ]
+        continued: dict[str, Retrieved] = {}
+        absorbed: set[str] = set()
+        following = self.store.following([c.metadata for c in ending])
+        for chunk, after in zip(ending, following, strict=True):
+            if after is None or after.metadata.get("page") != chunk.metadata.get("page"):
+                continue
+            similarity = max(chunk.similarity, float(np.dot(after.embedding, question)))
+            continued[chunk.id] = _with(_continued(chunk, after), similarity=similarity)
+            absorbed.add(after.id)
+        if not continued:
+            return chunks
+        kept = [continued.get(c.id, c) for c in chunks if c.id not in absorbed]
+        return self._by_best_sentence(kept, question, weights)
 
     def _term_weights(self, query: str, settings: RetrievalSettings) -> dict[str, float]:
         """The query's words by rarity, when sentences are weighed by them."""
@@ -280,6 +313,19 @@ def sentence_windows(text: str) -> list[str]:
 
 def _content_key(chunk: Retrieved) -> str:
     return str(chunk.metadata.get("content_hash") or chunk.id)
+
+
+def _continued(chunk: Retrieved, after: StoredChunk) -> Retrieved:
+    """``chunk`` with the text of the chunk after it, less what the two share (overlap)."""
+    end, start = int(chunk.metadata["end_char"]), int(after.metadata["start_char"])
+    tail = after.text[end - start :] if start < end else "\n" + after.text
+    metadata = {
+        **chunk.metadata,
+        "end_char": after.metadata["end_char"],
+        "content_hash": f"{_content_key(chunk)}+{after.metadata.get('content_hash', after.id)}",
+        "tokens": int(chunk.metadata.get("tokens", 0)) + int(after.metadata.get("tokens", 0)),
+    }
+    return _with(chunk, text=chunk.text + tail, metadata=metadata)
 
 
 def _with(chunk: Retrieved, **changes: Any) -> Retrieved:

@@ -131,6 +131,12 @@ class RetrievalSettings(BaseModel):
         description="Sentence ranking: weight of the share of the question's rare words a "
         "sentence pair holds, added to its similarity (0: similarity only).",
     )
+    read_on: bool = Field(
+        True,
+        description="A chunk whose best-matching sentence pair is at its end is continued with "
+        "the next chunk of the same page: what answers (a table, a list) often follows the "
+        "sentence that introduces it. Needs sentence_rerank.",
+    )
     mmr: bool = Field(False, description="Maximal marginal relevance: trade rank for variety.")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")
 
@@ -164,6 +170,13 @@ class AnswerSettings(BaseModel):
         "the question best instead of the model's text, which is kept aside: 'unsupported', "
         "when no cited source holds the model's answer; 'off_passage', also when that passage "
         "does not hold it (small models copy a neighbouring sentence); 'never'.",
+    )
+    quote_over_refusal: float = Field(
+        0.6,
+        description="When the model says it does not know but a passage matches the question "
+        "at least this well (similarity plus keyword share, as sentences are ranked), that "
+        "passage is quoted instead. On the public evals, questions the documents answer reach "
+        "0.62 or more, the others 0.40 at most. Above 2: never.",
     )
     quote_chars: int = Field(400, ge=40, description="Longest quoted passage, in characters.")
     history_turns: int = Field(

@@ -423,6 +423,38 @@ class ChunkStore:
             ]
         return found
 
+    def following(self, metadatas: Sequence[Metadata]) -> list[StoredChunk | None]:
+        """The chunk after each of these in its file (same version), or None at a file's end."""
+        wanted = {
+            (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]) + 1): i
+            for i, m in enumerate(metadatas)
+        }
+        found: list[StoredChunk | None] = [None] * len(metadatas)
+        clauses = [
+            {"$and": [{"root": r}, {"source": s}, {"file_hash": h}, {"chunk_index": n}]}
+            for r, s, h, n in wanted
+        ]
+        if not clauses:
+            return found
+        with self.reading():
+            result = self.collection.get(
+                where=cast(Any, clauses[0] if len(clauses) == 1 else {"$or": clauses}),
+                include=["documents", "metadatas", "embeddings"],
+            )
+        embeddings = result["embeddings"] if result["embeddings"] is not None else []
+        for chunk_id, text, metadata, embedding in zip(
+            result["ids"],
+            result["documents"] or [],
+            result["metadatas"] or [],
+            embeddings,
+            strict=True,
+        ):
+            m = cast(Metadata, metadata)
+            key = (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]))
+            if key in wanted:
+                found[wanted[key]] = StoredChunk(chunk_id, text, m, _vector(embedding))
+        return found
+
     def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
         """Ids of the chunks that match a metadata filter."""
         return {chunk_id for chunk_id, _, _ in self._pages(where, [])}

@@ -36,13 +36,17 @@ def test_support_is_the_share_of_answer_words_in_the_evidence() -> None:
 
 
 def chunk(
-    number: int, text: str, windows: tuple[int, ...] = (), scores: tuple[float, ...] = ()
+    number: int,
+    text: str,
+    windows: tuple[int, ...] = (),
+    scores: tuple[float, ...] = (),
+    **metadata: Any,
 ) -> Source:
     vector = np.ones(2, dtype=np.float32) / np.sqrt(2)
     retrieved = Retrieved(
         f"c{number}",
         text,
-        {"source": f"doc{number}.pdf", "page": number + 10},
+        {"source": f"doc{number}.pdf", "page": number + 10, **metadata},
         0.6,
         0.0,
         0.0,
@@ -112,6 +116,9 @@ def test_the_citation_goes_to_the_passage_that_holds_the_answer() -> None:
         "q", "doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources, [], {}
     )
     assert labelled.text == "The battery charges in 4.5 hours. [2]"
+    # Labels and nothing else say nothing: a refusal.
+    only = check._checked("q", "doc2.pdf, page 12: … doc1.pdf, page 11: …", sources, [], {})
+    assert only.refused
 
 
 def test_an_answer_off_the_best_passage_becomes_a_quote_of_it() -> None:
@@ -136,6 +143,41 @@ def test_an_answer_off_the_best_passage_becomes_a_quote_of_it() -> None:
     invented = checker(quote="unsupported")._checked("q", "It takes 3 hours.", sources, [], {})
     assert invented.text.startswith('"Charging is easy.')
     assert invented.model_text
+
+
+def test_an_answer_right_after_an_unfinished_best_passage_stands() -> None:
+    # The best passage restates the question and runs on into the file's next chunk.
+    same_file = {"root": "/docs", "source": "faq.pdf", "file_hash": "h"}
+    asked = "Old releases. How do I get binaries for old releases? They are kept on a central"
+    after = "archive server. Point the repos option at archive.example.org to get them."
+    sources = [
+        chunk(1, asked, (1, 0, 2), (0.5, 0.9, 0.3), chunk_index=7, **same_file),
+        chunk(2, after, (0, 1), (0.6, 0.2), chunk_index=8, **same_file),
+    ]
+    model = "Point the repos option at archive.example.org [2]."
+    kept = checker()._checked("q", model, sources, [], {})
+    assert (kept.text, kept.model_text) == (model, None)
+    assert [(c.number, c.page) for c in kept.citations] == [(2, 12)]
+    # A finished best passage is one statement: an answer after it is a neighbour's, quoted.
+    finished = [chunk(1, asked + " archive.", (1, 0, 2), (0.5, 0.9, 0.3)), sources[1]]
+    quoted = checker()._checked("q", model, finished, [], {})
+    assert quoted.text.startswith('"How do I get binaries')
+    assert quoted.model_text == model
+    # So is one whose next chunk is not among the sources.
+    apart = [sources[0], chunk(2, after, (0, 1), (0.6, 0.2), chunk_index=9, **same_file)]
+    assert checker()._checked("q", model, apart, [], {}).model_text == model
+
+
+def test_a_refusal_beside_a_passage_that_plainly_answers_becomes_a_quote() -> None:
+    sources = [chunk(1, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.8,))]
+    quoted = checker()._checked("q", "I don't know.", sources, [], {})
+    assert quoted.text == '"Charging is easy. A full charge takes 4.5 hours." [1]'
+    assert (quoted.refused, quoted.model_text) == (False, "I don't know.")
+    assert [(c.number, c.by_model) for c in quoted.citations] == [(1, False)]
+    # A passage that only touches the question leaves the refusal; so does quote="never".
+    weak = [chunk(1, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.45,))]
+    assert checker()._checked("q", "I don't know.", weak, [], {}).refused
+    assert checker(quote="never")._checked("q", "I don't know.", sources, [], {}).refused
 
 
 def test_the_cli_says_when_a_quote_replaced_the_models_text(

@@ -9,7 +9,8 @@ from rag.ingestion import Ingestor
 from rag.retrieval import Retriever
 from rag.settings import RetrievalSettings
 from rag.store import ChunkStore
-from tests.docgen import write_mixed_folder
+from tests.conftest import SettingsFactory
+from tests.docgen import write_mixed_folder, write_pdf
 
 pytestmark = pytest.mark.slow
 
@@ -58,3 +59,37 @@ def test_filters_and_floor(ingestor: Ingestor, tmp_path: Path) -> None:
     assert retriever.retrieve("boiler pressure", k=1)[0].metadata["source"] == "manual.pdf"
     # Nothing in the documents is about this: the relevance floor leaves nothing.
     assert retriever.retrieve("What is the capital of Mongolia?") == []
+
+
+def test_a_chunk_that_introduces_a_table_is_read_on_into_it(
+    make_settings: SettingsFactory, embedder: Embedder, tmp_path: Path
+) -> None:
+    # Small chunks, so the page's table lands in the chunk after the sentence introducing it.
+    settings = make_settings(chunking={"max_tokens": 40, "overlap_tokens": 0})
+    store = ChunkStore(settings, embedder.name)
+    rows = [f"M{size} bolt {size * 3} Nm" for size in (4, 5, 6, 8, 10, 12)]
+    intro = "The following table gives the tightening torque of each compressor bolt size."
+    prose = "The compressor housing is cast aluminium and rests on four rubber feet."
+    (tmp_path / "docs").mkdir()
+    write_pdf(tmp_path / "docs" / "service.pdf", [[prose, intro, *rows], ["Other matters."]])
+    assert Ingestor(settings, store, embedder).sync([tmp_path / "docs"]).ok
+    stored = [text for _, text in _texts(store)]
+    introducing = next(text for text in stored if "tightening torque" in text)
+    assert "M12 bolt" not in introducing  # the premise: the table is in another chunk
+
+    question = "Which tightening torque does each compressor bolt size need?"
+    plain = Retriever(RetrievalSettings(read_on=False), store, embedder).retrieve(question)[0]
+    assert "tightening torque" in plain.text
+    assert "M12 bolt" not in plain.text
+    read_on = Retriever(RetrievalSettings(), store, embedder).retrieve(question)
+    assert "tightening torque" in read_on[0].text
+    assert "M12 bolt 36 Nm" in read_on[0].text
+    assert read_on[0].metadata["page"] == 1
+    # The chunk read into it is not returned a second time.
+    assert sum("M12 bolt" in chunk.text for chunk in read_on) == 1
+
+
+def _texts(store: ChunkStore) -> list[tuple[str, str]]:
+    ids = sorted(store.ids())
+    texts = store.texts(ids)
+    return [(chunk_id, texts[chunk_id]) for chunk_id in ids]
