@@ -118,10 +118,13 @@ class Retriever:
         if not settings.sentence_rerank:
             return top
         weights = self._term_weights(query, settings)
-        ranked = self._by_best_sentence(top, question, weights)
-        if settings.read_on:
-            ranked = self._read_on(ranked, question, weights)
-        return ranked
+        found = self._by_best_sentence(top, question, weights)
+        if not settings.read_on:
+            return found
+        found, absorbed = self._read_on(found, question, weights)
+        taken = absorbed | {chunk.id for chunk in top}
+        spare = [chunk for chunk in ranked if chunk.id not in taken][: k - len(found)]
+        return self._by_best_sentence(found + spare, question, weights) if spare else found
 
     def _relevant(
         self,
@@ -200,11 +203,12 @@ class Retriever:
 
     def _read_on(
         self, chunks: list[Retrieved], question: NDArray[np.float32], weights: dict[str, float]
-    ) -> list[Retrieved]:
+    ) -> tuple[list[Retrieved], set[str]]:
         """Continue each chunk whose best sentence pair ends it with the next chunk of its page.
 
         The sentence that matches a question often introduces what answers it (a table, a list,
         the next paragraph), and that lands in the next chunk, which alone matches poorly.
+        Also the ids of the chunks so read into another, which are returned no more.
         """
         ending = [
             chunk
@@ -221,9 +225,9 @@ class Retriever:
             continued[chunk.id] = _with(_continued(chunk, after), similarity=similarity)
             absorbed.add(after.id)
         if not continued:
-            return chunks
+            return chunks, absorbed
         kept = [continued.get(c.id, c) for c in chunks if c.id not in absorbed]
-        return self._by_best_sentence(kept, question, weights)
+        return self._by_best_sentence(kept, question, weights), absorbed
 
     def _term_weights(self, query: str, settings: RetrievalSettings) -> dict[str, float]:
         """The query's words by rarity, when sentences are weighed by them."""

@@ -85,8 +85,11 @@ def test_a_chunk_that_introduces_a_table_is_read_on_into_it(
     assert "tightening torque" in read_on[0].text
     assert "M12 bolt 36 Nm" in read_on[0].text
     assert read_on[0].metadata["page"] == 1
-    # The chunk read into it is not returned a second time.
+    # The chunk read into it is not returned a second time; the next best takes its place.
     assert sum("M12 bolt" in chunk.text for chunk in read_on) == 1
+    unfloored = Retriever(RetrievalSettings(min_similarity=-1), store, embedder)
+    assert len(unfloored.retrieve(question, k=len(stored))) == len(stored) - 1
+    assert len(unfloored.retrieve(question, k=2)) == 2
 
 
 def _texts(store: ChunkStore) -> list[tuple[str, str]]:
