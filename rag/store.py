@@ -410,17 +410,7 @@ class ChunkStore:
                     ids=list(ids[start : start + READ_PAGE]),
                     include=["documents", "metadatas", "embeddings"],
                 )
-            embeddings = result["embeddings"] if result["embeddings"] is not None else []
-            found += [
-                StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
-                for chunk_id, text, metadata, embedding in zip(
-                    result["ids"],
-                    result["documents"] or [],
-                    result["metadatas"] or [],
-                    embeddings,
-                    strict=True,
-                )
-            ]
+            found += _stored(result)
         return found
 
     def following(self, metadatas: Sequence[Metadata]) -> list[StoredChunk | None]:
@@ -441,18 +431,11 @@ class ChunkStore:
                 where=cast(Any, clauses[0] if len(clauses) == 1 else {"$or": clauses}),
                 include=["documents", "metadatas", "embeddings"],
             )
-        embeddings = result["embeddings"] if result["embeddings"] is not None else []
-        for chunk_id, text, metadata, embedding in zip(
-            result["ids"],
-            result["documents"] or [],
-            result["metadatas"] or [],
-            embeddings,
-            strict=True,
-        ):
-            m = cast(Metadata, metadata)
+        for chunk in _stored(result):
+            m = chunk.metadata
             key = (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]))
             if key in wanted:
-                found[wanted[key]] = StoredChunk(chunk_id, text, m, _vector(embedding))
+                found[wanted[key]] = chunk
         return found
 
     def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
@@ -480,6 +463,21 @@ class ChunkStore:
         for record in self.records().values():
             counts[record.source] += len(record.chunk_ids)
         return dict(sorted(counts.items()))
+
+
+def _stored(result: Any) -> list[StoredChunk]:
+    """The chunks of a Chroma ``get`` that included documents, metadatas and embeddings."""
+    embeddings = result["embeddings"] if result["embeddings"] is not None else []
+    return [
+        StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
+        for chunk_id, text, metadata, embedding in zip(
+            result["ids"],
+            result["documents"] or [],
+            result["metadatas"] or [],
+            embeddings,
+            strict=True,
+        )
+    ]
 
 
 def _vector(embedding: Any) -> NDArray[np.float32]:
