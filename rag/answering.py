@@ -31,6 +31,7 @@ from rag.keywords import keywords
 from rag.llm import LLM, LLMError, Prompt
 from rag.retrieval import Retrieved, Retriever, sentences
 from rag.settings import AnswerSettings, LLMSettings
+from rag.store import next_position, position
 
 NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
 _REFUSAL = re.compile(r"^\W*(i do not know|i don['’]?t know|i cannot tell|unknown)\b", re.I)
@@ -490,15 +491,11 @@ def _opening(parts: list[str], limit: int) -> str:
 
 def _next_source(source: Source, numbered: list[Source]) -> Source | None:
     """The source holding the chunk that comes next in the same file, if one does."""
-    here = source.chunk.metadata
-    if "chunk_index" not in here:
+    if "chunk_index" not in source.chunk.metadata:
         return None
+    after = next_position(source.chunk.metadata)
     for other in numbered:
-        there = other.chunk.metadata
-        if (
-            all(there.get(key) == here.get(key) for key in ("root", "source", "file_hash"))
-            and there.get("chunk_index") == int(here["chunk_index"]) + 1
-        ):
+        if "chunk_index" in other.chunk.metadata and position(other.chunk.metadata) == after:
             return other
     return None
 

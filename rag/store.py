@@ -415,10 +415,7 @@ class ChunkStore:
 
     def following(self, metadatas: Sequence[Metadata]) -> list[StoredChunk | None]:
         """The chunk after each of these in its file (same version), or None at a file's end."""
-        wanted = {
-            (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]) + 1): i
-            for i, m in enumerate(metadatas)
-        }
+        wanted = {next_position(m): i for i, m in enumerate(metadatas)}
         found: list[StoredChunk | None] = [None] * len(metadatas)
         clauses = [
             {"$and": [{"root": r}, {"source": s}, {"file_hash": h}, {"chunk_index": n}]}
@@ -432,9 +429,7 @@ class ChunkStore:
                 include=["documents", "metadatas", "embeddings"],
             )
         for chunk in _stored(result):
-            m = chunk.metadata
-            key = (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]))
-            if key in wanted:
+            if (key := position(chunk.metadata)) in wanted:
                 found[wanted[key]] = chunk
         return found
 
@@ -463,6 +458,21 @@ class ChunkStore:
         for record in self.records().values():
             counts[record.source] += len(record.chunk_ids)
         return dict(sorted(counts.items()))
+
+
+Position = tuple[Any, Any, Any, int]  # root, source, file version, chunk index
+
+
+def position(metadata: Metadata) -> Position:
+    """Where a chunk stands: its file (root, source, file hash) and its index in it."""
+    m = metadata
+    return (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]))
+
+
+def next_position(metadata: Metadata) -> Position:
+    """The position of the chunk after this one in its file."""
+    root, source, file_hash, index = position(metadata)
+    return (root, source, file_hash, index + 1)
 
 
 def _stored(result: Any) -> list[StoredChunk]:
