@@ -6,8 +6,9 @@ chunk touches only its own terms and the index follows every write to the store 
 
 Words are Unicode words, case-folded with accents removed ("Größe" and "Grosse" match). Chinese,
 Japanese and Korean text has no spaces between words, so it is indexed by character pairs
-(bigrams), as search engines' CJK analyzers do. Limits: stop words are English only; no
-stemming in any language ("pumps" does not match "pump").
+(bigrams), as search engines' CJK analyzers do. Limits: stop words are English only; BM25
+does no stemming in any language ("pumps" does not match "pump"); ``singular`` folds English
+plurals only, for ranking sentences.
 """
 
 from __future__ import annotations
@@ -43,6 +44,17 @@ def keywords(text: str) -> list[str]:
             elif part and part not in _STOPWORDS:
                 found.append(part)
     return found
+
+
+def singular(term: str) -> str:
+    """An English plural's singular, roughly ('vectors' -> 'vector', 'classes' -> 'class')."""
+    if len(term) <= 3 or not term.endswith("s") or term.endswith(("ss", "us", "is")):
+        return term
+    if term.endswith("sses"):
+        return term[:-2]
+    if term.endswith("ies") and len(term) > 4:
+        return term[:-3] + "y"
+    return term[:-1]
 
 
 def _fold(text: str) -> str:

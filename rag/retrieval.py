@@ -6,9 +6,11 @@ which needs no score calibration between the two. Then chunks below the relevanc
 near-duplicates of a better chunk go (their sources are kept as ``also_in``), and an optional
 MMR pass trades rank for variety. Last, the top k are ordered by the better of the chunk's
 similarity and its best sentence pair's: a long chunk whose one sentence answers the question
-is diluted as a whole, but not sentence by sentence. A chunk whose best sentence pair ends it
-is read on into the next chunk of its page (``read_on``): a PDF page is cut by size, and the
-table a sentence introduces lands in the chunk after it. Limit: only within one page.
+is diluted as a whole, but not sentence by sentence; a sentence pair's keyword share folds
+English plurals ("vectors" holds "vector"). A chunk with one of its two best sentence pairs at
+its end is read on into the next chunk of its page (``read_on``): a PDF page is cut by size,
+and the table a sentence introduces lands in the chunk after it. Limits: reading on stays
+within one page; plural folding is English only.
 
 The keyword index lives in memory and follows the store: when the store's generation moved
 (any process wrote), ids and content hashes are compared and only changed chunks re-indexed.
@@ -26,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.embeddings import Embedder
-from rag.keywords import KeywordIndex, keywords
+from rag.keywords import KeywordIndex, keywords, singular
 from rag.settings import RetrievalSettings
 from rag.store import ChunkStore, Metadata, StoredChunk
 
@@ -188,15 +190,14 @@ class Retriever:
         """
         best: dict[str, float] = {}
         ranked: list[Retrieved] = []
-        total = sum(weights.values())
         for chunk, vectors in zip(chunks, self.sentence_vectors(chunks), strict=True):
             similarities = vectors @ question
             best[chunk.id] = max(chunk.similarity, float(similarities.max()))
-            scores = [float(similarity) for similarity in similarities]
-            if total:
-                for i, window in enumerate(sentence_windows(chunk.text)):
-                    held = sum(weights.get(term, 0.0) for term in set(keywords(window)))
-                    scores[i] += self.settings.sentence_keyword_weight * held / total
+            shares = keyword_shares(sentence_windows(chunk.text), weights)
+            scores = [
+                float(similarity) + self.settings.sentence_keyword_weight * share
+                for similarity, share in zip(similarities, shares, strict=True)
+            ]
             order = tuple(sorted(range(len(scores)), key=lambda i: -scores[i]))
             ranked.append(_with(chunk, best_windows=order, window_scores=tuple(scores)))
         return sorted(ranked, key=lambda chunk: -best[chunk.id])
@@ -210,11 +211,7 @@ class Retriever:
         the next paragraph), and that lands in the next chunk, which alone matches poorly.
         Also the ids of the chunks so read into another, which are returned no more.
         """
-        ending = [
-            chunk
-            for chunk in chunks
-            if chunk.best_windows and chunk.best_windows[0] >= len(chunk.window_scores) - 3
-        ]
+        ending = [chunk for chunk in chunks if _runs_on(chunk)]
         continued: dict[str, Retrieved] = {}
         absorbed: set[str] = set()
         following = self.store.following([c.metadata for c in ending])
@@ -299,6 +296,32 @@ def _where(
 
 _SENTENCE_CACHE_SIZE = 4096  # chunks whose sentence vectors are kept between questions
 _SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n\s*\n")
+
+
+def keyword_shares(windows: list[str], weights: dict[str, float]) -> list[float]:
+    """Each window's share of the question's keyword weight, plurals folded into singulars.
+
+    A question about "a character vector" is answered by a table of "R atomic vectors".
+    """
+    folded: dict[str, float] = {}
+    for term, weight in weights.items():
+        folded[singular(term)] = max(weight, folded.get(singular(term), 0.0))
+    total = sum(folded.values())
+    if not total:
+        return [0.0] * len(windows)
+    return [
+        sum(folded.get(term, 0.0) for term in {singular(t) for t in keywords(window)}) / total
+        for window in windows
+    ]
+
+
+def _runs_on(chunk: Retrieved) -> bool:
+    """Whether one of the chunk's two best sentence pairs is among its last three.
+
+    The second best counts too: a table's introduction often ranks just below the sentence
+    before it, and the table itself is in the next chunk.
+    """
+    return any(window >= len(chunk.window_scores) - 3 for window in chunk.best_windows[:2])
 
 
 def sentences(text: str) -> list[str]:

@@ -133,9 +133,9 @@ class RetrievalSettings(BaseModel):
     )
     read_on: bool = Field(
         True,
-        description="A chunk whose best-matching sentence pair is at its end is continued with "
-        "the next chunk of the same page: what answers (a table, a list) often follows the "
-        "sentence that introduces it. Needs sentence_rerank.",
+        description="A chunk with one of its two best-matching sentence pairs at its end is "
+        "continued with the next chunk of the same page: what answers (a table, a list) often "
+        "follows the sentence that introduces it. Needs sentence_rerank.",
     )
     mmr: bool = Field(False, description="Maximal marginal relevance: trade rank for variety.")
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")

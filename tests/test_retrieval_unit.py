@@ -3,8 +3,16 @@
 import numpy as np
 
 from rag.answering import support
-from rag.keywords import KeywordIndex, keywords
-from rag.retrieval import Retrieved, _mmr, _where, _without_near_duplicates, sentence_windows
+from rag.keywords import KeywordIndex, keywords, singular
+from rag.retrieval import (
+    Retrieved,
+    _mmr,
+    _runs_on,
+    _where,
+    _without_near_duplicates,
+    keyword_shares,
+    sentence_windows,
+)
 
 
 def test_keywords_keep_identifiers_and_drop_stop_words() -> None:
@@ -113,3 +121,29 @@ def test_keyword_search_finds_words_with_accents_either_way() -> None:
     index.add("en", "The boiler is three metres tall.")
     assert index.search("Grösse Kessel", 1)[0][0] == "de"
     assert index.search("cafe", 1)[0][0] == "fr"
+
+
+def test_plurals_fold_into_singulars_for_ranking_sentences() -> None:
+    assert [singular(w) for w in ("vectors", "classes", "entries", "class", "bus", "is")] == [
+        "vector",
+        "class",
+        "entry",
+        "class",
+        "bus",
+        "is",
+    ]
+    weights = {"character": 2.0, "vector": 1.0}
+    windows = ["The modes of R atomic vectors: character", "A vector.", "Nothing here."]
+    assert keyword_shares(windows, weights) == [1.0, 1 / 3, 0.0]
+    assert keyword_shares(windows, {}) == [0.0, 0.0, 0.0]
+
+
+def test_a_chunk_reads_on_when_one_of_its_two_best_pairs_ends_it() -> None:
+    def chunk(best_windows: tuple[int, ...]) -> Retrieved:
+        scores = tuple(0.1 for _ in range(8))
+        vector = np.zeros(3, dtype=np.float32)
+        return Retrieved("c", "", {}, 0.5, 0.0, 0.0, vector, (), best_windows, scores)
+
+    assert _runs_on(chunk((5, 0)))  # the best is among the last three of eight
+    assert _runs_on(chunk((4, 6)))  # so is the second best: a table's introduction
+    assert not _runs_on(chunk((4, 1, 7)))
