@@ -29,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from rag.answering import Answerer, build_prompt
-from rag.embeddings import Embedder, bundled_model_path
+from rag.embeddings import bundled_model_path
 from rag.evaluation import EvalQuestion, evaluate, load_questions
-from rag.ingestion import Ingestor
 from rag.llm import LlamaCppLLM, Prompt
-from rag.retrieval import Retriever
-from rag.settings import Settings, load_settings
-from rag.store import ChunkStore
+from rag.pipeline import Pipeline
+from rag.settings import load_settings
 
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "pydoc"
 NAIVE_PROMPT = """Use the following pieces of context to answer the question at the end. \
@@ -45,15 +43,6 @@ If you don't know the answer, just say that you don't know, don't try to make up
 
 Question: {question}
 Helpful Answer:"""
-
-
-def quality(settings: Settings, questions: list[EvalQuestion], llm: LlamaCppLLM) -> Any:
-    embedder = Embedder(settings.embedding)
-    store = ChunkStore(settings, embedder.name)
-    answerer = Answerer(
-        settings.answer, settings.llm, Retriever(settings.retrieval, store, embedder), llm
-    )
-    return answerer, evaluate(answerer, questions, settings.retrieval.k)
 
 
 def naive_langchain(
@@ -203,27 +192,25 @@ def main() -> None:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-answer-") as work:
         settings = load_settings(data_dir=Path(work) / "ours")
-        embedder = Embedder(settings.embedding)
-        with ChunkStore(settings, embedder.name) as store:
-            assert Ingestor(settings, store, embedder).sync([args.eval / "corpus"]).ok
-        llm = LlamaCppLLM(settings.llm)
-        answerer, report = quality(settings, questions, llm)
-        results["ours"] = report.figures()
-        if not args.no_baseline:
-            results["naive_langchain"] = naive_langchain(
-                args.eval / "corpus", Path(work), questions, llm
-            )
-        answerable = [q.question for q in questions if q.answerable]
-        if args.no_overhead:
-            answerable = []
-        # Long enough generations to time: no stop at the line end, 64 tokens.
-        long_settings = settings.model_copy(deep=True)
-        long_settings.llm.max_tokens = 64
-        long_llm = _NoStop(long_settings.llm)
-        long_llm._model = llm.model  # the same loaded model
-        long_answerer = Answerer(settings.answer, long_settings.llm, answerer.retriever, long_llm)
-        if answerable:
-            results["overhead"] = overhead(long_answerer, long_llm, answerable[:10], args.rounds)
+        with Pipeline(settings) as pipeline:
+            assert pipeline.ingestor.sync([args.eval / "corpus"]).ok
+            llm = pipeline.llm
+            assert isinstance(llm, LlamaCppLLM), "the benchmark times llama.cpp in process"
+            results["ours"] = evaluate(pipeline.answerer, questions, settings.retrieval.k).figures()
+            if not args.no_baseline:
+                results["naive_langchain"] = naive_langchain(
+                    args.eval / "corpus", Path(work), questions, llm
+                )
+            embedder = pipeline.embedder
+        if not args.no_overhead:
+            # Long enough generations to time: no stop at the line end, 64 tokens.
+            long_settings = settings.model_copy(deep=True)
+            long_settings.llm.max_tokens = 64
+            long_llm = _NoStop(long_settings.llm)
+            long_llm._model = llm.model  # the same loaded model
+            answerable = [q.question for q in questions if q.answerable][:10]
+            with Pipeline(long_settings, embedder=embedder, llm=long_llm) as timed:
+                results["overhead"] = overhead(timed.answerer, long_llm, answerable, args.rounds)
 
     ours = results["ours"]
     print(f"\nquality on {args.eval.name} (ours | naive LangChain, same models):")

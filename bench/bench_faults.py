@@ -40,12 +40,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embeddings import Embedder  # noqa: E402
 from rag.errors import RagError  # noqa: E402
 from rag.llm import LLMError, Prompt, make_llm  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
+from rag.pipeline import Pipeline  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from rag.store import ChunkStore, StoreError  # noqa: E402
+from rag.store import StoreError  # noqa: E402
 from tests import hostile  # noqa: E402
 from tests.docgen import paragraphs  # noqa: E402
 from tests.hostile import Measured as Run  # noqa: E402
@@ -86,14 +85,14 @@ def ingest(folder: Path, data: Path, env: dict[str, str] | None = None, **kw: An
 
 def stored(data: Path, settings_env: dict[str, Any] | None = None) -> set[str]:
     settings = load_settings(data_dir=data, **(settings_env or {}))
-    with ChunkStore(settings, "any", check_embedder=False) as store:
-        return store.ids()
+    with Pipeline(settings, check_embedder=False) as pipeline:
+        return pipeline.store.ids()
 
 
 def sources(data: Path, settings_env: dict[str, Any] | None = None) -> set[str]:
     settings = load_settings(data_dir=data, **(settings_env or {}))
-    with ChunkStore(settings, "any", check_embedder=False) as store:
-        return {source for _, source in store.records()}
+    with Pipeline(settings, check_embedder=False) as pipeline:
+        return {source for _, source in pipeline.store.records()}
 
 
 def last_line(text: str) -> str:
@@ -265,9 +264,8 @@ def chroma_killed(work: Path, figures: Figures) -> None:
         settings = load_settings(
             data_dir=work / "server-data", store={"mode": "server", "port": port}
         )
-        embedder = Embedder(settings.embedding)
-        with ChunkStore(settings, embedder.name) as store:
-            retriever = Retriever(settings.retrieval, store, embedder)
+        with Pipeline(settings) as pipeline:
+            retriever = pipeline.retriever
             retriever.retrieve("topic 3")
             server.kill()
             server.wait()

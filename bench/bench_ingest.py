@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import TypeVar
 
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor, make_chunker
+from rag.ingestion import make_chunker
 from rag.loaders import load
+from rag.pipeline import Pipeline
 from rag.settings import load_settings
-from rag.store import ChunkStore
 
 T = TypeVar("T")
 ROUNDS = 7
@@ -43,9 +43,8 @@ def our_ingest(corpus: Path, work: Path) -> tuple[float, float, float, int]:
     settings = load_settings(data_dir=work / "ours")
 
     def ingest() -> int:
-        embedder = Embedder(settings.embedding)  # the model load counts
-        with ChunkStore(settings, embedder.name) as store:
-            return Ingestor(settings, store, embedder).sync([corpus]).chunks_embedded
+        with Pipeline(settings) as pipeline:  # the model load counts
+            return pipeline.ingestor.sync([corpus]).chunks_embedded
 
     full_s, full_cpu, embedded = timed("our full ingest", ingest)
     again_s, _, re_embedded = timed("our re-ingest (unchanged)", ingest)

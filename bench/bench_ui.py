@@ -28,13 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from rag.answering import Answerer
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
-from rag.llm import make_llm
-from rag.retrieval import Retriever
+from rag.pipeline import Pipeline
 from rag.settings import load_settings
-from rag.store import ChunkStore
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -100,13 +95,10 @@ def rag_ask_first_tokens(env: dict[str, str]) -> list[float]:
 
 def pipeline_first_tokens(data_dir: Path) -> list[float]:
     """First token of the app's code path without the app: warmed up as the app is."""
-    settings = load_settings(data_dir=data_dir)
-    embedder = Embedder(settings.embedding)
-    store = ChunkStore(settings, embedder.name)
-    retriever = Retriever(settings.retrieval, store, embedder)
-    answerer = Answerer(settings.answer, settings.llm, retriever, make_llm(settings.llm))
-    answerer.warm_up()
-    return [answerer.ask(question).timings["first_token_s"] for question in QUESTIONS]
+    with Pipeline(load_settings(data_dir=data_dir)) as pipeline:
+        answerer = pipeline.answerer
+        answerer.warm_up()
+        return [answerer.ask(question).timings["first_token_s"] for question in QUESTIONS]
 
 
 def app_first_tokens(data_dir: Path, port: int) -> tuple[list[float], float]:
@@ -143,10 +135,8 @@ def main() -> None:
     memory = 0.0
     with tempfile.TemporaryDirectory(prefix="bench-ui-") as work:
         data_dir = Path(work) / "data"
-        settings = load_settings(data_dir=data_dir)
-        embedder = Embedder(settings.embedding)
-        with ChunkStore(settings, embedder.name) as store:
-            assert Ingestor(settings, store, embedder).sync([SAMPLE]).ok
+        with Pipeline(load_settings(data_dir=data_dir)) as ingesting:
+            assert ingesting.ingestor.sync([SAMPLE]).ok
         for round_number in range(args.rounds):
             shown, resident = app_first_tokens(data_dir, 8600 + round_number)
             memory = max(memory, resident)

@@ -22,10 +22,9 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from rag.answering import Answer, Answerer, AnswerStream, Turn
-from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
-from rag.llm import make_llm
+from rag.pipeline import Pipeline
 from rag.retrieval import Retriever
 from rag.scanning import printable
 from rag.settings import Settings, load_settings
@@ -185,24 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             return _ui(settings, args.settings)
         if args.command == "doctor":
             return _doctor(settings, args)
-        embedder = Embedder(settings.embedding)
         reset = args.command == "ingest" and args.reset
-        store = ChunkStore(settings, embedder.name, on_wait=_tell, check_embedder=not reset)
-        if args.command == "ingest":
-            return _ingest(args, settings, store, embedder)
-        if args.command == "search":
-            return _search(args.query, args.k, Retriever(settings.retrieval, store, embedder))
-        if args.command in ("ask", "chat"):
-            if store.count() == 0:
-                _tell("the store is empty: run `python ingest.py PATH` first")
-                return EXIT_ERROR
-            answerer = _answerer(settings, store, embedder)
-            options = {"k": args.k, "sources": args.source, "file_types": args.type}
-            if args.command == "chat":
-                answerer.warm_up()  # the first answer then comes as fast as the later ones
-                return _chat(answerer, options)
-            return _ask(answerer, args.question, options, args.json)
-        return _sources(store)
+        with Pipeline(settings, on_wait=_tell, check_embedder=not reset) as pipeline:
+            return _run(args, pipeline)
     except RagError as error:
         _tell(f"error: {error}")
         return EXIT_ERROR
@@ -211,16 +195,35 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _ingest(
-    args: argparse.Namespace, settings: Settings, store: ChunkStore, embedder: Embedder
-) -> int:
+def _run(args: argparse.Namespace, pipeline: Pipeline) -> int:
+    """The commands that work on the store: ingest, search, sources, ask, chat."""
+    if args.command == "ingest":
+        return _ingest(args, pipeline)
+    if args.command == "search":
+        return _search(args.query, args.k, pipeline.retriever)
+    if args.command not in ("ask", "chat"):
+        return _sources(pipeline.store)
+    if pipeline.store.count() == 0:
+        _tell("the store is empty: run `python ingest.py PATH` first")
+        return EXIT_ERROR
+    answerer = pipeline.answerer
+    options = {"k": args.k, "sources": args.source, "file_types": args.type}
+    if args.command == "chat":
+        answerer.warm_up()  # the first answer then comes as fast as the later ones
+        return _chat(answerer, options)
+    answerer.load()  # the answer's timings then count answering, never loading
+    return _ask(answerer, args.question, options, args.json)
+
+
+def _ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
     if not args.paths and not args.reset:
         _tell("error: give at least one PATH to ingest (or --reset alone to empty the store)")
         return EXIT_ERROR
-    ingestor = Ingestor(settings, store, embedder)
+    ingestor = pipeline.ingestor
     if args.reset:
         ingestor.reset()
-        _tell(f"emptied collection {settings.store.collection!r} at {store.location}")
+        collection = pipeline.settings.store.collection
+        _tell(f"emptied collection {collection!r} at {pipeline.store.location}")
     if not args.paths:
         return EXIT_OK
     missing = [path for path in args.paths if not os.path.lexists(path)]
@@ -306,13 +309,6 @@ def _sources(store: ChunkStore) -> int:
     return EXIT_OK
 
 
-def _answerer(settings: Settings, store: ChunkStore, embedder: Embedder) -> Answerer:
-    retriever = Retriever(settings.retrieval, store, embedder)
-    answerer = Answerer(settings.answer, settings.llm, retriever, make_llm(settings.llm))
-    answerer.load()
-    return answerer
-
-
 def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bool) -> int:
     stream = answerer.stream(question, **options)
     if as_json:
@@ -385,11 +381,11 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         # stay as they were (a copy is shallow: its store block is copied too).
         embedded = settings.store.model_copy(update={"mode": "embedded"})
         settings = settings.model_copy(update={"data_dir": Path(data_dir), "store": embedded})
-        embedder = Embedder(settings.embedding)
-        with ChunkStore(settings, embedder.name) as store:
-            report = Ingestor(settings, store, embedder).sync([args.corpus])
+        with Pipeline(settings) as pipeline:
+            report = pipeline.ingestor.sync([args.corpus])
             _print_report(report, out=sys.stderr)
-            answerer = _answerer(settings, store, embedder)
+            answerer = pipeline.answerer
+            answerer.load()
             k = args.k or settings.retrieval.k
             progress = tqdm(total=len(questions), desc="questions", disable=None, file=sys.stderr)
             result = evaluate(answerer, questions, k, lambda row: progress.update(1))

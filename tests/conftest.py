@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
+from rag.ingestion import Ingestor, IngestReport
+from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, Settings, load_settings
-from rag.store import ChunkStore
 from tests.servers import free_port, start_chroma, start_llama_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,10 +80,22 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> SettingsFac
 
 
 @pytest.fixture
-def ingestor(make_settings: SettingsFactory, embedder: Embedder) -> Ingestor:
+def pipeline(make_settings: SettingsFactory, embedder: Embedder) -> Iterator[Pipeline]:
+    """The pipeline over a fresh store, with the real embedding model."""
+    with Pipeline(make_settings(), embedder=embedder) as built:
+        yield built
+
+
+@pytest.fixture
+def ingestor(pipeline: Pipeline) -> Ingestor:
     """An ingestor over a fresh store, with the real model."""
-    settings = make_settings()
-    return Ingestor(settings, ChunkStore(settings, embedder.name), embedder)
+    return pipeline.ingestor
+
+
+def ingest(settings: Settings, embedder: Embedder, *paths: Path) -> IngestReport:
+    """Ingest ``paths`` into the store the settings name, through the pipeline, then close it."""
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        return pipeline.ingestor.sync(list(paths))
 
 
 def run_rag(

@@ -8,12 +8,10 @@ import pytest
 
 from rag.answering import NOTHING_FOUND, Answerer, Turn, build_prompt
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
 from rag.llm import LLM, Prompt, make_llm
-from rag.retrieval import Retriever
+from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
-from rag.store import ChunkStore
-from tests.conftest import ROOT, run_rag
+from tests.conftest import ROOT, ingest, run_rag
 
 pytestmark = pytest.mark.slow
 
@@ -43,8 +41,7 @@ class CountingLLM:
 @pytest.fixture(scope="module")
 def sample_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
     settings = load_settings(data_dir=tmp_path_factory.mktemp("sample"))
-    with ChunkStore(settings, embedder.name) as store:
-        assert Ingestor(settings, store, embedder).sync([SAMPLE]).ok
+    assert ingest(settings, embedder, SAMPLE).ok
     return settings
 
 
@@ -54,10 +51,7 @@ def model(sample_settings: Settings) -> LLM:
 
 
 def answerer_for(settings: Settings, embedder: Embedder, llm: LLM) -> Answerer:
-    store = ChunkStore(settings, embedder.name)
-    return Answerer(
-        settings.answer, settings.llm, Retriever(settings.retrieval, store, embedder), llm
-    )
+    return Pipeline(settings, embedder=embedder, llm=llm).answerer
 
 
 @pytest.fixture

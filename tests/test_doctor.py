@@ -10,9 +10,9 @@ import pytest
 
 from rag.doctor import Report, diagnose, store_consistency
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
 from rag.settings import load_settings
 from rag.store import ChunkStore
+from tests.conftest import ingest
 
 pytestmark = pytest.mark.slow
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -31,9 +31,7 @@ def doctor(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture
 def data(tmp_path: Path, embedder: Embedder) -> Path:
     data = tmp_path / "data"
-    settings = load_settings(data_dir=data)
-    with ChunkStore(settings, embedder.name) as store:
-        assert Ingestor(settings, store, embedder).sync([SAMPLE]).ok
+    assert ingest(load_settings(data_dir=data), embedder, SAMPLE).ok
     return data
 
 

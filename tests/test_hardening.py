@@ -22,10 +22,10 @@ from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.keywords import KeywordIndex
 from rag.llm import OpenAICompatibleLLM
-from rag.retrieval import Retriever
+from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
 from rag.store import ChunkStore, Metadata, StoredChunk, StoreError
-from tests.conftest import ROOT, SettingsFactory, run_cli
+from tests.conftest import ROOT, SettingsFactory, ingest, run_cli
 from tests.docgen import write_mixed_folder
 from tests.servers import free_port, start_chroma
 
@@ -112,15 +112,15 @@ def test_a_store_past_33000_chunks_keeps_working(tmp_path: Path, embedder: Embed
     docs = tmp_path / "docs"
     write_mixed_folder(docs)
     settings = load_settings(data_dir=tmp_path / "data")
-    with ChunkStore(settings, embedder.name) as store:
-        ingestor = Ingestor(settings, store, embedder)
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        store, ingestor = pipeline.store, pipeline.ingestor
         ingestor.sync([docs])
         root = str(docs.resolve())
         store.write(new_chunks=synthetic_chunks(root, 340, 100, 384))
         assert store.count() > 34_000
         assert len(store.records([root])) == 347
         assert len(store.sources()) == 347
-        found = Retriever(settings.retrieval, store, embedder).retrieve("boiler pressure", 4)
+        found = pipeline.retriever.retrieve("boiler pressure", 4)
         assert found[0].metadata["source"] == "manual.pdf"
         assert ingestor.remove(root, "bulk/file0000.txt") == 100
         report = ingestor.sync([docs])  # the bulk files are not on disk: 33,900 chunks go
@@ -206,16 +206,16 @@ def test_a_chroma_server_killed_and_restarted(tmp_path: Path, embedder: Embedder
     server = start_chroma(tmp_path / "db", port)
     settings = load_settings(data_dir=tmp_path / "data", store={"mode": "server", "port": port})
     try:
-        store = ChunkStore(settings, embedder.name)
-        assert Ingestor(settings, store, embedder).sync([docs]).ok
-        retriever = Retriever(settings.retrieval, store, embedder)
+        pipeline = Pipeline(settings, embedder=embedder)
+        assert pipeline.ingestor.sync([docs]).ok
+        retriever = pipeline.retriever
         assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"
         server.kill()
         server.wait()
         with pytest.raises(StoreError, match=f"Chroma store at http://127.0.0.1:{port}.*running"):
             retriever.retrieve("boiler pressure", 1)
         with pytest.raises(StoreError, match=r"cannot (read|write)"):
-            Ingestor(settings, store, embedder).remove(str(docs.resolve()), "notes.txt")
+            pipeline.ingestor.remove(str(docs.resolve()), "notes.txt")
         env = {"RAG_STORE__MODE": "server", "RAG_STORE__PORT": str(port)}
         listing = run_cli("--data-dir", str(tmp_path / "data"), env=env)  # a usage error
         assert listing.returncode == 2
@@ -225,7 +225,7 @@ def test_a_chroma_server_killed_and_restarted(tmp_path: Path, embedder: Embedder
         assert "Traceback" not in search.stderr
         server = start_chroma(tmp_path / "db", port)
         assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"
-        assert Ingestor(settings, store, embedder).sync([docs]).unchanged == 7
+        assert pipeline.ingestor.sync([docs]).unchanged == 7
     finally:
         server.kill()
 
@@ -251,14 +251,13 @@ def test_a_reset_by_another_process_on_a_server(
     host, port = chroma_server
     store_settings = {"mode": "server", "host": host, "port": port, "collection": "reset-test"}
     settings = load_settings(data_dir=tmp_path / "data", store=store_settings)
-    app_store = ChunkStore(settings, embedder.name)  # the chat app's, open all along
-    retriever = Retriever(settings.retrieval, app_store, embedder)
-    with ChunkStore(settings, embedder.name) as other:
-        Ingestor(settings, other, embedder).sync([docs / "notes.txt"])
+    app = Pipeline(settings, embedder=embedder)  # the chat app's, open all along
+    app_store, retriever = app.store, app.retriever
+    with Pipeline(settings, embedder=embedder) as other:
+        other.ingestor.sync([docs / "notes.txt"])
         assert retriever.retrieve("heron", 1)
-        ingest = Ingestor(settings, other, embedder)
-        ingest.reset()  # `rag ingest --reset` in a terminal
-        ingest.sync([docs])
+        other.ingestor.reset()  # `rag ingest --reset` in a terminal
+        other.ingestor.sync([docs])
     assert app_store.count() == sum(len(r.chunk_ids) for r in app_store.records().values())
     assert retriever.retrieve("boiler pressure", 1)[0].metadata["source"] == "manual.pdf"
 
@@ -266,9 +265,7 @@ def test_a_reset_by_another_process_on_a_server(
 @pytest.fixture(scope="module")
 def sample_store(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
     data_dir = tmp_path_factory.mktemp("sample-store")
-    settings = load_settings(data_dir=data_dir)
-    with ChunkStore(settings, embedder.name) as store:
-        assert Ingestor(settings, store, embedder).sync([ROOT / "data" / "sample"]).ok
+    assert ingest(load_settings(data_dir=data_dir), embedder, ROOT / "data" / "sample").ok
     return data_dir
 
 

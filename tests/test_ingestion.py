@@ -10,6 +10,7 @@ import pytest
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
+from rag.pipeline import Pipeline
 from rag.store import ChunkStore, StoreError
 from tests.conftest import SettingsFactory
 from tests.docgen import paragraphs, write_mixed_folder
@@ -110,9 +111,9 @@ def test_edit_delete_and_rename_are_reflected_exactly(
     # The result equals a clean ingest of the folder as it is now.
     clean_settings = make_settings(data_dir=tmp_path / "clean")
     clean_settings.store.collection += "-clean"
-    clean = Ingestor(clean_settings, ChunkStore(clean_settings, embedder.name), embedder)
-    clean.sync([docs])
-    assert snapshot(ingestor.store) == snapshot(clean.store)
+    with Pipeline(clean_settings, embedder=embedder) as clean:
+        clean.ingestor.sync([docs])
+        assert snapshot(ingestor.store) == snapshot(clean.store)
 
 
 def test_bad_inputs_are_reported_and_the_rest_is_ingested(

@@ -7,11 +7,10 @@ from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
 from rag.langchain_retriever import HybridRetriever
+from rag.pipeline import Pipeline
 from rag.retrieval import Retriever
-from rag.settings import RetrievalSettings, load_settings
-from rag.store import ChunkStore
+from rag.settings import load_settings
 from tests.docgen import write_mixed_folder
 
 pytestmark = pytest.mark.slow
@@ -21,11 +20,11 @@ pytestmark = pytest.mark.slow
 def sample_retriever(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Retriever:
     folder = tmp_path_factory.mktemp("langchain")
     write_mixed_folder(folder / "docs")
-    settings = load_settings(data_dir=folder / "data")
-    store = ChunkStore(settings, embedder.name)
-    Ingestor(settings, store, embedder).sync([folder / "docs"])
     # The standard tests ask for exactly k documents: no relevance floor here.
-    return Retriever(RetrievalSettings(min_similarity=-1), store, embedder)
+    settings = load_settings(data_dir=folder / "data", retrieval={"min_similarity": -1})
+    pipeline = Pipeline(settings, embedder=embedder)
+    pipeline.ingestor.sync([folder / "docs"])
+    return pipeline.retriever
 
 
 class TestHybridRetrieverStandard(RetrieversIntegrationTests):

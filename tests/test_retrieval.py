@@ -7,26 +7,23 @@ from typing import Any
 import pytest
 
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
+from rag.pipeline import Pipeline
 from rag.retrieval import Retriever
-from rag.settings import RetrievalSettings, load_settings
-from rag.store import ChunkStore
+from rag.settings import load_settings
 from tests.conftest import SHARED_EVAL
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def pydoc_store(
-    tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
-) -> Iterator[ChunkStore]:
+def pydoc(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[Pipeline]:
     assert SHARED_EVAL.is_dir(), f"the shared evaluation set is missing at {SHARED_EVAL}"
     settings = load_settings(data_dir=tmp_path_factory.mktemp("pydoc"))
-    with ChunkStore(settings, embedder.name) as store:
-        report = Ingestor(settings, store, embedder).sync([SHARED_EVAL / "corpus"])
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        report = pipeline.ingestor.sync([SHARED_EVAL / "corpus"])
         assert report.ok
         assert len(report.added) == 79
-        yield store
+        yield pipeline
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +33,13 @@ def questions() -> list[dict[str, Any]]:
 
 
 def test_pydoc_gold_source_in_dense_top_4(
-    pydoc_store: ChunkStore, embedder: Embedder, questions: list[dict[str, Any]]
+    pydoc: Pipeline, embedder: Embedder, questions: list[dict[str, Any]]
 ) -> None:
     answerable = [q for q in questions if q["answerable"]]
     vectors = embedder.embed([q["question"] for q in answerable])
     hits = 0
     for question, vector in zip(answerable, vectors, strict=True):
-        top = [hit.metadata["source"] for hit in pydoc_store.query(vector, 4)]
+        top = [hit.metadata["source"] for hit in pydoc.store.query(vector, 4)]
         hits += any(source in question["sources"] for source in top)
     assert hits / len(answerable) >= 0.85, f"{hits} of {len(answerable)}"
 
@@ -66,11 +63,13 @@ def score(retriever: Retriever, questions: list[dict[str, Any]]) -> tuple[int, f
 
 
 def test_pydoc_hybrid_beats_dense_and_refuses_the_unanswerable(
-    pydoc_store: ChunkStore, embedder: Embedder, questions: list[dict[str, Any]]
+    pydoc: Pipeline, embedder: Embedder, questions: list[dict[str, Any]]
 ) -> None:
-    dense_only = RetrievalSettings(hybrid=False, sentence_rerank=False)
-    dense = score(Retriever(dense_only, pydoc_store, embedder), questions)
-    hybrid = score(Retriever(RetrievalSettings(), pydoc_store, embedder), questions)
+    dense_only = {"hybrid": False, "sentence_rerank": False}
+    settings = load_settings(data_dir=pydoc.settings.data_dir, retrieval=dense_only)
+    with Pipeline(settings, embedder=embedder) as dense_pipeline:
+        dense = score(dense_pipeline.retriever, questions)
+    hybrid = score(pydoc.retriever, questions)
     assert hybrid[0] == 28, hybrid  # a gold source in the top 4 for every answerable question
     assert hybrid[1] >= 0.93, hybrid
     assert hybrid[0] > dense[0], (hybrid, dense)
@@ -79,17 +78,12 @@ def test_pydoc_hybrid_beats_dense_and_refuses_the_unanswerable(
 
 
 def test_pydoc_answers_with_the_bundled_model(
-    pydoc_store: ChunkStore, embedder: Embedder, questions: list[dict[str, Any]]
+    pydoc: Pipeline, questions: list[dict[str, Any]]
 ) -> None:
     """The issue's figures, from the real pipeline: accuracy, refusals, citation precision."""
-    from rag.answering import Answerer
     from rag.evaluation import EvalQuestion, evaluate
-    from rag.llm import make_llm
 
-    settings = load_settings(data_dir=pydoc_store.settings.data_dir)
-    retriever = Retriever(settings.retrieval, pydoc_store, embedder)
-    answerer = Answerer(settings.answer, settings.llm, retriever, make_llm(settings.llm))
-    figures = evaluate(answerer, [EvalQuestion(**q) for q in questions], 4).figures()
+    figures = evaluate(pydoc.answerer, [EvalQuestion(**q) for q in questions], 4).figures()
     assert figures["hit@4"] == 1.0, figures
     assert figures["mrr"] >= 0.93, figures
     assert figures["accuracy"] >= 0.45, figures  # 0.536 when measured; greedy, but CPU-dependent

@@ -6,8 +6,7 @@ import pytest
 
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
-from rag.retrieval import Retriever
-from rag.settings import RetrievalSettings
+from rag.pipeline import Pipeline
 from rag.store import ChunkStore
 from tests.conftest import SettingsFactory
 from tests.docgen import write_mixed_folder, write_pdf
@@ -15,12 +14,12 @@ from tests.docgen import write_mixed_folder, write_pdf
 pytestmark = pytest.mark.slow
 
 
-def test_keywords_find_what_dense_search_ranks_low(ingestor: Ingestor, tmp_path: Path) -> None:
+def test_keywords_find_what_dense_search_ranks_low(pipeline: Pipeline, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     write_mixed_folder(docs)
     (docs / "codes.md").write_text("# Error codes\n\nCode XJ-4417 means the pump is blocked.\n")
-    ingestor.sync([docs])
-    retriever = Retriever(RetrievalSettings(min_similarity=-1), ingestor.store, ingestor.embedder)
+    pipeline.ingestor.sync([docs])
+    retriever = pipeline.retriever_with(min_similarity=-1)
     top = retriever.retrieve("XJ-4417", k=1)[0]
     assert top.metadata["source"] == "codes.md"
     assert top.keyword_score > 0
@@ -32,9 +31,9 @@ def test_keyword_index_follows_writes_from_another_store(
     docs = tmp_path / "docs"
     write_mixed_folder(docs)
     ingestor.sync([docs])
-    # A second store object on the same collection: as another process would see it.
-    reader_store = ChunkStore(ingestor.settings, embedder.name)
-    retriever = Retriever(RetrievalSettings(min_similarity=-1), reader_store, embedder)
+    # A second pipeline on the same collection: as another process would see it.
+    reader = Pipeline(ingestor.settings, embedder=embedder)
+    retriever = reader.retriever_with(min_similarity=-1)
     assert retriever.retrieve("kestrel", k=1)[0].keyword_score == 0
     (docs / "birds.md").write_text("# Birds\n\nThe kestrel hovers over the meadow.\n")
     ingestor.sync([docs])
@@ -46,16 +45,16 @@ def test_keyword_index_follows_writes_from_another_store(
     assert len(retriever.index) == ingestor.store.count()
 
 
-def test_filters_and_floor(ingestor: Ingestor, tmp_path: Path) -> None:
+def test_filters_and_floor(pipeline: Pipeline, tmp_path: Path) -> None:
     write_mixed_folder(tmp_path / "docs")
-    ingestor.sync([tmp_path / "docs"])
-    unfloored = Retriever(RetrievalSettings(min_similarity=-1), ingestor.store, ingestor.embedder)
+    pipeline.ingestor.sync([tmp_path / "docs"])
+    unfloored = pipeline.retriever_with(min_similarity=-1)
     only_pdf = unfloored.retrieve("boiler pressure", file_types=["pdf"], k=4)
     assert {r.metadata["file_type"] for r in only_pdf} == {"pdf"}
     only_guide = unfloored.retrieve("When should tomatoes be watered?", sources=["guide.md"])
     assert {r.metadata["source"] for r in only_guide} == {"guide.md"}
 
-    retriever = Retriever(RetrievalSettings(), ingestor.store, ingestor.embedder)
+    retriever = pipeline.retriever
     assert retriever.retrieve("boiler pressure", k=1)[0].metadata["source"] == "manual.pdf"
     # Nothing in the documents is about this: the relevance floor leaves nothing.
     assert retriever.retrieve("What is the capital of Mongolia?") == []
@@ -66,28 +65,29 @@ def test_a_chunk_that_introduces_a_table_is_read_on_into_it(
 ) -> None:
     # Small chunks, so the page's table lands in the chunk after the sentence introducing it.
     settings = make_settings(chunking={"max_tokens": 40, "overlap_tokens": 0})
-    store = ChunkStore(settings, embedder.name)
+    pipeline = Pipeline(settings, embedder=embedder)
+    store = pipeline.store
     rows = [f"M{size} bolt {size * 3} Nm" for size in (4, 5, 6, 8, 10, 12)]
     intro = "The following table gives the tightening torque of each compressor bolt size."
     prose = "The compressor housing is cast aluminium and rests on four rubber feet."
     (tmp_path / "docs").mkdir()
     write_pdf(tmp_path / "docs" / "service.pdf", [[prose, intro, *rows], ["Other matters."]])
-    assert Ingestor(settings, store, embedder).sync([tmp_path / "docs"]).ok
+    assert pipeline.ingestor.sync([tmp_path / "docs"]).ok
     stored = [text for _, text in _texts(store)]
     introducing = next(text for text in stored if "tightening torque" in text)
     assert "M12 bolt" not in introducing  # the premise: the table is in another chunk
 
     question = "Which tightening torque does each compressor bolt size need?"
-    plain = Retriever(RetrievalSettings(read_on=False), store, embedder).retrieve(question)[0]
+    plain = pipeline.retriever_with(read_on=False).retrieve(question)[0]
     assert "tightening torque" in plain.text
     assert "M12 bolt" not in plain.text
-    read_on = Retriever(RetrievalSettings(), store, embedder).retrieve(question)
+    read_on = pipeline.retriever.retrieve(question)
     assert "tightening torque" in read_on[0].text
     assert "M12 bolt 36 Nm" in read_on[0].text
     assert read_on[0].metadata["page"] == 1
     # The chunk read into it is not returned a second time; the next best takes its place.
     assert sum("M12 bolt" in chunk.text for chunk in read_on) == 1
-    unfloored = Retriever(RetrievalSettings(min_similarity=-1), store, embedder)
+    unfloored = pipeline.retriever_with(min_similarity=-1)
     assert len(unfloored.retrieve(question, k=len(stored))) == len(stored) - 1
     assert len(unfloored.retrieve(question, k=2)) == 2
 

@@ -8,10 +8,8 @@ from streamlit.testing.v1 import AppTest
 
 from rag.answering import Turn
 from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
 from rag.settings import load_settings
-from rag.store import ChunkStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, ingest
 from tests.servers import free_port
 from ui.services import conversation, plain, safe_file_name, save_upload
 
@@ -56,9 +54,7 @@ def test_uploads_with_one_name_are_kept_apart_and_a_replacement_is_said(tmp_path
 @pytest.fixture(scope="module")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Path:
     data_dir = tmp_path_factory.mktemp("ui-sample")
-    settings = load_settings(data_dir=data_dir)
-    with ChunkStore(settings, embedder.name) as store:
-        assert Ingestor(settings, store, embedder).sync([SAMPLE]).ok
+    assert ingest(load_settings(data_dir=data_dir), embedder, SAMPLE).ok
     return data_dir
 
 
@@ -137,8 +133,7 @@ def test_empty_store_shows_how_to_add_documents_and_removal_works(
     settings = load_settings(data_dir=tmp_path / "one")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "note.md").write_text("# Note\n\nThe kestrel hovers.\n")
-    with ChunkStore(settings, embedder.name) as store:
-        assert Ingestor(settings, store, embedder).sync([tmp_path / "docs"]).ok
+    assert ingest(settings, embedder, tmp_path / "docs").ok
     page = app(monkeypatch, tmp_path / "one")
     assert not page.info
     remove = next(b for b in page.sidebar.button if b.key and b.key.startswith("remove:"))

@@ -15,7 +15,7 @@ import streamlit as st
 
 from rag.answering import Answer, Source
 from rag.errors import RagError
-from rag.ingestion import Ingestor, IngestReport, Progress
+from rag.ingestion import IngestReport, Progress
 from rag.page_view import cited_page
 from rag.scanning import printable
 from rag.settings import Settings, load_settings
@@ -266,7 +266,7 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
             notice.info(plain(f"Waiting: {reason}…"), icon=":material/hourglass_top:")
 
         # An ingestor of its own: its progress bar is this session's.
-        ingestor = Ingestor(services.settings, services.store, services.embedder, progress)
+        ingestor = services.pipeline.ingestor_reporting(progress)
         try:
             with services.store.lock.telling(waiting):
                 report = ingestor.sync(saved)
@@ -308,7 +308,7 @@ def documents(services: Services) -> None:
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):
             try:
-                services.ingestor.remove(root, source)
+                services.pipeline.ingestor.remove(root, source)
                 if root == uploads:
                     (Path(root) / source).unlink(missing_ok=True)
             except (RagError, OSError) as error:

@@ -17,11 +17,9 @@ from typing import Any
 
 from rag.answering import Answerer, Turn
 from rag.doctor import Report, diagnose
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
-from rag.llm import LLM, LlamaCppLLM, LLMError, make_llm
+from rag.llm import LLM, LlamaCppLLM, LLMError
 from rag.loaders import SUPPORTED_TYPES
-from rag.retrieval import Retriever
+from rag.pipeline import Pipeline
 from rag.settings import Settings
 from rag.store import ChunkStore
 
@@ -35,12 +33,7 @@ class Services:
     """The services one app process shares between its browser sessions."""
 
     settings: Settings
-    embedder: Embedder
-    store: ChunkStore
-    retriever: Retriever
-    llm: LLM
-    answerer: Answerer
-    ingestor: Ingestor
+    pipeline: Pipeline
     checks: Report  # rag doctor's checks, without the timed workload, run once at start
 
     @classmethod
@@ -49,17 +42,34 @@ class Services:
 
         Raises:
             StoreError: the store is unreachable or was built with another embedding model.
-            FileNotFoundError: the model file does not exist.
+            ModelNotFoundError: the model file does not exist.
         """
-        embedder = Embedder(settings.embedding)
-        store = ChunkStore(settings, embedder.name)
-        llm = make_llm(settings.llm)
-        retriever = Retriever(settings.retrieval, store, embedder)
-        answerer = Answerer(settings.answer, settings.llm, retriever, llm)
-        answerer.warm_up()  # under the app's loading spinner, not in the first question's time
-        checks = diagnose(settings, None, embedder=embedder, store=store, llm=llm, workload=False)
-        ingestor = Ingestor(settings, store, embedder)
-        return cls(settings, embedder, store, retriever, llm, answerer, ingestor, checks)
+        pipeline = Pipeline(settings)
+        pipeline.answerer.warm_up()  # under the app's spinner, not in the first question's time
+        checks = diagnose(
+            settings,
+            None,
+            embedder=pipeline.embedder,
+            store=pipeline.store,
+            llm=pipeline.llm,
+            workload=False,
+        )
+        return cls(settings, pipeline, checks)
+
+    @property
+    def store(self) -> ChunkStore:
+        """The store every session reads and writes."""
+        return self.pipeline.store
+
+    @property
+    def answerer(self) -> Answerer:
+        """The answerer every session asks."""
+        return self.pipeline.answerer
+
+    @property
+    def llm(self) -> LLM:
+        """The model, loaded once for every session."""
+        return self.pipeline.llm
 
     def model_name(self) -> str:
         """The model's name, or why a server cannot tell it (the page still opens)."""
