@@ -11,7 +11,6 @@ pins (``rag/llama_build.py``), and a test checks it against the Python way.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -21,8 +20,6 @@ from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
 from typing import Any, Protocol
-
-import httpx
 
 from rag.errors import ModelNotFoundError, RagError
 from rag.settings import LLMSettings
@@ -318,15 +315,23 @@ def _copy_bias_llama() -> type[Any]:
 
 
 class OpenAICompatibleLLM:
-    """Streams from an OpenAI-compatible server (llama.cpp's server, vLLM) over HTTP."""
+    """Streams from an OpenAI-compatible server (llama.cpp's server, vLLM).
+
+    Through the official ``openai`` client: its retries with backoff, timeouts, typed errors
+    and event-stream parsing.
+    """
 
     def __init__(self, settings: LLMSettings) -> None:
+        import openai
+
         self.settings = settings
         self.base_url = settings.base_url.rstrip("/")
         key = settings.api_key.get_secret_value() if settings.api_key else None
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self.client = httpx.Client(
-            headers=headers, timeout=httpx.Timeout(settings.timeout_s, connect=10.0)
+        self.client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=key or "no-key",  # the client wants one; a server without keys ignores it
+            timeout=openai.Timeout(settings.timeout_s, connect=10.0),
+            max_retries=settings.max_retries,
         )
         self.chat = True if settings.chat is None else settings.chat
 
@@ -342,65 +347,74 @@ class OpenAICompatibleLLM:
         """The model's name on the server: the setting, else the first one it lists."""
         if self.settings.server_model:
             return self.settings.server_model
+        import openai
+
         try:
-            response = self.client.get(f"{self.base_url}/models")
-            response.raise_for_status()
-            return str(response.json()["data"][0]["id"])
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as error:
+            return str(self.client.models.list().data[0].id)
+        except (openai.OpenAIError, IndexError) as error:
             msg = f"cannot list the models of the LLM server at {self.base_url}: {error}"
             raise LLMError(msg) from error
 
-    def request(self, prompt: Prompt) -> tuple[str, dict[str, Any]]:
-        """The URL and JSON body for ``prompt``; text that spells a special token is defused.
+    def request(self, prompt: Prompt) -> dict[str, Any]:
+        """The request's arguments for the client; text that spells a special token is defused.
 
         A server tokenizes the prompt with special tokens parsed (llama.cpp's server and vLLM
         do), so what the documents say must not spell one.
         """
-        body = _sampling(self.settings, prompt, self.chat)
+        options = _sampling(self.settings, prompt, self.chat)
         # Extensions beyond OpenAI's API: llama.cpp's server reads top_k and repeat_penalty,
         # vLLM repetition_penalty; servers default to penalties that would differ from ours.
-        body |= {"model": self.name, "repetition_penalty": self.settings.repeat_penalty}
+        extra = {
+            "top_k": options.pop("top_k"),
+            "repeat_penalty": options.pop("repeat_penalty"),
+            "repetition_penalty": self.settings.repeat_penalty,
+        }
+        request: dict[str, Any] = {**options, "model": self.name, "extra_body": extra}
         if self.chat:
-            body["messages"] = [
+            request["messages"] = [
                 {**message, "content": defuse_special_tokens(message["content"])}
                 for message in prompt.messages
             ]
         else:
-            body["prompt"] = defuse_special_tokens(prompt.completion)
-        return f"{self.base_url}/{'chat/completions' if self.chat else 'completions'}", body
+            request["prompt"] = defuse_special_tokens(prompt.completion)
+        return request
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
         """Yield the answer piece by piece as the server sends it (server-sent events)."""
-        url, body = self.request(prompt)
+        import openai
+
+        request = self.request(prompt)
+        url = f"{self.base_url}/{'chat/completions' if self.chat else 'completions'}"
         try:
-            with self.client.stream("POST", url, json=body) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    msg = f"the LLM server at {url} answered {response.status_code}: "
-                    raise LLMError(msg + response.text[:300])
-                for line in response.iter_lines():
-                    data = line.removeprefix("data:").strip()
-                    if not line.startswith("data:") or not data:
-                        continue
-                    if data == "[DONE]":
-                        return
-                    text = self._piece(url, data)
+            if self.chat:
+                events: Any = self.client.chat.completions.create(**request)
+            else:
+                events = self.client.completions.create(**request)
+            with events:
+                for event in events:
+                    text = self._piece(url, event)
                     if text:
                         yield text
-        except httpx.HTTPError as error:
-            msg = f"cannot reach the LLM server at {url}: {error}"
+        except openai.APIStatusError as error:
+            msg = f"the LLM server at {url} answered {error.status_code}: {error.message[:300]}"
+            raise LLMError(msg) from error
+        except openai.APIConnectionError as error:  # timeouts too
+            msg = f"cannot reach the LLM server at {url}: {error.__cause__ or error}"
+            raise LLMError(msg) from error
+        except (openai.OpenAIError, ValueError) as error:  # JSON the client cannot read
+            msg = f"the LLM server at {url} sent an event this client cannot read: {error}"
             raise LLMError(msg) from error
 
-    def _piece(self, url: str, data: str) -> str | None:
+    def _piece(self, url: str, event: Any) -> str | None:
         """The text of one streamed event."""
         try:
-            choice = json.loads(data)["choices"][0]
-            text = (choice.get("delta") or {}).get("content") if self.chat else choice.get("text")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as error:
-            msg = f"the LLM server at {url} sent an event this client cannot read: {data[:200]!r}"
+            choice = event.choices[0]
+            text = choice.delta.content if self.chat else choice.text
+        except (IndexError, AttributeError, TypeError) as error:
+            msg = f"the LLM server at {url} sent an event this client cannot read: {event!r:.200}"
             raise LLMError(msg) from error
         if text is not None and not isinstance(text, str):
-            msg = f"the LLM server at {url} sent text that is not a string: {data[:200]!r}"
+            msg = f"the LLM server at {url} sent text that is not a string: {event!r:.200}"
             raise LLMError(msg)
         return text
 

@@ -206,6 +206,12 @@ class LLMSettings(BaseModel):
         "in process, chat when the GGUF has a chat template; on a server, chat.",
     )
     timeout_s: float = Field(600.0, gt=0, description="Longest wait for a server's answer.")
+    max_retries: int = Field(
+        2,
+        ge=0,
+        description="Retries of a request the server refused for now (429, 5xx) or never got, "
+        "with backoff, before an error.",
+    )
     model_path: Path | None = Field(
         None, description="A GGUF file; unset uses the bundled Gemma 3 270M (Q4_K_M)."
     )

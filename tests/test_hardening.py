@@ -364,4 +364,4 @@ def test_an_api_key_never_prints() -> None:
     assert "sk-secret-123" not in str(settings.model_dump())
     assert "sk-secret-123" not in settings.model_dump_json()
     served = OpenAICompatibleLLM(settings.llm)
-    assert served.client.headers["Authorization"] == "Bearer sk-secret-123"
+    assert served.client.auth_headers == {"Authorization": "Bearer sk-secret-123"}

@@ -175,8 +175,8 @@ def test_text_sent_to_a_server_spells_no_special_token() -> None:
     for chat in (False, True):
         served = OpenAICompatibleLLM(settings.model_copy(update={"chat": chat}))
         prompt = Prompt(messages=[{"role": "user", "content": HOSTILE}], completion=HOSTILE)
-        _, body = served.request(prompt)
-        sent = body["messages"][0]["content"] if chat else body["prompt"]
+        request = served.request(prompt)
+        sent = request["messages"][0]["content"] if chat else request["prompt"]
         for spelling in ("<end_of_turn>", "<start_of_turn>", "<eos>", "<|im_start|>", "[INST]"):
             assert spelling not in sent
         assert sent.replace("\u2060", "") == HOSTILE
@@ -215,5 +215,52 @@ def test_a_malformed_server_event_is_an_llm_error(bad: bytes) -> None:
         served = make_llm(LLMSettings(backend="openai", base_url=base_url, server_model="m"))
         with pytest.raises(LLMError, match="sent an event this client cannot read"):
             list(served.stream(replace(CAPITAL, max_tokens=4)))
+    finally:
+        server.shutdown()
+
+
+class _BusyOnce(http.server.BaseHTTPRequestHandler):
+    """An OpenAI-compatible endpoint that is busy (503) for the first request, then answers."""
+
+    requests = 0
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).requests += 1
+        if type(self).requests == 1:
+            self.send_response(503)
+            self.send_header("Retry-After", "0")
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"busy")
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b'data: {"choices": [{"text": "Four"}]}\n\ndata: [DONE]\n\n')
+
+    def log_message(self, *args: object) -> None:
+        return
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_busy_server_is_asked_again_as_many_times_as_set(retries: int) -> None:
+    handler: type[_BusyOnce] = type("Handler", (_BusyOnce,), {"requests": 0})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        settings = LLMSettings(
+            backend="openai", base_url=base_url, server_model="m", chat=False, max_retries=retries
+        )
+        served = make_llm(settings)
+        if retries:
+            assert "".join(served.stream(CAPITAL)) == "Four"
+        else:
+            with pytest.raises(
+                LLMError, match=f"LLM server at {base_url}/completions answered 503"
+            ):
+                list(served.stream(CAPITAL))
+        assert handler.requests == 1 + retries
     finally:
         server.shutdown()
