@@ -237,10 +237,10 @@ def chroma_killed(work: Path, figures: Figures) -> None:
     server = start_chroma(work / "server-db", port)
     env = {
         "RAG_STORE__MODE": "server",
-        "RAG_STORE__PORT": str(port),
+        "RAG_STORE__SERVER__PORT": str(port),
         "RAG_INGEST__GROUP_CHUNKS": "16",
     }
-    settings_env = {"store": {"mode": "server", "port": port}}
+    settings_env = {"store": {"mode": "server", "server": {"port": port}}}
     try:
         killer = threading.Timer(6.0, server.kill)
         killer.start()
@@ -252,7 +252,8 @@ def chroma_killed(work: Path, figures: Figures) -> None:
         clean_env = {**env, "RAG_STORE__COLLECTION": "clean"}
         ingest(docs, work / "server-data", clean_env)
         same = stored(work / "server-data", settings_env) == stored(
-            work / "server-data", {"store": {"mode": "server", "port": port, "collection": "clean"}}
+            work / "server-data",
+            {"store": {"mode": "server", "server": {"port": port}, "collection": "clean"}},
         )
         figures.add(
             "fault: Chroma server killed mid-ingest, restarted, rerun",
@@ -262,7 +263,7 @@ def chroma_killed(work: Path, figures: Figures) -> None:
             lost=0 if same else 1,
         )
         settings = load_settings(
-            data_dir=work / "server-data", store={"mode": "server", "port": port}
+            data_dir=work / "server-data", store={"mode": "server", "server": {"port": port}}
         )
         with Pipeline(settings) as pipeline:
             retriever = pipeline.retriever
@@ -301,13 +302,16 @@ def llm_server_faults(work: Path, figures: Figures) -> None:
         seconds = time.perf_counter() - started
         figures.add(f"fault: LLM server {name}", ok, f"{seconds:.1f}s: {message}", crashed=not ok)
 
-    attempt("refusing", {"base_url": f"http://127.0.0.1:{free_port()}/v1", "server_model": "m"})
+    attempt(
+        "refusing", {"server": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "model": "m"}}
+    )
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen()
     port = silent.getsockname()[1]
     attempt(
-        "hanging", {"base_url": f"http://127.0.0.1:{port}/v1", "server_model": "m", "timeout_s": 3}
+        "hanging",
+        {"server": {"base_url": f"http://127.0.0.1:{port}/v1", "model": "m", "timeout_s": 3}},
     )
     silent.close()
 
@@ -316,7 +320,7 @@ def llm_server_faults(work: Path, figures: Figures) -> None:
     try:
         attempt(
             "dying mid-stream",
-            {"base_url": f"http://127.0.0.1:{port}/v1", "max_tokens": 400},
+            {"server": {"base_url": f"http://127.0.0.1:{port}/v1"}, "max_tokens": 400},
             during=server.kill,
         )
     finally:

@@ -19,6 +19,7 @@ import platform
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -28,7 +29,7 @@ from rag import llama_build
 from rag.embeddings import Embedder
 from rag.llm import LLM, LlamaCppLLM, LLMError, OpenAICompatibleLLM, usable_cores
 from rag.settings import Settings
-from rag.store import ChunkStore, FileRecord, StoreError
+from rag.store import ChunkStore, FileRecord, StoreError, open_store
 
 Status = Literal["ok", "info", "warn", "fail"]
 SECTIONS = ("versions", "llama.cpp", "embedding", "workload", "store", "settings")
@@ -256,7 +257,7 @@ def _llm(report: Report, llm: LLM) -> None:
             "warn",
         )
     elif offload:
-        report.add("llama.cpp", "offload", f"{where}: llm.n_gpu_layers is 0", "warn")
+        report.add("llama.cpp", "offload", f"{where}: llm.llama_cpp.n_gpu_layers is 0", "warn")
     else:
         report.add("llama.cpp", "offload", f"{where} (CPU build, no GPU found)")
 
@@ -338,7 +339,7 @@ def _workload(
             report.add("workload", "llm", f"failed: {error}", "fail")
         else:
             gpu = llm.n_gpu_layers != 0 and bool(_llama_offload())
-            bundled = settings.llm.model_path is None
+            bundled = settings.llm.llama_cpp.model_path is None
             value, status = _judge("prompt", prompt_rate, gpu, bundled)
             report.add("workload", "prompt tokens/s", value, status)
             value, status = _judge("generation", generation_rate, gpu, bundled)
@@ -397,7 +398,7 @@ def _store(
     own = store is None
     try:
         if store is None:
-            store = ChunkStore(settings, embedder.name, check_embedder=False)
+            store = open_store(settings, embedder.name, check_embedder=False)
     except StoreError as error:
         report.add("store", "location", str(error), "fail")
         return
@@ -468,13 +469,19 @@ def _settings(report: Report, settings: Settings, settings_file: Path | None) ->
     overrides = sorted(name for name in os.environ if name.startswith("RAG_"))
     report.add("settings", "environment", ", ".join(overrides) or "no RAG_ variables")
     changed = settings.model_dump(mode="json", exclude_defaults=True)
-    for section, values in sorted(changed.items()):
-        if isinstance(values, dict):
-            for name, value in sorted(values.items()):
-                report.add("settings", f"{section}.{name}", _shown(name, value))
+    for name, value in _flat(changed):
+        report.add("settings", name, _shown(name, value))
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, object]]:
+    """Nested settings as dotted names: ``llm.server.base_url``."""
+    for name, value in sorted(values.items()):
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{name}.")
         else:
-            report.add("settings", section, str(values))
+            yield f"{prefix}{name}", value
 
 
 def _shown(name: str, value: object) -> str:
-    return "(set)" if "key" in name or "token" in name else str(value)
+    last = name.rsplit(".", 1)[-1]
+    return "(set)" if "key" in last or "token" in last else str(value)

@@ -54,7 +54,7 @@ class Prompt:
     messages: list[dict[str, str]]
     completion: str
     completion_stop: tuple[str, ...] = ()  # where a base model's answer ends in ``completion``
-    copy_from: tuple[str, ...] = ()  # texts whose tokens get ``llm.copy_bias`` (the sources)
+    copy_from: tuple[str, ...] = ()  # whose tokens get ``llm.llama_cpp.copy_bias`` (sources)
     temperature: float | None = None  # overrides the setting for this request
     max_tokens: int | None = None  # overrides the setting for this request
 
@@ -113,9 +113,12 @@ class LlamaCppLLM:
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
-        self.model_path = settings.model_path or bundled_gguf_path()
+        self.model_path = settings.llama_cpp.model_path or bundled_gguf_path()
         if not self.model_path.is_file():
-            msg = f"model file {self.model_path} does not exist; set llm.model_path to a GGUF file"
+            msg = (
+                f"model file {self.model_path} does not exist; "
+                "set llm.llama_cpp.model_path to a GGUF file"
+            )
             raise ModelNotFoundError(msg)
         self.name = self.model_path.name
         self._model: Any = None
@@ -127,13 +130,13 @@ class LlamaCppLLM:
     @cached_property
     def n_threads(self) -> int:
         """Threads for generation: the setting, else every core this process may use."""
-        return self.settings.n_threads or usable_cores()
+        return self.settings.llama_cpp.n_threads or usable_cores()
 
     @cached_property
     def n_gpu_layers(self) -> int:
         """Layers offloaded to the GPU: the setting, else all (-1) when llama.cpp can, else 0."""
-        if self.settings.n_gpu_layers is not None:
-            return self.settings.n_gpu_layers
+        if self.settings.llama_cpp.n_gpu_layers is not None:
+            return self.settings.llama_cpp.n_gpu_layers
         import llama_cpp
 
         return -1 if llama_cpp.llama_supports_gpu_offload() else 0
@@ -155,7 +158,7 @@ class LlamaCppLLM:
         return _copy_bias_llama()(
             model_path=str(self.model_path),
             n_ctx=self.settings.n_ctx,
-            n_batch=self.settings.n_batch,
+            n_batch=self.settings.llama_cpp.n_batch,
             n_threads=self.n_threads,
             n_threads_batch=self.n_threads,
             n_gpu_layers=self.n_gpu_layers,
@@ -188,11 +191,11 @@ class LlamaCppLLM:
         return cached
 
     def copy_bias_map(self, prompt: Prompt) -> dict[int, float]:
-        """``llm.copy_bias`` for every token that occurs in the prompt's sources."""
-        if not prompt.copy_from or not self.settings.copy_bias:
+        """``llm.llama_cpp.copy_bias`` for every token that occurs in the prompt's sources."""
+        if not prompt.copy_from or not self.settings.llama_cpp.copy_bias:
             return {}
         ids = {token for text in prompt.copy_from for token in self.tokens(text)}
-        return dict.fromkeys(sorted(ids), float(self.settings.copy_bias))
+        return dict.fromkeys(sorted(ids), float(self.settings.llama_cpp.copy_bias))
 
     def prompt_tokens(self, prompt: Prompt) -> list[int]:
         """The tokens the model reads: no text of the prompt's can become a control token.
@@ -325,13 +328,14 @@ class OpenAICompatibleLLM:
         import openai
 
         self.settings = settings
-        self.base_url = settings.base_url.rstrip("/")
-        key = settings.api_key.get_secret_value() if settings.api_key else None
+        server = settings.server
+        self.base_url = server.base_url.rstrip("/")
+        key = server.api_key.get_secret_value() if server.api_key else None
         self.client = openai.OpenAI(
             base_url=self.base_url,
             api_key=key or "no-key",  # the client wants one; a server without keys ignores it
-            timeout=openai.Timeout(settings.timeout_s, connect=10.0),
-            max_retries=settings.max_retries,
+            timeout=openai.Timeout(server.timeout_s, connect=10.0),
+            max_retries=server.max_retries,
         )
         self.chat = True if settings.chat is None else settings.chat
 
@@ -345,8 +349,8 @@ class OpenAICompatibleLLM:
     @cached_property
     def name(self) -> str:
         """The model's name on the server: the setting, else the first one it lists."""
-        if self.settings.server_model:
-            return self.settings.server_model
+        if self.settings.server.model:
+            return self.settings.server.model
         import openai
 
         try:

@@ -22,7 +22,7 @@ from rag.ingestion import Ingestor, Progress
 from rag.llm import LLM, make_llm
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.store import ChunkStore
+from rag.store import open_store
 
 
 class Pipeline:
@@ -49,7 +49,7 @@ class Pipeline:
         """
         self.settings = settings
         self.embedder = embedder or Embedder(settings.embedding)
-        self.store = ChunkStore(settings, self.embedder.name, on_wait, check_embedder)
+        self.store = open_store(settings, self.embedder.name, on_wait, check_embedder)
         self.retriever = Retriever(settings.retrieval, self.store, self.embedder)
         self.ingestor = Ingestor(settings, self.store, self.embedder)
         self._llm = llm

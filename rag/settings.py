@@ -9,10 +9,11 @@ else ``rag.toml`` in the working directory when it exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,7 +26,28 @@ from rag.errors import SettingsError
 DEFAULT_SETTINGS_FILE = Path("rag.toml")
 
 
-class EmbeddingSettings(BaseModel):
+class _Block(BaseModel):
+    """A block of settings: an unknown key is an error, never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _moved_to(block: str, moved: dict[str, str]) -> Callable[[Any], Any]:
+    """A validator that names the new place of a setting that moved into a backend's block."""
+
+    def check(values: Any) -> Any:
+        if isinstance(values, dict):
+            for key, place in moved.items():
+                if key in values:
+                    new = place if "." in place else f"{place}.{key}"
+                    msg = f"{block}.{key} is now {block}.{new}"
+                    raise ValueError(msg)
+        return values
+
+    return check
+
+
+class EmbeddingSettings(_Block):
     """Which sentence-transformers model embeds chunks and queries, and how."""
 
     model_path: Path | None = Field(
@@ -44,7 +66,7 @@ class EmbeddingSettings(BaseModel):
     )
 
 
-class ChunkingSettings(BaseModel):
+class ChunkingSettings(_Block):
     """Chunk sizes, counted in the embedding model's own tokens."""
 
     max_tokens: int | None = Field(
@@ -57,19 +79,35 @@ class ChunkingSettings(BaseModel):
     )
 
 
-class StoreSettings(BaseModel):
-    """Where chunks are stored: embedded Chroma under the data dir, or a Chroma server."""
+class EmbeddedStoreSettings(_Block):
+    """Embedded Chroma in the data dir (``store.mode = "embedded"``)."""
 
-    mode: Literal["embedded", "server"] = "embedded"
-    host: str = Field("127.0.0.1", description="Chroma server host (server mode).")
-    port: int = Field(8000, description="Chroma server port (server mode).")
-    collection: str = "documents"
     lock_timeout_s: float = Field(
         3600.0, gt=0, description="How long a writer waits for another writer to finish."
     )
 
 
-class IngestSettings(BaseModel):
+class StoreServerSettings(_Block):
+    """A Chroma server, ``chroma run`` (``store.mode = "server"``)."""
+
+    host: str = Field("127.0.0.1", description="Chroma server host.")
+    port: int = Field(8000, ge=1, le=65535, description="Chroma server port.")
+
+
+class StoreSettings(_Block):
+    """Where chunks are stored: embedded Chroma under the data dir, or a Chroma server."""
+
+    mode: Literal["embedded", "server"] = "embedded"
+    collection: str = "documents"
+    embedded: EmbeddedStoreSettings = EmbeddedStoreSettings()
+    server: StoreServerSettings = StoreServerSettings()
+
+    _moved = model_validator(mode="before")(
+        _moved_to("store", {"host": "server", "port": "server", "lock_timeout_s": "embedded"})
+    )
+
+
+class IngestSettings(_Block):
     """Limits on what ingestion accepts."""
 
     max_file_mb: float = Field(100.0, gt=0, description="Larger files are skipped and reported.")
@@ -86,7 +124,7 @@ class IngestSettings(BaseModel):
     )
 
 
-class RetrievalSettings(BaseModel):
+class RetrievalSettings(_Block):
     """How chunks are found for a question."""
 
     k: int = Field(4, ge=1, description="Chunks returned.")
@@ -141,7 +179,7 @@ class RetrievalSettings(BaseModel):
     mmr_lambda: float = Field(0.7, ge=0, le=1, description="MMR: 1 is relevance only.")
 
 
-class AnswerSettings(BaseModel):
+class AnswerSettings(_Block):
     """How answers are grounded in the retrieved chunks."""
 
     excerpt_windows: int = Field(
@@ -185,25 +223,34 @@ class AnswerSettings(BaseModel):
     max_question_chars: int = Field(2000, ge=1, description="Longer questions are refused.")
 
 
-class LLMSettings(BaseModel):
-    """The local model that writes answers, and how it samples."""
+class LlamaCppSettings(_Block):
+    """The model run in process by llama.cpp (``llm.backend = "llama_cpp"``)."""
 
-    backend: Literal["llama_cpp", "openai"] = Field(
-        "llama_cpp", description="In process, or any OpenAI-compatible server (llama.cpp, vLLM)."
+    model_path: Path | None = Field(
+        None, description="A GGUF file; unset uses the bundled Gemma 3 270M (Q4_K_M)."
     )
-    base_url: str = Field(
-        "http://127.0.0.1:8080/v1", description="The server's OpenAI API root (openai backend)."
+    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per step.")
+    n_threads: int | None = Field(None, ge=1, description="Unset: every core this process may use.")
+    n_gpu_layers: int | None = Field(
+        None, description="Unset: all layers when llama.cpp was built with GPU support, else 0."
     )
+    copy_bias: float = Field(
+        4.0,
+        ge=0,
+        description="Logit bonus for tokens that occur in the sources: small models then quote "
+        "the sources instead of inventing. 0 turns it off.",
+    )
+
+
+class LLMServerSettings(_Block):
+    """Any OpenAI-compatible server: llama.cpp's, vLLM (``llm.backend = "openai"``)."""
+
+    base_url: str = Field("http://127.0.0.1:8080/v1", description="The server's OpenAI API root.")
     api_key: SecretStr | None = Field(
         None, description="Bearer token, when the server wants one; never printed."
     )
-    server_model: str | None = Field(
+    model: str | None = Field(
         None, description="Model name on the server; unset: the first one it lists."
-    )
-    chat: bool | None = Field(
-        None,
-        description="Send chat messages (true) or a plain completion prompt (false). Unset: "
-        "in process, chat when the GGUF has a chat template; on a server, chat.",
     )
     timeout_s: float = Field(600.0, gt=0, description="Longest wait for a server's answer.")
     max_retries: int = Field(
@@ -212,14 +259,21 @@ class LLMSettings(BaseModel):
         description="Retries of a request the server refused for now (429, 5xx) or never got, "
         "with backoff, before an error.",
     )
-    model_path: Path | None = Field(
-        None, description="A GGUF file; unset uses the bundled Gemma 3 270M (Q4_K_M)."
+
+
+class LLMSettings(_Block):
+    """The model that writes answers, and how it samples, whichever backend runs it."""
+
+    backend: Literal["llama_cpp", "openai"] = Field(
+        "llama_cpp", description="In process, or any OpenAI-compatible server (llama.cpp, vLLM)."
     )
-    n_ctx: int = Field(4096, ge=256, description="Context window in tokens.")
-    n_batch: int = Field(512, ge=1, description="Prompt tokens evaluated per step.")
-    n_threads: int | None = Field(None, ge=1, description="Unset: every core this process may use.")
-    n_gpu_layers: int | None = Field(
-        None, description="Unset: all layers when llama.cpp was built with GPU support, else 0."
+    chat: bool | None = Field(
+        None,
+        description="Send chat messages (true) or a plain completion prompt (false). Unset: "
+        "in process, chat when the GGUF has a chat template; on a server, chat.",
+    )
+    n_ctx: int = Field(
+        4096, ge=256, description="Context window in tokens: the prompt and answer fit in it."
     )
     temperature: float = Field(0.0, ge=0, description="0 (greedy): answers stick to the sources.")
     top_p: float = Field(0.9, gt=0, le=1)
@@ -232,16 +286,30 @@ class LLMSettings(BaseModel):
         default_factory=list,
         description="Generation also stops at these (completion prompts bring their own).",
     )
-    copy_bias: float = Field(
-        4.0,
-        ge=0,
-        description="Logit bonus for tokens that occur in the sources, in process only: "
-        "small models then quote the sources instead of inventing. 0 turns it off.",
-    )
     seed: int = Field(0, description="Sampling seed: the same question gets the same answer.")
+    llama_cpp: LlamaCppSettings = LlamaCppSettings()
+    server: LLMServerSettings = LLMServerSettings()
+
+    _moved = model_validator(mode="before")(
+        _moved_to(
+            "llm",
+            {
+                "model_path": "llama_cpp",
+                "n_batch": "llama_cpp",
+                "n_threads": "llama_cpp",
+                "n_gpu_layers": "llama_cpp",
+                "copy_bias": "llama_cpp",
+                "base_url": "server",
+                "api_key": "server",
+                "server_model": "server.model",
+                "timeout_s": "server",
+                "max_retries": "server",
+            },
+        )
+    )
 
 
-class UISettings(BaseModel):
+class UISettings(_Block):
     """The chat app: where it listens, and what it accepts."""
 
     host: str = Field("127.0.0.1", description="Address the app listens on: this machine only.")

@@ -103,8 +103,28 @@ class Hit:
     embedding: NDArray[np.float32]
 
 
+def open_store(
+    settings: Settings,
+    embedder_name: str,
+    on_wait: Callable[[str], None] | None = None,
+    check_embedder: bool = True,
+) -> ChunkStore:
+    """Open (or create) the collection, embedded or on a server as ``store.mode`` says.
+
+    Raises:
+        StoreError: the store is unreachable, or was built with another embedding model
+            (unless ``check_embedder`` is off, for a store about to be reset).
+    """
+    if settings.store.mode == "embedded":
+        return EmbeddedChunkStore(settings, embedder_name, on_wait, check_embedder)
+    return ServerChunkStore(settings, embedder_name, on_wait, check_embedder)
+
+
 class ChunkStore:
-    """One Chroma collection, guarded for several processes when embedded."""
+    """One Chroma collection: what both backends share. Build one with :func:`open_store`."""
+
+    lock: StoreLock | NoLock
+    _advice: str  # what to check when Chroma fails, for the error message
 
     def __init__(
         self,
@@ -113,25 +133,12 @@ class ChunkStore:
         on_wait: Callable[[str], None] | None = None,
         check_embedder: bool = True,
     ) -> None:
-        """Open (or create) the collection.
-
-        Raises:
-            StoreError: the store is unreachable, or was built with another embedding model
-                (unless ``check_embedder`` is off, for a store about to be reset).
-        """
         self.settings = settings
         self.embedder_name = embedder_name
         self._check_embedder = check_embedder
-        if settings.store.mode == "embedded":
-            self.lock: StoreLock = StoreLock(
-                settings.lock_dir, settings.store.lock_timeout_s, on_wait
-            )
-        else:
-            self.lock = NoLock()
-        self._generation_file = self.lock.folder / "generation"
-        self._refresh_lock = threading.Lock()
+        self.lock = self._lock(on_wait)
         with self.lock.exclusive():
-            self._seen_generation = self._generation()
+            self._opening()
             self.client = self._connect()
             try:
                 self.collection = self._open_collection()
@@ -139,6 +146,33 @@ class ChunkStore:
                 self.close()  # a refused store keeps no files or threads open
                 raise
         self.max_batch = self.client.get_max_batch_size()
+
+    def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock | NoLock:
+        """What guards writers from each other."""
+        raise NotImplementedError
+
+    def _opening(self) -> None:
+        """Note what a later refresh compares against, before the client opens."""
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, for messages."""
+        raise NotImplementedError
+
+    def _connect(self) -> ClientAPI:
+        raise NotImplementedError
+
+    def generation(self) -> str:
+        """Changes whenever any process writes: lets a reader know when to refresh a cache."""
+        raise NotImplementedError
+
+    def _refresh(self) -> None:
+        """See what other processes wrote since this one last looked."""
+        raise NotImplementedError
+
+    def _wrote(self) -> None:
+        """Tell other processes that this one wrote."""
+        raise NotImplementedError
 
     def close(self) -> None:
         """Release the client: an embedded store's files, threads and memory."""
@@ -165,13 +199,7 @@ class ChunkStore:
             try:
                 yield
             finally:
-                if self.settings.store.mode == "embedded":
-                    self._seen_generation = self._generation() + 1
-                    self._generation_file.write_text(str(self._seen_generation))
-                else:  # a random token: concurrent writers to a server never repeat one
-                    self.collection.modify(
-                        metadata={"embedder": self.embedder_name, "generation": uuid.uuid4().hex}
-                    )
+                self._wrote()
 
     @contextmanager
     def _failures(self, action: str) -> Iterator[None]:
@@ -183,81 +211,14 @@ class ChunkStore:
         except Exception as error:  # chromadb, httpx and sqlite raise many unrelated types
             msg = (
                 f"cannot {action} the Chroma store at {self.location}: "
-                f"{type(error).__name__}: {error}"
+                f"{type(error).__name__}: {error}; {self._advice}"
             )
-            if self.settings.store.mode == "server":
-                msg += "; check that the Chroma server is running and reachable"
-            else:
-                msg += "; check the disk (space, permissions); `rag doctor` checks the store"
             raise StoreError(msg) from error
 
-    def generation(self) -> str:
-        """Changes whenever any process writes: lets a reader know when to refresh a cache."""
-        if self.settings.store.mode == "embedded":
-            return str(self._generation())
-        from chromadb.errors import NotFoundError
-
-        with self._failures("read"):
-            try:
-                collection = self.client.get_collection(self.settings.store.collection)
-            except NotFoundError:  # another process is resetting it
-                return "none"
-        return f"{collection.id}:{(collection.metadata or {}).get('generation', '')}"
-
-    def _generation(self) -> int:
-        if self.settings.store.mode != "embedded":
-            return 0
-        try:
-            return int(self._generation_file.read_text() or 0)
-        except (FileNotFoundError, ValueError):
-            return 0
-
-    def _refresh(self) -> None:
-        """Reopen the embedded client when another process wrote since we last looked.
-
-        On a server, another process's reset replaces the collection with a new one of the
-        same name: the handle is looked up again, so this one never points at the dropped one.
-        """
-        if self.settings.store.mode != "embedded":
-            self.collection = self._open_collection()
-            return
-        with self._refresh_lock:  # threads of one process (the chat UI) share this store
-            self._refresh_unlocked()
-
-    def _refresh_unlocked(self) -> None:
-        generation = self._generation()
-        if generation != self._seen_generation:
-            self.close()
-            self.client = self._connect()
-            self.collection = self._open_collection()
-            self._seen_generation = generation
-
-    @property
-    def location(self) -> str:
-        """Where the store lives, for messages."""
-        store = self.settings.store
-        if store.mode == "embedded":
-            return str(self.settings.chroma_path)
-        return f"http://{store.host}:{store.port}"
-
-    def _connect(self) -> ClientAPI:
-        import chromadb
+    def _chroma_settings(self) -> Any:
         from chromadb.config import Settings as ChromaSettings
 
-        chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=True)
-        store = self.settings.store
-        try:
-            if store.mode == "embedded":
-                self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
-                return chromadb.PersistentClient(
-                    path=str(self.settings.chroma_path), settings=chroma_settings
-                )
-            client = chromadb.HttpClient(host=store.host, port=store.port, settings=chroma_settings)
-            client.heartbeat()
-            return client
-        except Exception as error:
-            msg = f"cannot open the Chroma store at {self.location}: {error}"
-            raise StoreError(msg) from error
+        return ChromaSettings(anonymized_telemetry=False, allow_reset=True)
 
     def _open_collection(self) -> Collection:
         collection = self.client.get_or_create_collection(
@@ -492,3 +453,123 @@ def _stored(result: Any) -> list[StoredChunk]:
 
 def _vector(embedding: Any) -> NDArray[np.float32]:
     return np.asarray(embedding, dtype=np.float32)
+
+
+class EmbeddedChunkStore(ChunkStore):
+    """Embedded Chroma under the data dir, guarded for several processes by a file lock.
+
+    Every write bumps a generation number beside the store, and every read or write first
+    reopens the client when the generation moved (see the module's docstring).
+    """
+
+    _advice = "check the disk (space, permissions); `rag doctor` checks the store"
+
+    def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock:
+        lock = StoreLock(
+            self.settings.lock_dir, self.settings.store.embedded.lock_timeout_s, on_wait
+        )
+        self._generation_file = lock.folder / "generation"
+        self._refresh_lock = threading.Lock()
+        return lock
+
+    def _opening(self) -> None:
+        self._seen_generation = self._generation()
+
+    @property
+    def location(self) -> str:
+        """The store's folder."""
+        return str(self.settings.chroma_path)
+
+    def _connect(self) -> ClientAPI:
+        import chromadb
+
+        try:
+            self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(
+                path=str(self.settings.chroma_path), settings=self._chroma_settings()
+            )
+        except Exception as error:
+            msg = f"cannot open the Chroma store at {self.location}: {error}"
+            raise StoreError(msg) from error
+
+    def generation(self) -> str:
+        """The number every write bumps."""
+        return str(self._generation())
+
+    def _generation(self) -> int:
+        try:
+            return int(self._generation_file.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _refresh(self) -> None:
+        """Reopen the client when another process wrote since this one last looked."""
+        with self._refresh_lock:  # threads of one process (the chat UI) share this store
+            generation = self._generation()
+            if generation != self._seen_generation:
+                self.close()
+                self.client = self._connect()
+                self.collection = self._open_collection()
+                self._seen_generation = generation
+
+    def _wrote(self) -> None:
+        self._seen_generation = self._generation() + 1
+        self._generation_file.write_text(str(self._seen_generation))
+
+
+class ServerChunkStore(ChunkStore):
+    """A collection on a Chroma server (``chroma run``), shared by any number of processes.
+
+    The server serializes writes itself, so there is no lock; the generation is a token in the
+    collection's metadata that every write replaces.
+    """
+
+    _advice = "check that the Chroma server is running and reachable"
+
+    def _lock(self, on_wait: Callable[[str], None] | None) -> NoLock:
+        return NoLock()
+
+    @property
+    def location(self) -> str:
+        """The server's URL."""
+        server = self.settings.store.server
+        return f"http://{server.host}:{server.port}"
+
+    def _connect(self) -> ClientAPI:
+        import chromadb
+
+        server = self.settings.store.server
+        try:
+            client = chromadb.HttpClient(
+                host=server.host, port=server.port, settings=self._chroma_settings()
+            )
+            client.heartbeat()
+            return client
+        except Exception as error:
+            msg = f"cannot open the Chroma store at {self.location}: {error}"
+            raise StoreError(msg) from error
+
+    def generation(self) -> str:
+        """The collection's id and the token of its last write."""
+        from chromadb.errors import NotFoundError
+
+        with self._failures("read"):
+            try:
+                collection = self.client.get_collection(self.settings.store.collection)
+            except NotFoundError:  # another process is resetting it
+                return "none"
+        return f"{collection.id}:{(collection.metadata or {}).get('generation', '')}"
+
+    def _refresh(self) -> None:
+        """Look the collection up again.
+
+        Another process's reset replaces it with a new one of the same name, and this handle
+        must never point at the dropped one.
+        """
+        self.collection = self._open_collection()
+
+    def _wrote(self) -> None:
+        # A random token: concurrent writers to a server never repeat one.
+        self.collection.modify(
+            metadata={"embedder": self.embedder_name, "generation": uuid.uuid4().hex}
+        )

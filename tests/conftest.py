@@ -72,7 +72,7 @@ def make_settings(request: pytest.FixtureRequest, tmp_path: Path) -> SettingsFac
         store: dict[str, Any] = {"mode": mode, "collection": collection}
         if mode == "server":
             host, port = request.getfixturevalue("chroma_server")
-            store |= {"host": host, "port": port}
+            store |= {"server": {"host": host, "port": port}}
         store |= overrides.pop("store", {})
         return load_settings(**{"data_dir": tmp_path / "data", "store": store, **overrides})
 

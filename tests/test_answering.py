@@ -187,9 +187,9 @@ def test_server_backend_answers_like_the_model_in_process(
     llama_server: str, sample_settings: Settings, embedder: Embedder, model: LLM
 ) -> None:
     in_process = sample_settings.model_copy(deep=True)
-    in_process.llm.copy_bias = 0  # a logit bias needs the server's tokenizer: compare without
+    in_process.llm.llama_cpp.copy_bias = 0  # a bias needs the server's tokenizer: without
     served = in_process.model_copy(deep=True)
-    served.llm.backend, served.llm.base_url, served.llm.chat = "openai", llama_server, False
+    served.llm.backend, served.llm.server.base_url, served.llm.chat = "openai", llama_server, False
     question = "How long does a full charge of the battery take?"
     local = answerer_for(in_process, embedder, make_llm(in_process.llm)).ask(question)
     remote = answerer_for(served, embedder, make_llm(served.llm)).ask(question)

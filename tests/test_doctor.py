@@ -11,7 +11,7 @@ import pytest
 from rag.doctor import Report, diagnose, store_consistency
 from rag.embeddings import Embedder
 from rag.settings import load_settings
-from rag.store import ChunkStore
+from rag.store import open_store
 from tests.conftest import ingest
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def test_doctor_reports_every_section_and_a_healthy_machine(data: Path) -> None:
 
 def test_doctor_fails_on_an_orphan_chunk_and_names_it(data: Path, embedder: Embedder) -> None:
     settings = load_settings(data_dir=data)
-    with ChunkStore(settings, embedder.name) as store, store.writing():
+    with open_store(settings, embedder.name) as store, store.writing():
         store.collection.add(
             ids=["stray-chunk"],
             embeddings=np.ones((1, 384), dtype=np.float32),
@@ -76,7 +76,7 @@ def test_an_incomplete_file_and_another_embedding_model_fail(
     data: Path, embedder: Embedder
 ) -> None:
     settings = load_settings(data_dir=data)
-    with ChunkStore(settings, embedder.name) as store:
+    with open_store(settings, embedder.name) as store:
         first = sorted(store.ids({"source": "user-guide.md"}))[0]
         with store.writing():
             store.collection.delete(ids=[first])
@@ -92,12 +92,12 @@ def test_an_incomplete_file_and_another_embedding_model_fail(
 
 def test_settings_in_effect_are_shown(tmp_path: Path, data: Path) -> None:
     toml = tmp_path / "mine.toml"
-    toml.write_text('[retrieval]\nk = 6\n[llm]\napi_key = "secret-value"\n')
+    toml.write_text('[retrieval]\nk = 6\n[llm.server]\napi_key = "secret-value"\n')
     result = doctor("--data-dir", str(data), "--settings", str(toml), "--no-workload")
     assert str(toml) in result.stdout
     assert "retrieval.k: 6" in result.stdout
     assert "secret-value" not in result.stdout  # a key is never printed
-    assert "llm.api_key: (set)" in result.stdout
+    assert "llm.server.api_key: (set)" in result.stdout
 
 
 def test_report_text_marks_and_verdict() -> None:

@@ -24,7 +24,7 @@ from rag.keywords import KeywordIndex
 from rag.llm import OpenAICompatibleLLM
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
-from rag.store import ChunkStore, Metadata, StoredChunk, StoreError
+from rag.store import Metadata, StoredChunk, StoreError, open_store
 from tests.conftest import ROOT, SettingsFactory, ingest, run_cli
 from tests.docgen import write_mixed_folder
 from tests.servers import free_port, start_chroma
@@ -65,7 +65,7 @@ def test_the_same_file_named_twice_is_ingested_once(ingestor: Ingestor, tmp_path
 
 
 def test_records_of_no_roots_is_empty(make_settings: SettingsFactory, embedder: Embedder) -> None:
-    with ChunkStore(make_settings(), embedder.name) as store:
+    with open_store(make_settings(), embedder.name) as store:
         assert store.records([]) == {}
 
 
@@ -77,7 +77,7 @@ def test_cli_same_file_twice_exits_zero(tmp_path: Path) -> None:
     result = run_cli(str(docs), str(first), "--data-dir", str(tmp_path / "data"))
     assert result.returncode == 0, result.stderr
     assert "added 7" in result.stdout
-    store = ChunkStore(load_settings(data_dir=tmp_path / "data"), "ignored", check_embedder=False)
+    store = open_store(load_settings(data_dir=tmp_path / "data"), "ignored", check_embedder=False)
     assert len(store.records()) == 7
 
 
@@ -204,7 +204,9 @@ def test_a_chroma_server_killed_and_restarted(tmp_path: Path, embedder: Embedder
     write_mixed_folder(docs)
     port = free_port()
     server = start_chroma(tmp_path / "db", port)
-    settings = load_settings(data_dir=tmp_path / "data", store={"mode": "server", "port": port})
+    settings = load_settings(
+        data_dir=tmp_path / "data", store={"mode": "server", "server": {"port": port}}
+    )
     try:
         pipeline = Pipeline(settings, embedder=embedder)
         assert pipeline.ingestor.sync([docs]).ok
@@ -216,7 +218,7 @@ def test_a_chroma_server_killed_and_restarted(tmp_path: Path, embedder: Embedder
             retriever.retrieve("boiler pressure", 1)
         with pytest.raises(StoreError, match=r"cannot (read|write)"):
             pipeline.ingestor.remove(str(docs.resolve()), "notes.txt")
-        env = {"RAG_STORE__MODE": "server", "RAG_STORE__PORT": str(port)}
+        env = {"RAG_STORE__MODE": "server", "RAG_STORE__SERVER__PORT": str(port)}
         listing = run_cli("--data-dir", str(tmp_path / "data"), env=env)  # a usage error
         assert listing.returncode == 2
         search = run_rag_env(["search", "boiler pressure"], env)
@@ -249,7 +251,11 @@ def test_a_reset_by_another_process_on_a_server(
     docs = tmp_path / "docs"
     write_mixed_folder(docs)
     host, port = chroma_server
-    store_settings = {"mode": "server", "host": host, "port": port, "collection": "reset-test"}
+    store_settings = {
+        "mode": "server",
+        "server": {"host": host, "port": port},
+        "collection": "reset-test",
+    }
     settings = load_settings(data_dir=tmp_path / "data", store=store_settings)
     app = Pipeline(settings, embedder=embedder)  # the chat app's, open all along
     app_store, retriever = app.store, app.retriever
@@ -309,7 +315,9 @@ def test_eval_keeps_the_callers_settings_and_refuses_an_empty_question_file(
     assert f"error: {empty} holds no questions" in result.stderr
     questions = tmp_path / "qa.jsonl"
     questions.write_text('{"id": "1", "question": "What hovers?", "answers": ["kestrel"]}\n')
-    settings = load_settings(data_dir=tmp_path / "data", store={"mode": "server", "port": 9})
+    settings = load_settings(
+        data_dir=tmp_path / "data", store={"mode": "server", "server": {"port": 9}}
+    )
     args = build_parser().parse_args(["eval", str(questions), "--corpus", str(corpus)])
     assert cli_eval(args, settings) == 0
     assert settings.store.mode == "server"
@@ -320,7 +328,7 @@ def test_store_closes_its_client_when_the_embedder_check_fails(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     settings = load_settings(data_dir=tmp_path / "data")
-    ChunkStore(settings, "model-a").close()
+    open_store(settings, "model-a").close()
 
     def open_store_files() -> int:
         fds = Path("/proc/self/fd")
@@ -340,7 +348,7 @@ def test_store_closes_its_client_when_the_embedder_check_fails(
     assert settled() == 0
     for _ in range(3):
         with pytest.raises(StoreError, match="model-a"):
-            ChunkStore(settings, "model-b")
+            open_store(settings, "model-b")
     assert settled() == 0
 
 
@@ -359,7 +367,7 @@ def test_two_models_with_one_config_are_told_apart(tmp_path: Path) -> None:
 
 
 def test_an_api_key_never_prints() -> None:
-    settings = load_settings(llm={"backend": "openai", "api_key": "sk-secret-123"})
+    settings = load_settings(llm={"backend": "openai", "server": {"api_key": "sk-secret-123"}})
     assert "sk-secret-123" not in repr(settings)
     assert "sk-secret-123" not in str(settings.model_dump())
     assert "sk-secret-123" not in settings.model_dump_json()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rag.settings import load_settings
-from rag.store import ChunkStore
+from rag.store import open_store
 from tests.conftest import ROOT
 from tests.hostile import (
     HOSTILE_NAMES,
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.slow
 
 def stored_ids(data_dir: Path) -> set[str]:
     settings = load_settings(data_dir=data_dir)
-    with ChunkStore(settings, "any", check_embedder=False) as store:
+    with open_store(settings, "any", check_embedder=False) as store:
         return store.ids()
 
 

@@ -11,7 +11,7 @@ import pytest
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
-from rag.store import ChunkStore, StoreError
+from rag.store import ChunkStore, StoreError, open_store
 from tests.conftest import SettingsFactory
 from tests.docgen import paragraphs, write_mixed_folder
 
@@ -218,21 +218,21 @@ def test_store_built_with_another_model_is_refused_until_reset(
     make_settings: SettingsFactory,
 ) -> None:
     settings = make_settings()
-    ChunkStore(settings, "model-a").close()
+    open_store(settings, "model-a").close()
     with pytest.raises(StoreError, match="--reset"):
-        ChunkStore(settings, "model-b")
+        open_store(settings, "model-b")
     # What the message advises works: open without the check, reset, then it is model-b's.
-    store = ChunkStore(settings, "model-b", check_embedder=False)
+    store = open_store(settings, "model-b", check_embedder=False)
     store.reset()
     store.close()
-    ChunkStore(settings, "model-b").close()
+    open_store(settings, "model-b").close()
     with pytest.raises(StoreError, match="model-b"):
-        ChunkStore(settings, "model-a")
+        open_store(settings, "model-a")
 
 
 def test_unreachable_server_is_a_clear_error(make_settings: SettingsFactory) -> None:
-    settings = make_settings(store={"mode": "server", "host": "127.0.0.1", "port": 9})
+    settings = make_settings(store={"mode": "server", "server": {"host": "127.0.0.1", "port": 9}})
     with pytest.raises(
         StoreError, match=re.escape("cannot open the Chroma store at http://127.0.0.1:9")
     ):
-        ChunkStore(settings, "model")
+        open_store(settings, "model")

@@ -63,7 +63,7 @@ def test_thread_count_works_where_there_is_no_cpu_affinity(
     monkeypatch.delattr(os, "sched_getaffinity")
     monkeypatch.delattr(os, "process_cpu_count", raising=False)
     assert LlamaCppLLM(LLMSettings()).n_threads == os.cpu_count()
-    assert LlamaCppLLM(LLMSettings(n_threads=3)).n_threads == 3
+    assert LlamaCppLLM(LLMSettings(llama_cpp={"n_threads": 3})).n_threads == 3
 
 
 def test_two_first_questions_at_once_load_the_model_once() -> None:
@@ -78,13 +78,17 @@ def test_two_first_questions_at_once_load_the_model_once() -> None:
 
 
 def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"set llm\.model_path"):
-        LlamaCppLLM(LLMSettings(model_path=tmp_path / "missing.gguf"))
+    with pytest.raises(FileNotFoundError, match=r"set llm\.llama_cpp\.model_path"):
+        LlamaCppLLM(LLMSettings(llama_cpp={"model_path": tmp_path / "missing.gguf"}))
 
 
 def test_server_backend_streams_the_same_answer(llama_server: str, llm: LlamaCppLLM) -> None:
     settings = LLMSettings(
-        backend="openai", base_url=llama_server, chat=False, max_tokens=24, temperature=0
+        backend="openai",
+        server={"base_url": llama_server},
+        chat=False,
+        max_tokens=24,
+        temperature=0,
     )
     served = make_llm(settings)
     assert isinstance(served, OpenAICompatibleLLM)
@@ -98,7 +102,9 @@ def test_server_backend_streams_the_same_answer(llama_server: str, llm: LlamaCpp
 
 
 def test_unreachable_server_is_a_clear_error() -> None:
-    settings = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", server_model="m")
+    settings = LLMSettings(
+        backend="openai", server={"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    )
     with pytest.raises(
         LLMError, match=re.escape("cannot reach the LLM server at http://127.0.0.1:9/v1")
     ):
@@ -115,7 +121,7 @@ def test_copy_bias_runs_in_llamas_sampler_and_matches_the_python_way() -> None:
         completion_stop=("\n",),
         copy_from=sources,
     )
-    strong = LlamaCppLLM(LLMSettings(max_tokens=12, copy_bias=30.0))
+    strong = LlamaCppLLM(LLMSettings(max_tokens=12, llama_cpp={"copy_bias": 30.0}))
     bias = strong.copy_bias_map(prompt)
     assert set(bias) == set(strong.tokens(sources[0]))
     assert set(bias.values()) == {30.0}
@@ -171,7 +177,9 @@ def test_document_text_never_becomes_a_control_token(chat: bool) -> None:
 
 
 def test_text_sent_to_a_server_spells_no_special_token() -> None:
-    settings = LLMSettings(backend="openai", base_url="http://127.0.0.1:9/v1", server_model="m")
+    settings = LLMSettings(
+        backend="openai", server={"base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    )
     for chat in (False, True):
         served = OpenAICompatibleLLM(settings.model_copy(update={"chat": chat}))
         prompt = Prompt(messages=[{"role": "user", "content": HOSTILE}], completion=HOSTILE)
@@ -212,7 +220,9 @@ def test_a_malformed_server_event_is_an_llm_error(bad: bytes) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
-        served = make_llm(LLMSettings(backend="openai", base_url=base_url, server_model="m"))
+        served = make_llm(
+            LLMSettings(backend="openai", server={"base_url": base_url, "model": "m"})
+        )
         with pytest.raises(LLMError, match="sent an event this client cannot read"):
             list(served.stream(replace(CAPITAL, max_tokens=4)))
     finally:
@@ -251,7 +261,9 @@ def test_a_busy_server_is_asked_again_as_many_times_as_set(retries: int) -> None
     try:
         base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
         settings = LLMSettings(
-            backend="openai", base_url=base_url, server_model="m", chat=False, max_retries=retries
+            backend="openai",
+            server={"base_url": base_url, "model": "m", "max_retries": retries},
+            chat=False,
         )
         served = make_llm(settings)
         if retries:

@@ -46,7 +46,7 @@ def test_the_pipeline_is_assembled_in_one_place() -> None:
 def test_one_store_serves_every_part_and_the_model_waits_for_its_first_use(
     make_settings: SettingsFactory, embedder: Embedder, tmp_path: Path
 ) -> None:
-    settings = make_settings(llm={"model_path": tmp_path / "missing.gguf"})
+    settings = make_settings(llm={"llama_cpp": {"model_path": tmp_path / "missing.gguf"}})
     pipeline = Pipeline(settings, embedder=embedder)
     assert pipeline.retriever.store is pipeline.store is pipeline.ingestor.store
     assert pipeline.embedder is embedder

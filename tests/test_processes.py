@@ -17,7 +17,7 @@ import pytest
 from rag.embeddings import Embedder
 from rag.locking import StoreLock
 from rag.settings import load_settings
-from rag.store import ChunkStore
+from rag.store import open_store
 from tests.conftest import ROOT, run_cli
 from tests.docgen import paragraphs, write_mixed_folder
 
@@ -33,7 +33,7 @@ def write_corpus(folder: Path, files: int = 40) -> Path:
 
 
 def store_state(data_dir: Path, embedder: Embedder) -> tuple[int, set[str]]:
-    store = ChunkStore(load_settings(data_dir=data_dir), embedder.name)
+    store = open_store(load_settings(data_dir=data_dir), embedder.name)
     ids = set(store.collection.get(include=[])["ids"])
     return store.count(), ids
 
@@ -113,7 +113,7 @@ def test_killed_ingest_then_rerun_equals_clean_ingest(tmp_path: Path, embedder: 
         process.communicate()
         assert process.returncode == -signal.SIGKILL
         # Whatever moment it died at, the store opens and every stored file is complete.
-        store = ChunkStore(load_settings(data_dir=killed_dir), embedder.name)
+        store = open_store(load_settings(data_dir=killed_dir), embedder.name)
         for record in store.records().values():
             (file_hash, pipeline), *others = record.versions
             assert not others
@@ -165,7 +165,7 @@ def test_reader_sees_whole_files_and_fresh_results_during_ingest(
 ) -> None:
     docs = write_corpus(tmp_path / "docs")
     data = tmp_path / "data"
-    reader = ChunkStore(load_settings(data_dir=data), embedder.name)
+    reader = open_store(load_settings(data_dir=data), embedder.name)
     # Files are ingested in name order: this one is written last.
     (docs / "zz-last.md").write_text(
         "# Volcanoes\n\nThe volcano erupted, and lava reached the sea.\n"
@@ -268,7 +268,7 @@ def test_watch_survives_store_errors_and_ctrl_c_stops_it_at_once(tmp_path: Path)
         "--watch",
         "--data-dir",
         str(data),
-        env={"RAG_INGEST__WATCH_DEBOUNCE_S": "0.3", "RAG_STORE__LOCK_TIMEOUT_S": "2"},
+        env={"RAG_INGEST__WATCH_DEBOUNCE_S": "0.3", "RAG_STORE__EMBEDDED__LOCK_TIMEOUT_S": "2"},
     )
     output = Lines(process)
     try:

@@ -147,25 +147,25 @@ def test_empty_store_shows_how_to_add_documents_and_removal_works(
 def test_missing_model_and_unreachable_servers_are_messages_not_tracebacks(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sample_dir: Path
 ) -> None:
-    page = app(monkeypatch, tmp_path, RAG_LLM__MODEL_PATH=str(tmp_path / "missing.gguf"))
+    page = app(monkeypatch, tmp_path, RAG_LLM__LLAMA_CPP__MODEL_PATH=str(tmp_path / "missing.gguf"))
     assert not page.exception
     assert "does not exist" in page.error[0].value
-    monkeypatch.delenv("RAG_LLM__MODEL_PATH")
+    monkeypatch.delenv("RAG_LLM__LLAMA_CPP__MODEL_PATH")
     page = app(
         monkeypatch,
         tmp_path,
         RAG_STORE__MODE="server",
-        RAG_STORE__PORT=str(free_port()),
+        RAG_STORE__SERVER__PORT=str(free_port()),
     )
     assert not page.exception
     assert "cannot start" in page.error[0].value
     monkeypatch.delenv("RAG_STORE__MODE")
-    monkeypatch.delenv("RAG_STORE__PORT")
+    monkeypatch.delenv("RAG_STORE__SERVER__PORT")
     page = app(  # the LLM server may come up later: the page opens, the question says why not
         monkeypatch,
         sample_dir,
         RAG_LLM__BACKEND="openai",
-        RAG_LLM__BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
+        RAG_LLM__SERVER__BASE_URL=f"http://127.0.0.1:{free_port()}/v1",
     )
     assert not page.exception
     assert not page.error

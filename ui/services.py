@@ -81,7 +81,7 @@ class Services:
     def device(self) -> str:
         """Where the model runs, for people."""
         if not isinstance(self.llm, LlamaCppLLM):
-            return f"LLM server at {self.settings.llm.base_url}"
+            return f"LLM server at {self.settings.llm.server.base_url}"
         layers = self.llm.n_gpu_layers
         return "CPU" if layers == 0 else f"GPU ({'all' if layers < 0 else layers} layers)"
 
@@ -89,7 +89,8 @@ class Services:
         """Which store answers, for people."""
         store = self.settings.store
         if store.mode == "server":
-            return f"Chroma server {store.host}:{store.port}, collection {store.collection!r}"
+            server = f"{store.server.host}:{store.server.port}"
+            return f"Chroma server {server}, collection {store.collection!r}"
         return f"embedded Chroma at {self.settings.chroma_path}"
 
 
