@@ -183,6 +183,12 @@ class AnswerStream:
         if self.answer is None:  # a second pass over a finished stream changes nothing
             self.answer = self._finish("".join(self._text))
 
+    def close(self) -> None:
+        """Stop the model now (a reader gone): its stream lets go of the model at once."""
+        close = getattr(self._pieces, "close", None)
+        if close is not None:
+            close()
+
     def result(self) -> Answer:
         """Read the rest of the stream and return the finished answer."""
         if self.answer is None:

@@ -78,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="TOML settings file (default: $RAG_SETTINGS_FILE, else ./rag.toml if present)",
     )
+    common.add_argument(
+        "--workspace",
+        metavar="NAME",
+        help="the named set of documents to use (default: 'default', or $RAG_WORKSPACE)",
+    )
     parser = argparse.ArgumentParser(
         prog="rag", description="Local, private question answering over your own documents."
     )
@@ -166,6 +171,28 @@ def build_parser() -> argparse.ArgumentParser:
         "hit@k, MRR, accuracy, refusals, citation precision and latency; with pages, also "
         "page hit@k and cited-page precision.",
     )
+    serve = commands.add_parser(
+        "serve",
+        parents=[common],
+        help="serve the OpenAI-compatible API (on serve.host:serve.port, 127.0.0.1:8001)",
+        description="Answer over HTTP: POST /v1/chat/completions (the workspace is the model), "
+        "GET /v1/models, POST /v1/search, documents under /v1/workspaces/NAME/documents; "
+        "the OpenAPI page is /docs. Beyond loopback, serve.api_key is required.",
+    )
+    serve.add_argument("--host", help="address to listen on (default: serve.host)")
+    serve.add_argument("--port", type=int, help="port (default: serve.port)")
+    workspaces = commands.add_parser(
+        "workspaces",
+        parents=[common],
+        help="list, create, rename or remove workspaces (separate sets of documents)",
+    )
+    workspaces.add_argument("--create", metavar="NAME", help="create an empty workspace")
+    workspaces.add_argument(
+        "--rename", nargs=2, metavar=("OLD", "NEW"), help="give a workspace another name"
+    )
+    workspaces.add_argument(
+        "--remove", metavar="NAME", help="remove a workspace: its chunks, records and uploads"
+    )
     evaluation.add_argument("questions", type=Path, metavar="QA", help="question set (.jsonl)")
     evaluation.add_argument("--corpus", type=Path, required=True, help="folder of documents")
     evaluation.add_argument("-k", type=int, help="chunks retrieved (default: setting)")
@@ -177,13 +204,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings(args.settings, data_dir=args.data_dir)
+        settings = load_settings(
+            args.settings, data_dir=args.data_dir, workspace=getattr(args, "workspace", None)
+        )
         if args.command == "eval":
             return _eval(args, settings)
         if args.command == "ui":
             return _ui(settings, args.settings)
         if args.command == "doctor":
             return _doctor(settings, args)
+        if args.command == "serve":
+            return _serve(settings, args)
+        if args.command == "workspaces":
+            return _workspaces(settings, args)
         reset = args.command == "ingest" and args.reset
         with Pipeline(settings, on_wait=_tell, check_embedder=not reset) as pipeline:
             return _run(args, pipeline)
@@ -434,6 +467,46 @@ def _ui(settings: Settings, settings_file: Path | None) -> int:
     _tell(f"chat app on http://{settings.ui.host}:{settings.ui.port} (Ctrl-C stops)")
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)  # becomes the app: signals reach it
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the API until Ctrl-C or SIGTERM."""
+    import uvicorn
+
+    from rag.api import LOOPBACK, create_app
+    from rag.workspaces import Workspaces
+
+    host, port = args.host or settings.serve.host, args.port or settings.serve.port
+    if host not in LOOPBACK and settings.serve.api_key is None:
+        _tell(f"error: listening on {host} needs serve.api_key (RAG_SERVE__API_KEY)")
+        return EXIT_ERROR
+    served = Workspaces(settings, on_wait=_tell)
+    try:
+        served.default.answerer.warm_up()  # the first question then comes as fast as the next
+        _tell(f"API on http://{host}:{port}/v1 (OpenAPI page: /docs; Ctrl-C stops)")
+        uvicorn.run(create_app(settings, served), host=host, port=port, log_level="warning")
+    finally:
+        served.close()
+    return EXIT_OK
+
+
+def _workspaces(settings: Settings, args: argparse.Namespace) -> int:
+    from rag.workspaces import Workspaces
+
+    served = Workspaces(settings, on_wait=_tell)
+    try:
+        if args.create:
+            served.create(args.create)
+        if args.rename:
+            served.rename(*args.rename)
+        if args.remove:
+            served.remove(args.remove)
+        for name in served.names():
+            count = served.get(name).store.count()
+            print(f"{count:6d}  {name}")
+    finally:
+        served.close()
+    return EXIT_OK
 
 
 def _tell(message: str) -> None:

@@ -34,15 +34,17 @@ class Pipeline:
         *,
         embedder: Embedder | None = None,
         llm: LLM | None = None,
+        llm_from: Callable[[], LLM] | None = None,
         on_wait: Callable[[str], None] | None = None,
         check_embedder: bool = True,
     ) -> None:
         """Open the store and build what depends on it; the model waits for its first use.
 
         ``embedder`` and ``llm``, when given, are models already loaded by this process (they
-        are not closed with the pipeline). ``on_wait`` hears why a write waits for another
-        writer. ``check_embedder`` off opens a store built with another embedding model, to
-        empty it.
+        are not closed with the pipeline); ``llm_from`` gives the model on first use instead
+        (one shared by several pipelines, built when the first needs it). ``on_wait`` hears
+        why a write waits for another writer. ``check_embedder`` off opens a store built with
+        another embedding model, to empty it.
 
         Raises:
             StoreError: the store is unreachable, or was built with another embedding model.
@@ -53,6 +55,7 @@ class Pipeline:
         self.retriever = Retriever(settings.retrieval, self.store, self.embedder)
         self.ingestor = Ingestor(settings, self.store, self.embedder)
         self._llm = llm
+        self._llm_from = llm_from or (lambda: make_llm(settings.llm))
         self._answerer: Answerer | None = None
 
     @property
@@ -63,7 +66,7 @@ class Pipeline:
             ModelNotFoundError: the GGUF file does not exist.
         """
         if self._llm is None:
-            self._llm = make_llm(self.settings.llm)
+            self._llm = self._llm_from()
         return self._llm
 
     @property

@@ -317,6 +317,27 @@ class UISettings(_Block):
     max_upload_mb: int = Field(50, ge=1, description="Largest file the app accepts.")
 
 
+class ServeSettings(_Block):
+    """``rag serve``: the OpenAI-compatible HTTP API."""
+
+    host: str = Field(
+        "127.0.0.1", description="Address the API listens on; beyond loopback it needs api_key."
+    )
+    port: int = Field(8001, ge=1, le=65535)
+    api_key: SecretStr | None = Field(
+        None, description="Bearer token every /v1 request must carry; never printed or logged."
+    )
+    max_queue: int = Field(
+        8,
+        ge=0,
+        description="Questions that may wait for the model; past them, 429 with Retry-After.",
+    )
+
+
+DEFAULT_WORKSPACE = "default"
+WORKSPACE_SEPARATOR = "__"  # between the collection's name and a workspace's
+
+
 class Settings(BaseSettings):
     """All settings of the application."""
 
@@ -325,6 +346,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="Home of the embedded store and uploads.")
+    workspace: str = Field(
+        DEFAULT_WORKSPACE,
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$",
+        description="The named set of documents to use (rag.workspaces); 'default' is the store "
+        "as it was before workspaces.",
+    )
     embedding: EmbeddingSettings = EmbeddingSettings()
     chunking: ChunkingSettings = ChunkingSettings()
     store: StoreSettings = StoreSettings()
@@ -333,6 +360,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
     ui: UISettings = UISettings()
+    serve: ServeSettings = ServeSettings()
 
     @property
     def chroma_path(self) -> Path:
@@ -340,9 +368,23 @@ class Settings(BaseSettings):
         return self.data_dir / "chroma"
 
     @property
+    def collection_name(self) -> str:
+        """The workspace's Chroma collection: ``store.collection`` for the default one."""
+        if self.workspace == DEFAULT_WORKSPACE:
+            return self.store.collection
+        return f"{self.store.collection}{WORKSPACE_SEPARATOR}{self.workspace}"
+
+    @property
+    def workspace_dir(self) -> Path:
+        """Folder of a workspace's own files (the default one's are in the data dir itself)."""
+        if self.workspace == DEFAULT_WORKSPACE:
+            return self.data_dir
+        return self.data_dir / "workspaces" / self.workspace
+
+    @property
     def uploads_dir(self) -> Path:
-        """Folder of the files uploaded in the chat app."""
-        return self.data_dir / "uploads"
+        """Folder of the files uploaded to the workspace (the chat app, the API)."""
+        return self.workspace_dir / "uploads"
 
     @property
     def lock_dir(self) -> Path:

@@ -222,7 +222,7 @@ class ChunkStore:
 
     def _open_collection(self) -> Collection:
         collection = self.client.get_or_create_collection(
-            self.settings.store.collection,
+            self.settings.collection_name,
             metadata={"embedder": self.embedder_name},
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
@@ -240,9 +240,25 @@ class ChunkStore:
     def reset(self) -> None:
         """Drop every chunk: delete the collection and create it again."""
         with self.writing():
-            self.client.delete_collection(self.settings.store.collection)
+            self.client.delete_collection(self.settings.collection_name)
             self.collection = self._open_collection()
             self._check_embedder = True
+
+    def drop(self) -> None:
+        """Delete the collection with every chunk and record in it (a workspace removed)."""
+        with self.lock.exclusive(), self._failures("write"):
+            self._refresh()
+            self.client.delete_collection(self.settings.collection_name)
+            self._dropped()
+
+    def _dropped(self) -> None:
+        """Tell other processes that the collection is gone."""
+        self._wrote()
+
+    def rename(self, collection_name: str) -> None:
+        """Give the collection another name (a workspace renamed); reopen the store after."""
+        with self.writing():
+            self.collection.modify(name=collection_name)
 
     def count(self) -> int:
         """Number of chunks stored."""
@@ -555,7 +571,7 @@ class ServerChunkStore(ChunkStore):
 
         with self._failures("read"):
             try:
-                collection = self.client.get_collection(self.settings.store.collection)
+                collection = self.client.get_collection(self.settings.collection_name)
             except NotFoundError:  # another process is resetting it
                 return "none"
         return f"{collection.id}:{(collection.metadata or {}).get('generation', '')}"
@@ -567,6 +583,9 @@ class ServerChunkStore(ChunkStore):
         must never point at the dropped one.
         """
         self.collection = self._open_collection()
+
+    def _dropped(self) -> None:
+        """Nothing to do: readers find the collection gone (or a new one) when they look."""
 
     def _wrote(self) -> None:
         # A random token: concurrent writers to a server never repeat one.

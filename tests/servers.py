@@ -6,6 +6,7 @@ takes longer than two minutes.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -71,10 +72,23 @@ def start_llama_server(
     return process
 
 
-def _start(command: list[str], log_path: Path | None) -> subprocess.Popen[bytes]:
+def start_rag_serve(
+    port: int, log_path: Path | None, env: dict[str, str], *options: str
+) -> subprocess.Popen[bytes]:
+    """``rag serve`` on 127.0.0.1:port, with ``env`` added to this process's environment."""
+    command = [sys.executable, "-m", "rag.cli", "serve", "--port", str(port), *options]
+    process = _start(command, log_path, {**os.environ, **env})
+    url = f"http://127.0.0.1:{port}/health"
+    wait_until_serving(url, lambda r: r.status_code == 200, process, log_path)
+    return process
+
+
+def _start(
+    command: list[str], log_path: Path | None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     log: IO[Any] | int = log_path.open("w") if log_path else subprocess.DEVNULL
     try:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     finally:
         if not isinstance(log, int):
             log.close()  # the child keeps its own descriptor

@@ -9,9 +9,10 @@ from streamlit.testing.v1 import AppTest
 from rag.answering import Turn
 from rag.embeddings import Embedder
 from rag.settings import load_settings
+from rag.uploads import safe_file_name, save_upload
 from tests.conftest import ROOT, ingest
 from tests.servers import free_port
-from ui.services import conversation, plain, safe_file_name, save_upload
+from ui.services import conversation, plain
 
 APP = str(ROOT / "ui" / "app.py")
 SAMPLE = ROOT / "data" / "sample"
@@ -194,3 +195,49 @@ def test_an_interrupted_answer_leaves_the_conversation_paired() -> None:
         {"role": "assistant", "text": "partial", "answer": None},  # stopped while streaming
     ]
     assert conversation(messages) == [Turn("How long does charging take?", "Four hours.")]
+
+
+@pytest.mark.slow
+def test_workspaces_keep_their_documents_apart_in_the_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, embedder: Embedder
+) -> None:
+    data = tmp_path / "data"
+    assert ingest(load_settings(data_dir=data), embedder, SAMPLE).ok
+    page = app(monkeypatch, data)
+
+    def button(label: str) -> Any:
+        return next(b for b in page.sidebar.button if b.label == label)
+
+    def documents() -> str:
+        return " ".join(m.value for m in page.sidebar.markdown).replace("\\", "")
+
+    page.text_input(key="new_workspace").set_value("birds")
+    button("Create").click().run()
+    assert page.sidebar.selectbox[0].value == "birds"
+    assert "Nothing indexed yet." in [c.value for c in page.sidebar.caption]
+    birds = tmp_path / "birds"
+    birds.mkdir()
+    (birds / "kestrel.md").write_text("# Kestrels\n\nThe kestrel hovers over the meadow.\n")
+    assert ingest(load_settings(data_dir=data, workspace="birds"), embedder, birds).ok
+    page.run()
+    assert "kestrel.md" in documents()
+    assert "user-guide.md" not in documents()
+    page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
+    assert "I don't know" in page.chat_message[1].markdown[0].value.replace("\\", "")
+
+    page.sidebar.selectbox[0].select("default").run()
+    assert len(page.chat_message) == 0  # a conversation stays in its workspace
+    assert "user-guide.md" in documents()
+    assert "kestrel.md" not in documents()
+
+    page.sidebar.selectbox[0].select("birds").run()
+    page.sidebar.text_input[1].set_value("raptors")
+    button("Rename").click().run()
+    assert page.sidebar.selectbox[0].options == ["default", "raptors"]
+    assert "kestrel.md" in documents()
+    page.sidebar.checkbox[0].check().run()
+    button("Remove").click().run()
+    assert page.sidebar.selectbox[0].options == ["default"]
+    assert page.sidebar.selectbox[0].value == "default"
+    assert "user-guide.md" in documents()  # nothing else removed
+    assert not (data / "workspaces" / "raptors").exists()

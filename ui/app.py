@@ -18,8 +18,9 @@ from rag.errors import RagError
 from rag.ingestion import IngestReport, Progress
 from rag.page_view import cited_page
 from rag.scanning import printable
-from rag.settings import Settings, load_settings
-from ui.services import UPLOAD_TYPES, Services, conversation, plain, save_upload
+from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
+from rag.uploads import save_upload
+from ui.services import UPLOAD_TYPES, Services, conversation, plain
 
 st.set_page_config(page_title="Ask your documents", page_icon=":material/forum:")
 
@@ -52,12 +53,14 @@ def main() -> None:
     """Draw the page for one run of the script."""
     try:
         settings = load_settings()
-        services = services_for(settings.model_dump_json())
+        shared = services_for(settings.model_dump_json())
     except RagError as error:
         st.error(plain(f"The app cannot start: {error}"), icon=":material/error:")
         st.stop()
     state: Any = st.session_state
     state.setdefault("messages", [])
+    services = shared.in_workspace(state.setdefault("workspace", settings.workspace))
+    state.workspace = services.workspace  # the default again when the chosen one was removed
     options = sidebar(services)
 
     st.title("Ask your documents")
@@ -199,6 +202,7 @@ def sidebar(services: Services) -> dict[str, Any]:
     with st.sidebar:
         if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
             st.session_state["messages"] = []
+        workspaces(services)
 
         st.subheader("Add documents")
         with st.form("upload", clear_on_submit=True):
@@ -235,6 +239,39 @@ def sidebar(services: Services) -> dict[str, Any]:
             for line in services.checks.summary():
                 st.caption(plain(line))
     return options
+
+
+def workspaces(services: Services) -> None:
+    """Choose the workspace (a separate set of documents); create, rename or remove one."""
+    names = services.workspaces.names()
+    chosen = st.selectbox("Workspace", names, index=names.index(services.workspace))
+    if chosen != services.workspace:
+        switch_to(chosen)
+    with st.expander("Manage workspaces"):
+        try:
+            new = st.text_input("New workspace", max_chars=40, key="new_workspace")
+            if st.button("Create", icon=":material/add:") and new:
+                services.workspaces.create(new.strip())
+                switch_to(new.strip())
+            if services.workspace == DEFAULT_WORKSPACE:
+                return
+            renamed = st.text_input(f"Rename {services.workspace} to", max_chars=40)
+            if st.button("Rename", icon=":material/edit:") and renamed:
+                services.workspaces.rename(services.workspace, renamed.strip())
+                switch_to(renamed.strip())
+            sure = st.checkbox(f"Remove {services.workspace} with its documents and uploads")
+            if st.button("Remove", icon=":material/delete:", disabled=not sure):
+                services.workspaces.remove(services.workspace)
+                switch_to(DEFAULT_WORKSPACE)
+        except RagError as error:  # a bad or taken name, a store that fails
+            st.error(plain(str(error)), icon=":material/error:")
+
+
+def switch_to(workspace: str) -> None:
+    """Show ``workspace`` from now on, with a new conversation: chats do not cross them."""
+    st.session_state["workspace"] = workspace
+    st.session_state["messages"] = []
+    st.rerun()
 
 
 def ingest_uploads(services: Services, files: list[Any]) -> None:

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-import unicodedata
-from collections.abc import Collection
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rag.answering import Answerer, Turn
@@ -20,21 +17,25 @@ from rag.doctor import Report, diagnose
 from rag.llm import LLM, LlamaCppLLM, LLMError
 from rag.loaders import SUPPORTED_TYPES
 from rag.pipeline import Pipeline
-from rag.settings import Settings
+from rag.settings import DEFAULT_WORKSPACE, Settings
 from rag.store import ChunkStore
+from rag.workspaces import Workspaces
 
-MAX_NAME = 150  # characters of an upload's file name
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_TYPES)
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~&$=:\"'])")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
-    """The services one app process shares between its browser sessions."""
+    """The services one app process shares between its browser sessions, seen from one.
 
-    settings: Settings
-    pipeline: Pipeline
+    Every workspace's pipeline (the models and stores are loaded once), and the workspace
+    this session has chosen.
+    """
+
+    workspaces: Workspaces
     checks: Report  # rag doctor's checks, without the timed workload, run once at start
+    workspace: str = DEFAULT_WORKSPACE
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -44,31 +45,48 @@ class Services:
             StoreError: the store is unreachable or was built with another embedding model.
             ModelNotFoundError: the model file does not exist.
         """
-        pipeline = Pipeline(settings)
-        pipeline.answerer.warm_up()  # under the app's spinner, not in the first question's time
+        workspaces = Workspaces(settings)
+        default = workspaces.default
+        default.answerer.warm_up()  # under the app's spinner, not in the first question's time
         checks = diagnose(
-            settings,
+            default.settings,
             None,
-            embedder=pipeline.embedder,
-            store=pipeline.store,
-            llm=pipeline.llm,
+            embedder=default.embedder,
+            store=default.store,
+            llm=default.llm,
             workload=False,
         )
-        return cls(settings, pipeline, checks)
+        return cls(workspaces, checks)
+
+    def in_workspace(self, name: str) -> Services:
+        """The same services, seen from workspace ``name`` (the default when it is gone)."""
+        if name not in self.workspaces.names():
+            name = DEFAULT_WORKSPACE
+        return replace(self, workspace=name)
+
+    @property
+    def pipeline(self) -> Pipeline:
+        """The chosen workspace's pipeline."""
+        return self.workspaces.get(self.workspace)
+
+    @property
+    def settings(self) -> Settings:
+        """The chosen workspace's settings (its collection, its uploads folder)."""
+        return self.pipeline.settings
 
     @property
     def store(self) -> ChunkStore:
-        """The store every session reads and writes."""
+        """The chosen workspace's store."""
         return self.pipeline.store
 
     @property
     def answerer(self) -> Answerer:
-        """The answerer every session asks."""
+        """The chosen workspace's answerer."""
         return self.pipeline.answerer
 
     @property
     def llm(self) -> LLM:
-        """The model, loaded once for every session."""
+        """The model, loaded once for every session and workspace."""
         return self.pipeline.llm
 
     def model_name(self) -> str:
@@ -90,7 +108,7 @@ class Services:
         store = self.settings.store
         if store.mode == "server":
             server = f"{store.server.host}:{store.server.port}"
-            return f"Chroma server {server}, collection {store.collection!r}"
+            return f"Chroma server {server}, collection {self.settings.collection_name!r}"
         return f"embedded Chroma at {self.settings.chroma_path}"
 
 
@@ -117,54 +135,3 @@ def plain(text: str) -> str:
     """
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
     return "  \n".join(escaped.splitlines())
-
-
-def safe_file_name(name: str) -> str:
-    """A file name that stays inside the uploads folder: no folders, no leading dots.
-
-    Raises:
-        ValueError: nothing usable is left of the name.
-    """
-    base = unicodedata.normalize("NFC", name.replace("\\", "/").rsplit("/", 1)[-1])
-    cleaned = re.sub(r"[^\w .()-]", "_", base).strip(" .")
-    if not cleaned or cleaned.startswith("."):
-        msg = f"{name!r} is not a usable file name"
-        raise ValueError(msg)
-    stem, dot, suffix = cleaned.rpartition(".")
-    if not dot or len(suffix) > 10:
-        return cleaned[:MAX_NAME]
-    return f"{stem[: MAX_NAME - len(suffix) - 1].rstrip(' .')}.{suffix}"  # the type stays
-
-
-@dataclass(frozen=True)
-class SavedUpload:
-    """Where an upload went, and whether it replaced an earlier upload of the same name."""
-
-    path: Path
-    replaced: bool
-
-
-def save_upload(folder: Path, name: str, data: bytes, taken: Collection[Path] = ()) -> SavedUpload:
-    """Write an uploaded file under ``folder`` with a sanitized name.
-
-    ``taken`` holds the paths of this batch's earlier uploads: a name that cleans to one of
-    them gets a number ("report (2).txt") instead of overwriting it. A name already in the
-    folder from an earlier batch is a new version of that document: it is replaced, and said.
-
-    Raises:
-        ValueError: the name is unusable or would lead outside ``folder``.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    cleaned = safe_file_name(name)
-    path = (folder / cleaned).resolve()
-    number = 1
-    while path in taken:
-        number += 1
-        stem, dot, suffix = cleaned.rpartition(".") if "." in cleaned else (cleaned, "", "")
-        path = (folder / f"{stem} ({number}){dot}{suffix}").resolve()
-    if path.parent != folder.resolve():
-        msg = f"{name!r} would be written outside {folder}"
-        raise ValueError(msg)
-    replaced = path.exists()
-    path.write_bytes(data)
-    return SavedUpload(path, replaced)
