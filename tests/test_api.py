@@ -48,7 +48,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iter
     port = free_port()
     env = {"RAG_DATA_DIR": str(folder / "data"), "RAG_SERVE__API_KEY": KEY}
     env["RAG_SERVE__MAX_QUEUE"] = "1"
-    process = start_rag_serve(port, folder / "serve.log", env)
+    # Beyond loopback, so every request below meets the key check as a remote one would.
+    process = start_rag_serve(port, folder / "serve.log", env, "--host", "0.0.0.0")
     url = f"http://127.0.0.1:{port}"
     SERVE_LOG[url] = folder / "serve.log"
     yield url
