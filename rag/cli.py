@@ -255,7 +255,7 @@ def _ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
     ingestor = pipeline.ingestor
     if args.reset:
         ingestor.reset()
-        collection = pipeline.settings.store.collection
+        collection = pipeline.settings.collection_name
         _tell(f"emptied collection {collection!r} at {pipeline.store.location}")
     if not args.paths:
         return EXIT_OK

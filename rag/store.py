@@ -139,7 +139,7 @@ class ChunkStore:
         self.lock = self._lock(on_wait)
         with self.lock.exclusive():
             self._opening()
-            self.client = self._connect()
+            self.client = self._connected()
             try:
                 self.collection = self._open_collection()
             except BaseException:
@@ -161,6 +161,14 @@ class ChunkStore:
 
     def _connect(self) -> ClientAPI:
         raise NotImplementedError
+
+    def _connected(self) -> ClientAPI:
+        """A client of the store; any failure to open it as a StoreError that says where."""
+        try:
+            return self._connect()
+        except Exception as error:  # chromadb, httpx and sqlite raise many unrelated types
+            msg = f"cannot open the Chroma store at {self.location}: {error}"
+            raise StoreError(msg) from error
 
     def generation(self) -> str:
         """Changes whenever any process writes: lets a reader know when to refresh a cache."""
@@ -499,14 +507,10 @@ class EmbeddedChunkStore(ChunkStore):
     def _connect(self) -> ClientAPI:
         import chromadb
 
-        try:
-            self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(
-                path=str(self.settings.chroma_path), settings=self._chroma_settings()
-            )
-        except Exception as error:
-            msg = f"cannot open the Chroma store at {self.location}: {error}"
-            raise StoreError(msg) from error
+        self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(
+            path=str(self.settings.chroma_path), settings=self._chroma_settings()
+        )
 
     def generation(self) -> str:
         """The number every write bumps."""
@@ -524,7 +528,7 @@ class EmbeddedChunkStore(ChunkStore):
             generation = self._generation()
             if generation != self._seen_generation:
                 self.close()
-                self.client = self._connect()
+                self.client = self._connected()
                 self.collection = self._open_collection()
                 self._seen_generation = generation
 
@@ -555,15 +559,11 @@ class ServerChunkStore(ChunkStore):
         import chromadb
 
         server = self.settings.store.server
-        try:
-            client = chromadb.HttpClient(
-                host=server.host, port=server.port, settings=self._chroma_settings()
-            )
-            client.heartbeat()
-            return client
-        except Exception as error:
-            msg = f"cannot open the Chroma store at {self.location}: {error}"
-            raise StoreError(msg) from error
+        client = chromadb.HttpClient(
+            host=server.host, port=server.port, settings=self._chroma_settings()
+        )
+        client.heartbeat()
+        return client
 
     def generation(self) -> str:
         """The collection's id and the token of its last write."""
