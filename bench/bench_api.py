@@ -2,8 +2,9 @@
 
 1. First token through the API (the official openai client, streaming, over HTTP to a real
    ``rag serve``) divided by the first token of the same question asked in this process
-   (``answerer.stream``), both warmed up, alternating question by question; median of the
-   per-question ratios (target <= 1.1).
+   (``answerer.stream``), each timed from the moment of asking (retrieval included), both
+   warmed up, alternating question by question; median of the per-question ratios (target
+   <= 1.1).
 2. 20 concurrent questions from 20 clients (threads, each with its own client, no retries):
    every one answered (200) or told to come back (429), none lost or hung; p50 and p95 seconds
    to the whole answer; the server's peak resident memory during the run (from /proc).
@@ -19,6 +20,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -41,18 +44,18 @@ QUESTIONS = [
 ]
 
 
-def first_piece_seconds(pieces: object) -> float:
-    """Seconds from now until the first non-empty piece of ``pieces`` (then drained)."""
+def first_piece_seconds(ask: Callable[[], Iterable[str | None]]) -> float:
+    """Seconds from asking (retrieval and the request included) to the first non-empty piece."""
     started = time.perf_counter()
     first = None
-    for piece in pieces:  # type: ignore[attr-defined]
+    for piece in ask():
         if first is None and piece:
             first = time.perf_counter() - started
     assert first is not None
     return first
 
 
-def api_pieces(client: openai.OpenAI, question: str) -> object:
+def api_pieces(client: openai.OpenAI, question: str) -> Iterator[str | None]:
     events = client.chat.completions.create(
         model="default", messages=[{"role": "user", "content": question}], stream=True
     )
@@ -84,12 +87,12 @@ def main() -> None:
                 client = openai.OpenAI(
                     base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0
                 )
-                first_piece_seconds(api_pieces(client, QUESTIONS[0]))  # the server warmed up
+                first_piece_seconds(lambda: api_pieces(client, QUESTIONS[0]))  # warmed up
                 ratios, api_s, local_s = [], [], []
                 for _ in range(args.rounds):
                     for question in QUESTIONS:
-                        local = first_piece_seconds(iter(answerer.stream(question)))
-                        remote = first_piece_seconds(api_pieces(client, question))
+                        local = first_piece_seconds(partial(answerer.stream, question))
+                        remote = first_piece_seconds(partial(api_pieces, client, question))
                         local_s.append(local)
                         api_s.append(remote)
                         ratios.append(remote / local)
