@@ -480,6 +480,11 @@ def _citations(answer: Answer) -> list[dict[str, Any]]:
     ]
 
 
+def _timings(answer: Answer) -> dict[str, float]:
+    """Seconds to retrieve, to the first token and in all, as the server measured them."""
+    return {name: round(seconds, 4) for name, seconds in answer.timings.items()}
+
+
 def _completion(completion: str, model: str, answer: Answer) -> dict[str, Any]:
     """A whole chat completion in OpenAI's shape, with citations and refusal alongside."""
     return {
@@ -497,6 +502,7 @@ def _completion(completion: str, model: str, answer: Answer) -> dict[str, Any]:
         "citations": _citations(answer),
         "refused": answer.refused,
         "supported": answer.supported,
+        "timings": _timings(answer),
     }
 
 
@@ -537,6 +543,7 @@ async def _events(
             citations=_citations(answer),
             refused=answer.refused,
             supported=answer.supported,
+            timings=_timings(answer),
         )
         yield "data: [DONE]\n\n"
     finally:
