@@ -94,11 +94,35 @@ class StoreServerSettings(_Block):
     port: int = Field(8000, ge=1, le=65535, description="Chroma server port.")
 
 
+class HnswSettings(_Block):
+    """Chroma's HNSW vector index: recall against speed and memory as the store grows."""
+
+    ef_search: int = Field(
+        100,
+        ge=1,
+        description="Neighbours explored per query: more finds the true nearest more often, "
+        "slower. Applies to existing stores too.",
+    )
+    ef_construction: int = Field(
+        100,
+        ge=1,
+        description="Neighbours explored while adding vectors: a better graph, a slower ingest. "
+        "Fixed when a collection is created (rebuild with `rag ingest --reset`).",
+    )
+    max_neighbors: int = Field(
+        16,
+        ge=2,
+        description="Links per vector (HNSW's M): better recall, more memory. Fixed when a "
+        "collection is created.",
+    )
+
+
 class StoreSettings(_Block):
     """Where chunks are stored: embedded Chroma under the data dir, or a Chroma server."""
 
     mode: Literal["embedded", "server"] = "embedded"
     collection: str = "documents"
+    hnsw: HnswSettings = HnswSettings()
     embedded: EmbeddedStoreSettings = EmbeddedStoreSettings()
     server: StoreServerSettings = StoreServerSettings()
 

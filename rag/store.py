@@ -142,6 +142,7 @@ class ChunkStore:
             self.client = self._connected()
             try:
                 self.collection = self._open_collection()
+                self._tune()
             except BaseException:
                 self.close()  # a refused store keeps no files or threads open
                 raise
@@ -229,10 +230,18 @@ class ChunkStore:
         return ChromaSettings(anonymized_telemetry=False, allow_reset=True)
 
     def _open_collection(self) -> Collection:
+        hnsw = self.settings.store.hnsw
         collection = self.client.get_or_create_collection(
             self.settings.collection_name,
             metadata={"embedder": self.embedder_name},
-            configuration={"hnsw": {"space": "cosine"}},
+            configuration={  # when the collection is created; ignored when it exists
+                "hnsw": {
+                    "space": "cosine",
+                    "ef_search": hnsw.ef_search,
+                    "ef_construction": hnsw.ef_construction,
+                    "max_neighbors": hnsw.max_neighbors,
+                }
+            },
             embedding_function=None,
         )
         built_with = (collection.metadata or {}).get("embedder")
@@ -244,6 +253,17 @@ class ChunkStore:
             )
             raise StoreError(msg)
         return collection
+
+    def _tune(self) -> None:
+        """Give an existing collection the configured ``ef_search``.
+
+        It is the one HNSW setting that can change after creation; this runs while the store
+        opens, which holds the write lock.
+        """
+        wanted = self.settings.store.hnsw.ef_search
+        hnsw = (self.collection.configuration or {}).get("hnsw") or {}
+        if hnsw.get("ef_search") != wanted:
+            self.collection.modify(configuration={"hnsw": {"ef_search": wanted}})
 
     def reset(self) -> None:
         """Drop every chunk: delete the collection and create it again."""

@@ -236,3 +236,21 @@ def test_unreachable_server_is_a_clear_error(make_settings: SettingsFactory) -> 
         StoreError, match=re.escape("cannot open the Chroma store at http://127.0.0.1:9")
     ):
         open_store(settings, "model")
+
+
+def test_the_vector_index_takes_its_parameters_from_the_settings(
+    make_settings: SettingsFactory,
+) -> None:
+    built = {"ef_search": 40, "ef_construction": 64, "max_neighbors": 12}
+    with open_store(make_settings(store={"hnsw": built}), "model") as store:
+        hnsw = _hnsw(store)
+        assert {name: hnsw[name] for name in built} == built
+    later = {**built, "ef_search": 200, "ef_construction": 300}
+    with open_store(make_settings(store={"hnsw": later}), "model") as store:
+        hnsw = _hnsw(store)
+        assert hnsw["ef_search"] == 200  # changes on an existing store
+        assert hnsw["ef_construction"] == 64  # fixed when the collection was created
+
+
+def _hnsw(store: ChunkStore) -> dict[str, Any]:
+    return dict((store.collection.configuration or {}).get("hnsw") or {})
