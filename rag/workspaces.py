@@ -91,6 +91,10 @@ class Workspaces:
         others = sorted(n.removeprefix(prefix) for n in found if n.startswith(prefix))
         return [DEFAULT_WORKSPACE, *(n for n in others if _NAME.match(n))]
 
+    def is_open(self, name: str) -> bool:
+        """Whether this process has workspace ``name`` open (no store read)."""
+        return name in self._pipelines
+
     def get(self, name: str) -> Pipeline:
         """The pipeline of an existing workspace.
 

@@ -202,7 +202,8 @@ def sidebar(services: Services) -> dict[str, Any]:
     with st.sidebar:
         if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
             st.session_state["messages"] = []
-        workspaces(services)
+        chooser = st.container()  # drawn here, filled after the upload form below has run:
+        # listing workspaces reads the store, which waits while another process writes
 
         st.subheader("Add documents")
         with st.form("upload", clear_on_submit=True):
@@ -214,6 +215,8 @@ def sidebar(services: Services) -> dict[str, Any]:
             submitted = st.form_submit_button("Ingest", icon=":material/upload:")
         if submitted and files:
             ingest_uploads(services, files)
+        with chooser:
+            workspaces(services)
 
         st.subheader("Indexed documents")
         documents(services)

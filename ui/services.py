@@ -59,8 +59,13 @@ class Services:
         return cls(workspaces, checks)
 
     def in_workspace(self, name: str) -> Services:
-        """The same services, seen from workspace ``name`` (the default when it is gone)."""
-        if name not in self.workspaces.names():
+        """The same services, seen from workspace ``name`` (the default when it is gone).
+
+        A workspace this process has open is taken as it is, without reading the store: a
+        read waits while another process writes, and the page must not wait before it has
+        handled what the user just did (an upload's submit).
+        """
+        if not self.workspaces.is_open(name) and name not in self.workspaces.names():
             name = DEFAULT_WORKSPACE
         return replace(self, workspace=name)
 
