@@ -30,11 +30,11 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -244,7 +244,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
     )
     app.state.workspaces = served
     app.state.api_key = settings.serve.api_key
-    authorized = _authorized
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(_authorized)])  # the key guards it all
 
     def workspace(name: str) -> Pipeline:
         try:
@@ -265,7 +265,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
         """Whether the server is up (no key needed)."""
         return {"status": "ok"}
 
-    @app.get("/v1/models", dependencies=[Depends(authorized)])
+    @v1.get("/models")
     def models() -> dict[str, Any]:
         """The workspaces, as OpenAI lists models."""
         return {
@@ -276,7 +276,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             ],
         }
 
-    @app.post("/v1/chat/completions", dependencies=[Depends(authorized)], response_model=None)
+    @v1.post("/chat/completions", response_model=None)
     async def chat(body: ChatRequest, request: Request) -> Any:
         """Answer the last user message from the workspace's documents."""
         pipeline = workspace(body.model)
@@ -315,7 +315,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             generation.stop()
         return _completion(completion, body.model, next_piece[1])
 
-    @app.post("/v1/search", dependencies=[Depends(authorized)])
+    @v1.post("/search")
     def search(body: SearchRequest) -> dict[str, Any]:
         """The chunks retrieved for ``query``, best first, without an answer."""
         found = workspace(body.model).retriever.retrieve(body.query, body.k)
@@ -334,7 +334,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             ],
         }
 
-    @app.post("/v1/workspaces", dependencies=[Depends(authorized)], status_code=201)
+    @v1.post("/workspaces", status_code=201)
     def create_workspace(body: WorkspaceRequest) -> dict[str, str]:
         """A new, empty workspace."""
         try:
@@ -343,7 +343,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             raise HTTPException(409 if "exists" in str(error) else 400, str(error)) from error
         return {"id": body.name, "object": "model"}
 
-    @app.patch("/v1/workspaces/{name}", dependencies=[Depends(authorized)])
+    @v1.patch("/workspaces/{name}")
     def rename_workspace(name: str, body: WorkspaceRequest) -> dict[str, str]:
         """Rename a workspace, with its documents."""
         try:
@@ -352,7 +352,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             raise HTTPException(409 if "exists" in str(error) else 400, str(error)) from error
         return {"id": body.name, "object": "model"}
 
-    @app.delete("/v1/workspaces/{name}", dependencies=[Depends(authorized)])
+    @v1.delete("/workspaces/{name}")
     def remove_workspace(name: str) -> dict[str, Any]:
         """Remove a workspace: its chunks, records and uploads, nothing else."""
         try:
@@ -361,7 +361,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             raise HTTPException(404 if "no workspace" in str(error) else 400, str(error)) from error
         return {"id": name, "deleted": True}
 
-    @app.get("/v1/workspaces/{name}/documents", dependencies=[Depends(authorized)])
+    @v1.get("/workspaces/{name}/documents")
     def documents(name: str) -> dict[str, Any]:
         """Every document of the workspace, with its chunk count."""
         records = workspace(name).store.records()
@@ -373,7 +373,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             ],
         }
 
-    @app.post("/v1/workspaces/{name}/documents", dependencies=[Depends(authorized)])
+    @v1.post("/workspaces/{name}/documents")
     def upload(name: str, files: list[UploadFile]) -> dict[str, Any]:
         """Store and ingest uploaded files, sanitized and size-limited as in the app."""
         pipeline = workspace(name)
@@ -395,7 +395,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
         report = pipeline.ingestor.sync(saved) if saved else IngestReport()
         return {**_report(report), "refused": refused}
 
-    @app.delete("/v1/workspaces/{name}/documents/{source:path}", dependencies=[Depends(authorized)])
+    @v1.delete("/workspaces/{name}/documents/{source:path}")
     def remove_document(name: str, source: str, root: str | None = None) -> dict[str, Any]:
         """Take a document out of the workspace (an uploaded file is deleted too)."""
         pipeline = workspace(name)
@@ -413,7 +413,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
             (uploads / source).unlink(missing_ok=True)
         return {"source": source, "root": found, "chunks_removed": removed}
 
-    @app.post("/v1/workspaces/{name}/sync", dependencies=[Depends(authorized)], status_code=202)
+    @v1.post("/workspaces/{name}/sync", status_code=202)
     def sync(name: str, body: SyncRequest) -> dict[str, Any]:
         """Start keeping the workspace in line with a folder on this machine; poll the job."""
         pipeline = workspace(name)
@@ -425,13 +425,14 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
         threading.Thread(target=_run_sync, args=(pipeline, folder, job), daemon=True).start()
         return _job(job)
 
-    @app.get("/v1/jobs/{job_id}", dependencies=[Depends(authorized)])
+    @v1.get("/jobs/{job_id}")
     def job_state(job_id: str) -> dict[str, Any]:
         """How a background sync is going."""
         if job_id not in jobs:
             raise HTTPException(404, f"no job {job_id!r}")
         return _job(jobs[job_id])
 
+    app.include_router(v1)
     return app
 
 
@@ -466,23 +467,18 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
     return messages[-1].text(), history
 
 
-def _citations(answer: Answer) -> list[dict[str, Any]]:
-    return [
-        {
-            "number": c.number,
-            "source": c.source,
-            "page": c.page,
-            "snippet": c.snippet,
-            "score": round(c.score, 4),
-            "cited_by_model": c.by_model,
-        }
-        for c in answer.citations
-    ]
+def _checked(answer: Answer) -> dict[str, Any]:
+    """What travels beside the text: citations, refusal, support and the server's timings.
 
-
-def _timings(answer: Answer) -> dict[str, float]:
-    """Seconds to retrieve, to the first token and in all, as the server measured them."""
-    return {name: round(seconds, 4) for name, seconds in answer.timings.items()}
+    The citations are the ``sources`` of ``rag ask --json`` (``Answer.to_json``).
+    """
+    shown = answer.to_json()
+    return {
+        "citations": shown["sources"],
+        "refused": answer.refused,
+        "supported": answer.supported,
+        "timings": shown["timings"],
+    }
 
 
 def _completion(completion: str, model: str, answer: Answer) -> dict[str, Any]:
@@ -499,10 +495,7 @@ def _completion(completion: str, model: str, answer: Answer) -> dict[str, Any]:
                 "finish_reason": "stop",
             }
         ],
-        "citations": _citations(answer),
-        "refused": answer.refused,
-        "supported": answer.supported,
-        "timings": _timings(answer),
+        **_checked(answer),
     }
 
 
@@ -540,10 +533,7 @@ async def _events(
             {},
             finish="stop",
             answer=answer.text,
-            citations=_citations(answer),
-            refused=answer.refused,
-            supported=answer.supported,
-            timings=_timings(answer),
+            **_checked(answer),
         )
         yield "data: [DONE]\n\n"
     finally:
@@ -582,19 +572,7 @@ def _run_sync(pipeline: Pipeline, folder: Path, job: SyncJob) -> None:
 
 
 def _job(job: SyncJob) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "object": "job",
-        "workspace": job.workspace,
-        "path": job.path,
-        "state": job.state,
-        "files_total": job.files_total,
-        "files_done": job.files_done,
-        "chunks_total": job.chunks_total,
-        "chunks_done": job.chunks_done,
-        "error": job.error,
-        "report": job.report,
-    }
+    return {"object": "job", **asdict(job)}
 
 
 def _error(status: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
