@@ -359,6 +359,7 @@ class ServeSettings(_Block):
 
 
 DEFAULT_WORKSPACE = "default"
+WORKSPACE_NAME = r"^[a-z0-9][a-z0-9_-]{0,39}$"  # lowercase, digits, '-' and '_'; 40 at most
 WORKSPACE_SEPARATOR = "__"  # between the collection's name and a workspace's
 
 
@@ -372,7 +373,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Home of the embedded store and uploads.")
     workspace: str = Field(
         DEFAULT_WORKSPACE,
-        pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$",
+        pattern=WORKSPACE_NAME,
         description="The named set of documents to use (rag.workspaces); 'default' is the store "
         "as it was before workspaces.",
     )

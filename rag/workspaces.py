@@ -25,9 +25,9 @@ from rag.embeddings import Embedder
 from rag.errors import RagError
 from rag.llm import LLM
 from rag.pipeline import Pipeline
-from rag.settings import DEFAULT_WORKSPACE, WORKSPACE_SEPARATOR, Settings
+from rag.settings import DEFAULT_WORKSPACE, WORKSPACE_NAME, WORKSPACE_SEPARATOR, Settings
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_NAME = re.compile(WORKSPACE_NAME)
 
 
 class WorkspaceError(RagError):
@@ -116,10 +116,14 @@ class Workspaces:
             WorkspaceError: the name is not valid or is taken.
         """
         with self._lock:
-            if checked_name(name) in self.names():
-                msg = f"a workspace named {name!r} exists already"
-                raise WorkspaceError(msg)
-            return self._open(name)
+            return self._open(self._free(name))
+
+    def _free(self, name: str) -> str:
+        """``name`` when it is valid and no workspace has it yet."""
+        if checked_name(name) in self.names():
+            msg = f"a workspace named {name!r} exists already"
+            raise WorkspaceError(msg)
+        return name
 
     def _open(self, name: str) -> Pipeline:
         settings = in_workspace(self.settings, name)
@@ -160,10 +164,7 @@ class Workspaces:
                 msg = "the default workspace cannot be renamed"
                 raise WorkspaceError(msg)
             pipeline = self.get(old)
-            if checked_name(new) in self.names():
-                msg = f"a workspace named {new!r} exists already"
-                raise WorkspaceError(msg)
-            renamed = in_workspace(self.settings, new)
+            renamed = in_workspace(self.settings, self._free(new))
             pipeline.store.rename(renamed.collection_name)
             pipeline.close()
             del self._pipelines[old]
