@@ -407,10 +407,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
         if len(roots) > 1:
             raise HTTPException(409, f"{source!r} is in several folders: name one with ?root=")
         (found,) = roots
-        removed = pipeline.ingestor.remove(found, source)
-        uploads = pipeline.settings.uploads_dir.resolve()
-        if found == str(uploads):
-            (uploads / source).unlink(missing_ok=True)
+        removed = pipeline.remove_document(found, source)
         return {"source": source, "root": found, "chunks_removed": removed}
 
     @v1.post("/workspaces/{name}/sync", status_code=202)

@@ -91,6 +91,17 @@ class Pipeline:
         """
         return Ingestor(self.settings, self.store, self.embedder, progress)
 
+    def remove_document(self, root: str, source: str) -> int:
+        """Take a document out of the store, and delete its file when it was an upload.
+
+        Returns the number of chunks removed.
+        """
+        removed = self.ingestor.remove(root, source)
+        uploads = self.settings.uploads_dir.resolve()
+        if root == str(uploads):
+            (uploads / source).unlink(missing_ok=True)
+        return removed
+
     def close(self) -> None:
         """Close the store (and its client); the models stay loaded for their other users."""
         self.store.close()

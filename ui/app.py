@@ -340,7 +340,6 @@ def documents(services: Services) -> None:
     if not records:
         st.caption("Nothing indexed yet.")
         return
-    uploads = str(services.settings.uploads_dir.resolve())
     for (root, source), record in sorted(records.items(), key=lambda item: item[0][1]):
         name, remove = st.columns([5, 1])
         name.markdown(plain(f"{printable(source)} · {len(record.chunk_ids)} chunks"))
@@ -348,9 +347,7 @@ def documents(services: Services) -> None:
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):
             try:
-                services.pipeline.ingestor.remove(root, source)
-                if root == uploads:
-                    (Path(root) / source).unlink(missing_ok=True)
+                services.pipeline.remove_document(root, source)
             except (RagError, OSError) as error:
                 st.error(plain(f"Cannot remove {source}: {error}"), icon=":material/error:")
                 return
