@@ -1,24 +1,34 @@
-"""An in-memory BM25 keyword index over chunks, updated chunk by chunk.
+"""BM25 keyword search over chunks, in an SQLite FTS5 database beside the store.
 
 Dense embeddings miss exact words a question shares with the right passage (an identifier such
-as ``popitem``, a rare term); BM25 finds them. Postings are per term, so adding or removing a
-chunk touches only its own terms and the index follows every write to the store cheaply.
+as ``popitem``, a rare term); BM25 finds them. The index is a file, so every process on the
+machine shares it and none rebuilds it at start; the store writes it in the same step as the
+chunks (see ``rag.store``), and what a write left half done is named in a journal
+(``pending``) that the next reader or writer settles.
 
 Words are Unicode words, case-folded with accents removed ("Größe" and "Grosse" match). Chinese,
 Japanese and Korean text has no spaces between words, so it is indexed by character pairs
-(bigrams), as search engines' CJK analyzers do. Limits: stop words are English only; BM25
-does no stemming in any language ("pumps" does not match "pump"); ``singular`` folds English
-plurals only, for ranking sentences.
+(bigrams), as search engines' CJK analyzers do. FTS5 indexes the words this module makes
+(its ``ascii`` tokenizer keeps every non-ASCII character and ``_`` inside a word), so search and
+the rest of retrieval agree on what a word is. A search scores at most ``budget`` postings
+(chunk, word): past it the question's commonest words are left out, as they weigh least in
+BM25, which bounds a search's time at any size (FTS5 scores ~1.5 µs a posting on one core).
+Limits: stop words are English only; BM25 does no stemming in any language ("pumps" does not
+match "pump"); ``singular`` folds English plurals only, for ranking sentences; the file takes
+about as much disk as the chunks' text (0.9 GB at a million chunks).
 """
 
 from __future__ import annotations
 
 import math
 import re
+import sqlite3
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 _WORD = re.compile(r"\w+")
 # Han, Hiragana, Katakana (with the prolonged sound mark), Hangul: written without spaces.
@@ -64,96 +74,239 @@ def _fold(text: str) -> str:
 
 
 class KeywordIndex:
-    """Okapi BM25 over chunk ids; safe to search from one thread while another updates it."""
+    """Okapi BM25 (FTS5's ``bm25()``) over chunk ids, in an SQLite file or in memory.
 
-    def __init__(self, k1: float = 1.5, b: float = 0.75) -> None:
-        self._lock = threading.RLock()
-        self.k1 = k1
-        self.b = b
-        self.postings: dict[str, dict[str, int]] = {}  # term -> {chunk id: term frequency}
-        self.lengths: dict[str, int] = {}  # chunk id -> number of terms
-        self.terms: dict[str, tuple[str, ...]] = {}  # chunk id -> its distinct terms
-        self.total_length = 0
+    Safe to use from several threads (one connection, one lock) and several processes (SQLite's
+    write-ahead log: readers never wait for the writer).
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        """Open (or create) the index at ``path``; None keeps it in memory (tests)."""
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            str(path) if path else ":memory:", timeout=600, check_same_thread=False
+        )
+        with self._lock, self._db:
+            if path is not None:
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database file."""
+        with self._lock:
+            self._db.close()
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return int(self.meta("count") or 0)
 
     def __contains__(self, chunk_id: object) -> bool:
-        return chunk_id in self.lengths
-
-    def add(self, chunk_id: str, text: str) -> None:
-        """Index ``text`` under ``chunk_id`` (replacing what it held)."""
         with self._lock:
-            self._add(chunk_id, text)
+            row = self._db.execute("SELECT 1 FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        return row is not None
 
-    def _add(self, chunk_id: str, text: str) -> None:
-        self._remove(chunk_id)
-        terms = Counter(keywords(text))
-        for term, frequency in terms.items():
-            self.postings.setdefault(term, {})[chunk_id] = frequency
-        self.lengths[chunk_id] = sum(terms.values())
-        self.terms[chunk_id] = tuple(terms)
-        self.total_length += self.lengths[chunk_id]
-
-    def remove(self, chunk_id: str) -> None:
-        """Forget ``chunk_id``; nothing happens when it is not indexed."""
+    def meta(self, key: str) -> str | None:
+        """A value the index keeps about itself (its count, what it was caught up to)."""
         with self._lock:
-            self._remove(chunk_id)
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
-    def _remove(self, chunk_id: str) -> None:
-        length = self.lengths.pop(chunk_id, None)
-        if length is None:
-            return
-        self.total_length -= length
-        for term in self.terms.pop(chunk_id):
-            chunks = self.postings[term]
-            del chunks[chunk_id]
-            if not chunks:
-                del self.postings[term]
+    def set_meta(self, **values: str | float) -> None:
+        """Keep these values about the index."""
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
+            )
+
+    def intend(self, chunk_ids: Iterable[str]) -> None:
+        """Note that these chunks are about to change in the store (the journal)."""
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO pending(id) VALUES (?)", ((i,) for i in chunk_ids)
+            )
+
+    def pending(self) -> list[str]:
+        """Chunks a write meant to change and did not confirm: the store must say what they are."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT id FROM pending")]
+
+    def update(
+        self, chunks: Iterable[tuple[str, str, Mapping[str, Any]]] = (), removed: Iterable[str] = ()
+    ) -> None:
+        """Index (id, text, metadata) ``chunks``, replacing what they held, forget ``removed``.
+
+        One transaction, which also takes every chunk named here out of the journal.
+        """
+        chunks = list(chunks)
+        gone = sorted(set(removed) | {chunk_id for chunk_id, _, _ in chunks})
+        with self._lock, self._db:
+            vocabulary: Counter[str] = Counter()
+            count = int(self._value("count") or 0)
+            for start in range(0, len(gone), _IDS_PER_STATEMENT):
+                page = gone[start : start + _IDS_PER_STATEMENT]
+                marks = ",".join("?" * len(page))
+                rows = self._db.execute(
+                    f"SELECT c.rowid, t.body FROM chunks c JOIN terms t ON t.rowid = c.rowid "
+                    f"WHERE c.id IN ({marks})",
+                    page,
+                ).fetchall()
+                for _, body in rows:
+                    vocabulary.subtract(set(body.split()))
+                rowids = [(rowid,) for rowid, _ in rows]
+                self._db.executemany("DELETE FROM terms WHERE rowid = ?", rowids)
+                self._db.executemany("DELETE FROM chunks WHERE rowid = ?", rowids)
+                self._db.executemany("DELETE FROM pending WHERE id = ?", ((i,) for i in page))
+                count -= len(rows)
+            for chunk_id, text, metadata in chunks:
+                words = keywords(text)
+                vocabulary.update(set(words))
+                rowid = self._db.execute(
+                    "INSERT INTO chunks(id, content_hash, source, file_type) VALUES (?, ?, ?, ?)",
+                    (
+                        chunk_id,
+                        str(metadata.get("content_hash", "")),
+                        str(metadata.get("source", "")),
+                        str(metadata.get("file_type", "")),
+                    ),
+                ).lastrowid
+                self._db.execute(
+                    "INSERT INTO terms(rowid, body) VALUES (?, ?)", (rowid, " ".join(words))
+                )
+            count += len(chunks)
+            self._db.executemany(
+                "INSERT INTO vocabulary(term, chunks) VALUES (?, ?) "
+                "ON CONFLICT(term) DO UPDATE SET chunks = chunks + excluded.chunks",
+                ((term, n) for term, n in vocabulary.items() if n),
+            )
+            self._db.execute("DELETE FROM vocabulary WHERE chunks <= 0")
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('count', ?)", (count,)
+            )
+
+    def _value(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def clear(self) -> None:
+        """Forget every chunk (the store was reset)."""
+        with self._lock, self._db:
+            for table in ("chunks", "terms", "vocabulary", "pending", "meta"):
+                self._db.execute(f"DELETE FROM {table}")
+
+    def keep_only(self, chunk_ids: Iterable[str]) -> None:
+        """Forget every chunk but these (the ones the store holds)."""
+        with self._lock:
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS kept (id TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM kept")
+            self._db.executemany(
+                "INSERT OR IGNORE INTO kept(id) VALUES (?)", ((i,) for i in chunk_ids)
+            )
+            gone = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT id FROM chunks WHERE id NOT IN (SELECT id FROM kept)"
+                )
+            ]
+            self._db.execute("DELETE FROM kept")
+            self._db.commit()
+        if gone:
+            self.update(removed=gone)
+
+    def hashes(self, chunk_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """Content hash of the indexed chunks, by id: these ids, or all of them."""
+        with self._lock:
+            if chunk_ids is None:
+                return dict(self._db.execute("SELECT id, content_hash FROM chunks"))
+            found: dict[str, str] = {}
+            for start in range(0, len(chunk_ids), _IDS_PER_STATEMENT):
+                page = list(chunk_ids[start : start + _IDS_PER_STATEMENT])
+                found.update(
+                    self._db.execute(
+                        "SELECT id, content_hash FROM chunks "
+                        f"WHERE id IN ({','.join('?' * len(page))})",
+                        page,
+                    )
+                )
+            return found
+
+    def _frequencies(self, terms: Collection[str]) -> dict[str, int]:
+        """How many chunks hold each term (absent: none)."""
+        terms = sorted(terms)
+        if not terms:
+            return {}
+        rows = self._db.execute(
+            f"SELECT term, chunks FROM vocabulary WHERE term IN ({','.join('?' * len(terms))})",
+            terms,
+        )
+        return dict(rows.fetchall())
 
     def weights(self, query: str) -> dict[str, float]:
         """Each distinct query keyword's BM25 inverse document frequency (rare words weigh most).
 
         A word no chunk holds gets the highest weight there is: it is as rare as can be.
         """
+        terms = set(keywords(query))
         with self._lock:
-            count = len(self.lengths)
-            return {
-                term: _idf(count, len(self.postings.get(term, ()))) for term in set(keywords(query))
-            }
+            count = int(self._value("count") or 0)
+            holding = self._frequencies(terms)
+        return {term: _idf(count, holding.get(term, 0)) for term in terms}
 
     def vocabulary_has(self, term: str) -> bool:
         """Whether any indexed chunk holds the (folded) ``term``."""
         with self._lock:
-            return term in self.postings
+            return bool(self._frequencies([term]))
 
     def search(
-        self, query: str, n: int, allowed: Callable[[str], bool] | None = None
+        self,
+        query: str,
+        n: int,
+        sources: Collection[str] | None = None,
+        file_types: Collection[str] | None = None,
+        budget: int = 20_000,
     ) -> list[tuple[str, float]]:
-        """The ``n`` best (chunk id, score) pairs for ``query``, best first; score > 0."""
-        with self._lock:
-            return self._search(query, n, allowed)
+        """The ``n`` best (chunk id, score) pairs for ``query``, best first; score > 0.
 
-    def _search(
-        self, query: str, n: int, allowed: Callable[[str], bool] | None
-    ) -> list[tuple[str, float]]:
-        if not self.lengths:
-            return []
-        count = len(self.lengths)
-        average = self.total_length / count
-        scores: dict[str, float] = {}
-        for term in set(keywords(query)):
-            chunks = self.postings.get(term)
-            if not chunks:
-                continue
-            idf = _idf(count, len(chunks))
-            for chunk_id, frequency in chunks.items():
-                if allowed is not None and not allowed(chunk_id):
-                    continue
-                norm = self.k1 * (1 - self.b + self.b * self.lengths[chunk_id] / average)
-                gain = idf * frequency * (self.k1 + 1) / (frequency + norm)
-                scores[chunk_id] = scores.get(chunk_id, 0.0) + gain
-        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:n]
+        Only chunks of these ``sources`` and ``file_types`` when given. The rarest words are
+        searched while their postings stay within ``budget`` (the rarest one always).
+        """
+        with self._lock:
+            holding = self._frequencies(set(keywords(query)))
+            chosen: list[str] = []
+            total = 0
+            for term in sorted(holding, key=lambda t: (holding[t], t)):
+                if chosen and total + holding[term] > budget:
+                    break
+                chosen.append(term)
+                total += holding[term]
+            if not chosen:
+                return []
+            sql = (
+                "SELECT c.id, -bm25(terms) FROM terms JOIN chunks c ON c.rowid = terms.rowid "
+                "WHERE terms MATCH ?"
+            )
+            arguments: list[Any] = [" OR ".join(f'"{term}"' for term in chosen)]
+            for column, allowed in (("source", sources), ("file_type", file_types)):
+                if allowed:
+                    sql += f" AND c.{column} IN ({','.join('?' * len(allowed))})"
+                    arguments += sorted(allowed)
+            sql += " ORDER BY bm25(terms), c.id LIMIT ?"
+            return [(i, float(s)) for i, s in self._db.execute(sql, [*arguments, n])]
+
+
+_IDS_PER_STATEMENT = 500
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, content_hash TEXT NOT NULL,
+    source TEXT NOT NULL, file_type TEXT NOT NULL);
+CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize="ascii tokenchars '_'");
+CREATE TABLE IF NOT EXISTS vocabulary (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL)
+    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+"""
 
 
 def _idf(count: int, holding: int) -> float:

@@ -12,8 +12,8 @@ its end is read on into the next chunk of its page (``read_on``): a PDF page is 
 and the table a sentence introduces lands in the chunk after it. Limits: reading on stays
 within one page; plural folding is English only.
 
-The keyword index lives in memory and follows the store: when the store's generation moved
-(any process wrote), ids and content hashes are compared and only changed chunks re-indexed.
+The keyword index is the store's (``rag.keywords``): a file every process shares, written with
+the chunks, so a new process searches at once and none re-reads the store.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.embeddings import Embedder
-from rag.keywords import KeywordIndex, keywords, singular
+from rag.keywords import keywords, singular
 from rag.settings import RetrievalSettings
 from rag.store import ChunkStore, Metadata, StoredChunk
 
@@ -59,10 +59,6 @@ class Retriever:
         self.settings = settings
         self.store = store
         self.embedder = embedder
-        self.index = KeywordIndex()
-        self._index_hashes: dict[str, str] = {}  # chunk id -> content hash, as indexed
-        self._index_generation: str | None = None
-        self._index_lock = threading.Lock()
         self._sentence_vectors: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
         self._sentence_lock = threading.Lock()
 
@@ -230,8 +226,8 @@ class Retriever:
         """The query's words by rarity, when sentences are weighed by them."""
         if not settings.sentence_keyword_weight:
             return {}
-        self._sync_index()
-        return self.index.weights(query)
+        with self.store.reading():
+            return self.store.index.weights(query)
 
     def unknown_terms(self, query: str) -> list[str]:
         """The query's names and identifiers that no chunk holds ('xgboost', 'middlemarch').
@@ -240,14 +236,14 @@ class Retriever:
         letter in it: common words and plain numbers are one piece or are left alone. A plural
         counts as known when its singular is ('exceptiongroups').
         """
-        self._sync_index()
         unknown = []
-        for term in dict.fromkeys(keywords(query)):
-            if not any(c.isalpha() for c in term) or len(self.embedder.word_pieces(term)) < 2:
-                continue
-            forms = {term, term.removesuffix("s"), term.removesuffix("es")}
-            if not any(self.index.vocabulary_has(form) for form in forms):
-                unknown.append(term)
+        with self.store.reading():
+            for term in dict.fromkeys(keywords(query)):
+                if not any(c.isalpha() for c in term) or len(self.embedder.word_pieces(term)) < 2:
+                    continue
+                forms = {term, term.removesuffix("s"), term.removesuffix("es")}
+                if not any(self.store.index.vocabulary_has(form) for form in forms):
+                    unknown.append(term)
         return unknown
 
     def keyword_hits(
@@ -257,27 +253,12 @@ class Retriever:
         sources: Collection[str] | None = None,
         file_types: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
-        """The ``n`` best BM25 (chunk id, score) pairs, the index first brought up to date."""
-        self._sync_index()
-        if not sources and not file_types:
-            return self.index.search(query, n)
-        allowed = self.store.ids(_where(sources, file_types))
-        return self.index.search(query, n, allowed.__contains__)
-
-    def _sync_index(self) -> None:
-        """Bring the keyword index in line with the store, re-indexing only what changed."""
-        with self._index_lock:
-            generation = self.store.generation()
-            if generation == self._index_generation and self._index_generation is not None:
-                return
-            hashes = self.store.chunk_hashes()
-            for chunk_id in set(self._index_hashes) - set(hashes):
-                self.index.remove(chunk_id)
-            changed = [i for i, h in hashes.items() if self._index_hashes.get(i) != h]
-            for chunk_id, text in self.store.texts(changed).items():
-                self.index.add(chunk_id, text)
-            self._index_hashes = hashes
-            self._index_generation = generation
+        """The ``n`` best BM25 (chunk id, score) pairs, from these sources and types only."""
+        types = {t.lower().lstrip(".") for t in file_types or ()}
+        with self.store.reading():
+            return self.store.index.search(
+                query, n, sources, types, budget=self.settings.keyword_budget
+            )
 
 
 def _where(

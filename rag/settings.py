@@ -156,6 +156,13 @@ class RetrievalSettings(_Block):
     candidates: int = Field(24, ge=1, description="Chunks each ranking contributes to fusion.")
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    keyword_budget: int = Field(
+        20_000,
+        ge=1,
+        description="Most postings (a chunk holding a word) one keyword search scores: past it "
+        "the question's commonest words are left out, as they weigh least in BM25. Bounds a "
+        "search's time at any size (~1.5 µs a posting).",
+    )
     min_similarity: float = Field(
         0.35,
         ge=-1,
@@ -410,6 +417,16 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Folder of the files uploaded to the workspace (the chat app, the API)."""
         return self.workspace_dir / "uploads"
+
+    def keywords_path(self, collection: str | None = None) -> Path:
+        """The keyword index of a collection (this workspace's when None).
+
+        Beside an embedded store; for a Chroma server's, on this machine, a folder per server.
+        """
+        folder = self.data_dir / "keywords"
+        if self.store.mode == "server":
+            folder /= f"{self.store.server.host}_{self.store.server.port}"
+        return folder / f"{collection or self.collection_name}.sqlite3"
 
     @property
     def lock_dir(self) -> Path:

@@ -10,6 +10,18 @@ An embedded client keeps the vector index it loaded in memory: a process that re
 another one writes would go on answering from the old index, and a writer holding an old
 index could overwrite a newer one. So every write bumps a generation number beside the store,
 and every read or write first reopens the client when the generation moved.
+
+The keyword index (``rag.keywords``) is written in the same step as the chunks: the write
+first notes the chunks it will touch in the index's journal, then writes Chroma, then updates
+the index and clears those notes in one transaction. A write killed half way leaves notes, and
+the next reader or writer settles them from what Chroma holds, so a reader never finds one
+without the other. Embedded, the index is one file beside the store, shared by every process on
+the machine under the store's lock. With a Chroma server, each machine keeps its own index file
+(``data/keywords/HOST_PORT/``): every chunk is stamped with the server's clock when written, and
+a reader that sees the server's generation move reads the chunks stamped since it last looked
+(less a margin for writes still landing), and compares every id when the counts disagree.
+Limits: a server write that lands more than ``CATCH_UP_MARGIN_S`` after its stamp is seen
+only when the counts next disagree or the index is rebuilt.
 """
 
 from __future__ import annotations
@@ -20,11 +32,13 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from rag.errors import RagError
+from rag.keywords import KeywordIndex
 from rag.locking import NoLock, StoreLock
 from rag.settings import Settings
 
@@ -38,6 +52,9 @@ Metadata = dict[str, str | int | float | bool]
 # Records per read: embedded Chroma fails a read of more than about 32,766 ("too many SQL
 # variables"), and a page bounds the memory one read takes.
 READ_PAGE = 10_000
+# How far before the newest stamp it has seen a server-mode index reads again: writes stamped
+# earlier that were still landing.
+CATCH_UP_MARGIN_S = 30.0
 
 
 class StoreError(RagError):
@@ -140,9 +157,13 @@ class ChunkStore:
         with self.lock.exclusive():
             self._opening()
             self.client = self._connected()
+            self.keywords: KeywordIndex | None = None
             try:
                 self.collection = self._open_collection()
                 self._tune()
+                self.keywords = KeywordIndex(settings.keywords_path())
+                self._settle()
+                self._catch_up()
             except BaseException:
                 self.close()  # a refused store keeps no files or threads open
                 raise
@@ -184,8 +205,58 @@ class ChunkStore:
         raise NotImplementedError
 
     def close(self) -> None:
-        """Release the client: an embedded store's files, threads and memory."""
+        """Release the client (an embedded store's files, threads and memory) and the index."""
+        self._close_client()
+        if self.keywords is not None:
+            self.keywords.close()
+
+    def _close_client(self) -> None:
         cast(Any, self.client).close()  # PersistentClient has close(); ClientAPI omits it
+
+    @property
+    def index(self) -> KeywordIndex:
+        """The keyword index of the chunks, up to date with every write."""
+        assert self.keywords is not None, "the store is not open"
+        return self.keywords
+
+    def _catch_up(self) -> None:
+        """Bring the keyword index up to what other processes wrote without it."""
+        if len(self.index) != self.collection.count():
+            self._reconcile()
+
+    def _settle(self) -> None:
+        """Finish the keyword index's part of a write that was killed after it began."""
+        pending = self.index.pending()
+        for start in range(0, len(pending), READ_PAGE):
+            page = pending[start : start + READ_PAGE]
+            found = self.collection.get(ids=page, include=["documents", "metadatas"])
+            self.index.update(_texts(found), removed=page)
+
+    def _reconcile(self, where: Mapping[str, Any] | None = None) -> float:
+        """Bring the keyword index in line with the chunks matching ``where``, or all of them.
+
+        Compares content hashes a page at a time and reads the text of changed chunks only;
+        with no ``where``, also forgets what the store no longer holds. Returns the newest
+        write stamp seen (0 when none).
+        """
+        newest = 0.0
+        seen: list[str] = []
+        for page in self._read_pages(where, ["metadatas"]):
+            indexed = self.index.hashes([chunk_id for chunk_id, _, _ in page])
+            changed = [
+                chunk_id
+                for chunk_id, metadata, _ in page
+                if indexed.get(chunk_id) != metadata.get("content_hash")
+            ]
+            if changed:
+                found = self.collection.get(ids=changed, include=["documents", "metadatas"])
+                self.index.update(_texts(found))
+            newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
+            if where is None:
+                seen += [chunk_id for chunk_id, _, _ in page]
+        if where is None:
+            self.index.keep_only(seen)
+        return newest
 
     def __enter__(self) -> ChunkStore:
         return self
@@ -198,6 +269,7 @@ class ChunkStore:
         """Hold off writers, and see everything they wrote before."""
         with self.lock.shared(), self._failures("read"):
             self._refresh()
+            self._settle()
             yield
 
     @contextmanager
@@ -205,6 +277,7 @@ class ChunkStore:
         """Be the only one touching the store; tell other processes afterwards."""
         with self.lock.exclusive(), self._failures("write"):
             self._refresh()
+            self._settle()
             try:
                 yield
             finally:
@@ -270,6 +343,7 @@ class ChunkStore:
         with self.writing():
             self.client.delete_collection(self.settings.collection_name)
             self.collection = self._open_collection()
+            self.index.clear()
             self._check_embedder = True
 
     def drop(self) -> None:
@@ -277,6 +351,10 @@ class ChunkStore:
         with self.lock.exclusive(), self._failures("write"):
             self._refresh()
             self.client.delete_collection(self.settings.collection_name)
+            self.index.close()
+            self.keywords = None
+            for file, _ in _index_files(self.settings, self.settings.collection_name):
+                file.unlink()
             self._dropped()
 
     def _dropped(self) -> None:
@@ -287,6 +365,12 @@ class ChunkStore:
         """Give the collection another name (a workspace renamed); reopen the store after."""
         with self.writing():
             self.collection.modify(name=collection_name)
+            self.index.close()
+            for old, new in _index_files(
+                self.settings, self.settings.collection_name, collection_name
+            ):
+                old.rename(new)
+            self.keywords = KeywordIndex(self.settings.keywords_path(collection_name))
 
     def count(self) -> int:
         """Number of chunks stored."""
@@ -322,23 +406,27 @@ class ChunkStore:
         consistent view; a server's pages can shift under a concurrent write.
         """
         with self.reading():
-            offset = 0
-            while True:
-                page = self.collection.get(
-                    where=cast(Any, where),
-                    include=cast(Any, include),
-                    limit=READ_PAGE,
-                    offset=offset,
-                )
-                ids = page["ids"]
-                metadatas = page["metadatas"] or [{}] * len(ids)
-                embeddings: Any = page["embeddings"]
-                if embeddings is None:
-                    embeddings = [None] * len(ids)
-                yield from zip(ids, cast(Any, metadatas), embeddings, strict=True)
-                if len(ids) < READ_PAGE:
-                    return
-                offset += len(ids)
+            for page in self._read_pages(where, include):
+                yield from page
+
+    def _read_pages(
+        self, where: Mapping[str, Any] | None, include: list[str]
+    ) -> Iterator[list[tuple[str, Metadata, Any]]]:
+        """The pages of :meth:`_pages`, read by a caller that holds the lock."""
+        offset = 0
+        while True:
+            page = self.collection.get(
+                where=cast(Any, where), include=cast(Any, include), limit=READ_PAGE, offset=offset
+            )
+            ids = page["ids"]
+            metadatas = page["metadatas"] or [{}] * len(ids)
+            embeddings: Any = page["embeddings"]
+            if embeddings is None:
+                embeddings = [None] * len(ids)
+            yield list(zip(ids, cast(Any, metadatas), embeddings, strict=True))
+            if len(ids) < READ_PAGE:
+                return
+            offset += len(ids)
 
     def embeddings_by_content(
         self, content_hashes: Sequence[str]
@@ -368,20 +456,32 @@ class ChunkStore:
         if not keep and not stale:
             return
         with self.writing():
+            self.index.intend([*keep, *stale])
+            indexed: list[tuple[str, str, Metadata]] = []
             for write, items in (
                 (self.collection.add, new_chunks),
                 (self.collection.upsert, chunks),
             ):
                 for start in range(0, len(items), self.max_batch):
                     batch = items[start : start + self.max_batch]
+                    stamp = self._stamp()
+                    metadatas = [{**chunk.metadata, **stamp} for chunk in batch]
                     write(
                         ids=[chunk.id for chunk in batch],
                         embeddings=np.stack([chunk.embedding for chunk in batch]),
                         documents=[chunk.text for chunk in batch],
-                        metadatas=cast(Any, [chunk.metadata for chunk in batch]),
+                        metadatas=cast(Any, metadatas),
+                    )
+                    indexed += zip(
+                        [c.id for c in batch], [c.text for c in batch], metadatas, strict=True
                     )
             for start in range(0, len(stale), self.max_batch):
                 self.collection.delete(ids=stale[start : start + self.max_batch])
+            self.index.update(indexed, removed=stale)
+
+    def _stamp(self) -> Metadata:
+        """What a write adds to each chunk's metadata (a server's clock)."""
+        return {}
 
     def query(
         self, embedding: NDArray[np.float32], k: int, where: Mapping[str, Any] | None = None
@@ -495,6 +595,23 @@ def _stored(result: Any) -> list[StoredChunk]:
     ]
 
 
+def _texts(result: Any) -> list[tuple[str, str, Metadata]]:
+    """(id, text, metadata) of the chunks of a Chroma ``get`` with documents and metadatas."""
+    return list(
+        zip(result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True)
+    )
+
+
+def _index_files(settings: Settings, collection: str, renamed: str = "") -> list[tuple[Path, Path]]:
+    """The keyword index's files of a collection that exist, each with its ``renamed`` name."""
+    old, new = settings.keywords_path(collection), settings.keywords_path(renamed or collection)
+    return [
+        (Path(f"{old}{suffix}"), Path(f"{new}{suffix}"))
+        for suffix in ("", "-wal", "-shm")
+        if Path(f"{old}{suffix}").exists()
+    ]
+
+
 def _vector(embedding: Any) -> NDArray[np.float32]:
     return np.asarray(embedding, dtype=np.float32)
 
@@ -547,7 +664,7 @@ class EmbeddedChunkStore(ChunkStore):
         with self._refresh_lock:  # threads of one process (the chat UI) share this store
             generation = self._generation()
             if generation != self._seen_generation:
-                self.close()
+                self._close_client()
                 self.client = self._connected()
                 self.collection = self._open_collection()
                 self._seen_generation = generation
@@ -600,9 +717,26 @@ class ServerChunkStore(ChunkStore):
         """Look the collection up again.
 
         Another process's reset replaces it with a new one of the same name, and this handle
-        must never point at the dropped one.
+        must never point at the dropped one. When another process wrote since the keyword
+        index last looked, it catches up (see the module's docstring).
         """
         self.collection = self._open_collection()
+        self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Read the chunks written since the index last looked, when the generation moved."""
+        seen = f"{self.collection.id}:{(self.collection.metadata or {}).get('generation', '')}"
+        if seen == self.index.meta("generation"):
+            return
+        since = float(self.index.meta("written") or 0)
+        newest = self._reconcile({"written": {"$gte": since - CATCH_UP_MARGIN_S}})
+        if len(self.index) != self.collection.count():
+            newest = self._reconcile()
+        self.index.set_meta(generation=seen, written=max(since, newest))
+
+    def _stamp(self) -> Metadata:
+        """The server's clock in seconds: what a reader's index catches up from."""
+        return {"written": self.client.heartbeat() / 1e9}
 
     def _dropped(self) -> None:
         """Nothing to do: readers find the collection gone (or a new one) when they look."""

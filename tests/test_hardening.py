@@ -122,6 +122,12 @@ def test_a_store_past_33000_chunks_keeps_working(tmp_path: Path, embedder: Embed
         assert len(store.sources()) == 347
         found = pipeline.retriever.retrieve("boiler pressure", 4)
         assert found[0].metadata["source"] == "manual.pdf"
+        assert store.index.search("20000 filler", 1)[0][0] == "bulk20000"
+        for file in settings.keywords_path().parent.iterdir():
+            file.unlink()  # the keyword index lost: the next process rebuilds it, page by page
+        with Pipeline(settings, embedder=embedder) as rebuilt:
+            assert len(rebuilt.store.index) == store.count()
+            assert rebuilt.retriever.keyword_hits("20000 filler", 1)[0][0] == "bulk20000"
         assert ingestor.remove(root, "bulk/file0000.txt") == 100
         report = ingestor.sync([docs])  # the bulk files are not on disk: 33,900 chunks go
         assert report.ok, report.failed
@@ -170,8 +176,7 @@ def test_an_unreadable_folder_keeps_its_documents(tmp_path: Path) -> None:
 
 def test_keyword_search_while_another_session_writes() -> None:
     index = KeywordIndex()
-    for n in range(5_000):
-        index.add(f"c{n}", f"common words of chunk {n}")
+    index.update((f"c{n}", f"common words of chunk {n}", {}) for n in range(5_000))
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -188,8 +193,7 @@ def test_keyword_search_while_another_session_writes() -> None:
     searcher.start()
     try:
         for n in range(1_000):  # another browser session's ingest, synced into the index
-            index.add(f"new{n}", f"common text {n}")
-            index.remove(f"c{n}")
+            index.update([(f"new{n}", f"common text {n}", {})], removed=[f"c{n}"])
     finally:
         done.set()
         searcher.join()

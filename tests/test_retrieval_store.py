@@ -42,7 +42,94 @@ def test_keyword_index_follows_writes_from_another_store(
     (docs / "birds.md").unlink()
     ingestor.sync([docs])
     assert all(r.metadata["source"] != "birds.md" for r in retriever.retrieve("kestrel", k=4))
-    assert len(retriever.index) == ingestor.store.count()
+    assert len(reader.store.index) == ingestor.store.count()
+
+
+def test_a_new_process_searches_the_keyword_index_without_reading_the_store(
+    make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    docs = settings.data_dir.parent / "docs"
+    write_mixed_folder(docs)
+    (docs / "codes.md").write_text("# Error codes\n\nCode XJ-4417 means the pump is blocked.\n")
+    with Pipeline(settings, embedder=embedder) as writer:
+        writer.ingestor.sync([docs])
+        count = writer.store.count()
+    assert settings.keywords_path().is_file()
+
+    def read_everything(*args: object) -> None:
+        raise AssertionError("the keyword index was rebuilt from the store")
+
+    monkeypatch.setattr(ChunkStore, "_reconcile", read_everything)
+    with Pipeline(settings, embedder=embedder) as reader:
+        assert len(reader.store.index) == count
+        top = reader.retriever_with(min_similarity=-1).retrieve("XJ-4417", k=1)[0]
+        assert (top.metadata["source"], top.keyword_score > 0) == ("codes.md", True)
+
+
+def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
+    make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings()
+    docs = settings.data_dir.parent / "docs"
+    write_mixed_folder(docs)
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # the process dies after Chroma's write, before the index's
+
+    with Pipeline(settings, embedder=embedder) as reader:
+        reader.ingestor.sync([docs])
+        guide = {i for i, _ in reader.retriever.keyword_hits("tomatoes", 50)}
+        assert guide
+        (docs / "birds.md").write_text("# Birds\n\nThe kestrel hovers over the meadow.\n")
+        for write in (
+            lambda ingestor: ingestor.sync([docs]),  # adds birds.md
+            lambda ingestor: ingestor.remove(str(docs.resolve()), "guide.md"),
+        ):
+            with Pipeline(settings, embedder=embedder) as writer:
+                monkeypatch.setattr(writer.store.index, "update", killed)
+                with pytest.raises(KeyboardInterrupt):
+                    write(writer.ingestor)
+            assert reader.store.index.pending()  # the journal names what the write touched
+            hits = reader.retriever.keyword_hits("kestrel tomatoes", 50)  # settles it first
+            assert reader.store.index.pending() == []
+            assert len(reader.store.index) == reader.store.count()
+        assert {i for i, _ in hits} & guide == set()
+        top = reader.retriever_with(min_similarity=-1).retrieve("kestrel", k=1)[0]
+        assert (top.metadata["source"], top.keyword_score > 0) == ("birds.md", True)
+
+
+@pytest.mark.server
+def test_machines_sharing_a_chroma_server_each_keep_a_keyword_index_in_step(
+    make_settings: SettingsFactory, embedder: Embedder, tmp_path: Path
+) -> None:
+    writer_settings = make_settings()
+    if writer_settings.store.mode != "server":
+        pytest.skip("machines share a store through a Chroma server")
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    # Another machine: the same collection on the same server, its own data dir.
+    reader_settings = writer_settings.model_copy(update={"data_dir": tmp_path / "other"})
+    with (
+        Pipeline(writer_settings, embedder=embedder) as writer,
+        Pipeline(reader_settings, embedder=embedder) as reader,
+    ):
+        assert reader_settings.keywords_path() != writer_settings.keywords_path()
+        retriever = reader.retriever_with(min_similarity=-1)
+        writer.ingestor.sync([docs])
+        (docs / "birds.md").write_text("# Birds\n\nThe kestrel hovers over the meadow.\n")
+        writer.ingestor.sync([docs])
+        top = retriever.retrieve("kestrel", k=1)[0]
+        assert (top.metadata["source"], top.keyword_score > 0) == ("birds.md", True)
+        # An edit keeps the chunk count: it is seen by its stamp, not by counting.
+        (docs / "birds.md").write_text("# Birds\n\nThe osprey dives for fish.\n")
+        writer.ingestor.sync([docs])
+        assert retriever.keyword_hits("kestrel", 4) == []
+        assert retriever.retrieve("osprey", k=1)[0].metadata["source"] == "birds.md"
+        (docs / "birds.md").unlink()
+        writer.ingestor.sync([docs])
+        assert retriever.keyword_hits("osprey", 4) == []
+        assert len(reader.store.index) == writer.store.count() == len(writer.store.index)
 
 
 def test_filters_and_floor(pipeline: Pipeline, tmp_path: Path) -> None:

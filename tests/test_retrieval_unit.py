@@ -1,5 +1,7 @@
 """Ranking logic with exact inputs: BM25, near-duplicates, MMR (the real store is tested too)."""
 
+from pathlib import Path
+
 import numpy as np
 
 from rag.answering import support
@@ -25,27 +27,69 @@ def test_keywords_keep_identifiers_and_drop_stop_words() -> None:
     ]
 
 
-def test_bm25_prefers_rare_terms_and_follows_removals() -> None:
+def indexed(texts: dict[str, str], **metadata: str) -> KeywordIndex:
+    """An in-memory index holding these chunk texts, by id."""
     index = KeywordIndex()
-    index.add("a", "popitem removes a pair from the dictionary")
-    index.add("b", "the dictionary maps keys to values")
-    index.add("c", "lists hold values in order")
+    index.update((i, text, metadata) for i, text in texts.items())
+    return index
+
+
+def test_bm25_prefers_rare_terms_and_follows_removals() -> None:
+    index = indexed(
+        {
+            "a": "popitem removes a pair from the dictionary",
+            "b": "the dictionary maps keys to values",
+            "c": "lists hold values in order",
+        }
+    )
     ranked = index.search("dictionary popitem", 3)
     assert [chunk_id for chunk_id, _ in ranked] == ["a", "b"]
     assert ranked[0][1] > ranked[1][1] > 0
-    index.remove("a")
+    index.update(removed=["a"])
     assert [chunk_id for chunk_id, _ in index.search("popitem", 3)] == []
-    assert "popitem" not in index.postings
-    index.add("b", "now about popitem")  # re-adding replaces
+    assert not index.vocabulary_has("popitem")
+    index.update([("b", "now about popitem", {})])  # re-indexing replaces
     assert [chunk_id for chunk_id, _ in index.search("popitem dictionary", 3)] == ["b"]
-    assert len(index) == 2
+    assert not index.vocabulary_has("dictionary")
+    assert (len(index), "a" in index, "b" in index) == (2, False, True)
 
 
-def test_bm25_filter() -> None:
+def test_bm25_filters_by_source_and_file_type() -> None:
     index = KeywordIndex()
-    index.add("a", "walrus operator")
-    index.add("b", "walrus facts")
-    assert [i for i, _ in index.search("walrus", 5, allowed={"b"}.__contains__)] == ["b"]
+    index.update([("a", "walrus operator", {"source": "a.md", "file_type": "md"})])
+    index.update([("b", "walrus facts", {"source": "b.pdf", "file_type": "pdf"})])
+    assert [i for i, _ in index.search("walrus", 5, sources={"b.pdf"})] == ["b"]
+    assert [i for i, _ in index.search("walrus", 5, file_types={"md"})] == ["a"]
+    assert index.search("walrus", 5, sources={"a.md"}, file_types={"pdf"}) == []
+
+
+def test_a_search_past_its_budget_leaves_the_commonest_words_out() -> None:
+    texts = {f"c{n}": f"common filler {n}" for n in range(50)}
+    index = indexed({**texts, "rare": "a rare word", "both": "rare and common"})
+    found = index.search("rare common", 100)
+    assert {i for i, _ in found} == {*texts, "rare", "both"}
+    # 52 postings of "common" do not fit in 10: only the rare word is searched.
+    assert {i for i, _ in index.search("rare common", 100, budget=10)} == {"rare", "both"}
+    assert index.weights("rare common")["rare"] > index.weights("rare common")["common"]
+
+
+def test_the_index_keeps_words_as_keywords_makes_them() -> None:
+    index = indexed({"py": "the __main__ module", "ja": "東京タワーの高さ", "de": "Größe"})
+    assert [i for i, _ in index.search("__main__", 5)] == ["py"]
+    assert index.search("main", 5) == []  # '_' is inside the word, as in keywords()
+    assert [i for i, _ in index.search("タワー", 5)] == ["ja"]
+    assert [i for i, _ in index.search("GROSSE", 5)] == ["de"]
+
+
+def test_the_journal_names_chunks_until_their_write_is_confirmed(tmp_path: Path) -> None:
+    index = KeywordIndex(tmp_path / "k.sqlite3")
+    index.intend(["a", "b"])
+    index.close()
+    reopened = KeywordIndex(tmp_path / "k.sqlite3")  # as a process after a killed write
+    assert sorted(reopened.pending()) == ["a", "b"]
+    reopened.update([("a", "alpha", {})], removed=["b"])
+    assert reopened.pending() == []
+    assert len(reopened) == 1
 
 
 def chunk(
@@ -115,10 +159,13 @@ def test_an_answer_in_another_script_is_checked_against_its_evidence() -> None:
 
 
 def test_keyword_search_finds_words_with_accents_either_way() -> None:
-    index = KeywordIndex()
-    index.add("de", "Die Größe des Kessels beträgt drei Meter.")
-    index.add("fr", "Le café est servi à huit heures.")
-    index.add("en", "The boiler is three metres tall.")
+    index = indexed(
+        {
+            "de": "Die Größe des Kessels beträgt drei Meter.",
+            "fr": "Le café est servi à huit heures.",
+            "en": "The boiler is three metres tall.",
+        }
+    )
     assert index.search("Grösse Kessel", 1)[0][0] == "de"
     assert index.search("cafe", 1)[0][0] == "fr"
 

@@ -1,0 +1,307 @@
+"""Scale figures: stores of one copy of the pydoc corpus (~685 chunks), 10k, 100k and 1M chunks.
+
+Each size is a folder of copies of the shared pydoc corpus, every copy varied (one word in
+twenty gets the copy's number appended, so each copy's chunks and vocabulary differ), ingested
+by the real pipeline (``rag.pipeline``: loaders, chunker, store, keyword index) into embedded
+Chroma. **Vectors are not the model's:** embedding a million chunks on 2 CPU cores would take
+hours, so a hashing embedder stands in, for documents and questions alike: each word is a fixed
+random unit vector (seeded by the word), a text the normalized sum of its words' vectors. Such
+vectors keep the structure that makes nearest-neighbour search hard or easy (texts sharing
+words are near). The real model's time to embed one question is printed apart; add it to the
+retrieval latencies.
+
+At each size, every figure from a new process (its own peak memory):
+- full ingest: seconds, chunks/s apart from embedding (the stand-in's time taken out), peak RSS;
+- re-ingest of the unchanged corpus: seconds, as a share of the full ingest, peak RSS;
+- a new process's first query: seconds from its start (imports, model, store, index) to the
+  first hybrid retrieval, of which the embedding model's load, and its RSS then;
+- hybrid retrieval (the app's settings) over the pydoc questions, p50 and p95, 3 rounds;
+- dense recall@10 against exact search with numpy over every stored vector.
+Ratios are against the one-copy store, built in the same run.
+
+Usage: python bench/bench_scale.py [--sizes 685,10000,100000,1000000] [--work DIR]
+           [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.embeddings import Embedder
+from rag.keywords import keywords
+from rag.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "eval" / "pydoc"
+BASE_CHUNKS = 685  # chunks of one copy of the corpus, as the pipeline cuts it today
+DIMENSION = 384
+_WORD = re.compile(r"\w+")
+
+
+class HashingEmbedder(Embedder):
+    """The stand-in model: a text is the normalized sum of its words' fixed random vectors."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.embedding)
+        self._words: dict[str, np.ndarray] = {}
+        self.seconds = 0.0  # spent embedding, to take out of the ingest's time
+
+    @cached_property
+    def name(self) -> str:
+        """Not the real model's name: a store built with it is never mistaken for a real one."""
+        return "bench-hashing-384"
+
+    def embed(self, texts: list[str], *args: Any, **kwargs: Any) -> np.ndarray:
+        """Unit vectors, one row per text."""
+        started = time.perf_counter()
+        vectors = np.zeros((len(texts), DIMENSION), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = keywords(text) or ["empty"]
+            vectors[row] = np.sum([self._word(word) for word in words], axis=0)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        self.seconds += time.perf_counter() - started
+        return vectors
+
+    def _word(self, word: str) -> np.ndarray:
+        vector = self._words.get(word)
+        if vector is None:
+            seed = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+            vector = np.random.default_rng(seed).standard_normal(DIMENSION).astype(np.float32)
+            self._words[word] = vector
+        return vector
+
+
+def write_corpus(folder: Path, copies: int) -> None:
+    """``copies`` varied copies of the pydoc corpus under ``folder`` (kept when complete)."""
+    done = folder / ".complete"
+    if done.exists() and done.read_text() == str(copies):
+        return
+    sources = sorted((SHARED / "corpus").glob("*.txt"))
+    texts = {path.name: path.read_text() for path in sources}
+    for copy in range(copies):
+        target = folder / f"copy{copy:05d}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (target / name).write_text(varied(text, copy, name))
+    done.write_text(str(copies))
+
+
+def varied(text: str, copy: int, name: str) -> str:
+    """The text with one word in twenty given the copy's number (copy 0 unchanged)."""
+    if copy == 0:
+        return text
+    rng = random.Random(f"{copy}/{name}")
+    return _WORD.sub(lambda m: m[0] + str(copy) if rng.random() < 0.05 else m[0], text)
+
+
+def settings_for(work: Path) -> Settings:
+    """The app's settings, with the store in ``work``."""
+    return load_settings(data_dir=work / "data")
+
+
+def rss_mb() -> float:
+    """Resident memory now, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def questions() -> list[str]:
+    """The pydoc eval's questions."""
+    lines = (SHARED / "qa.jsonl").read_text().splitlines()
+    return [json.loads(line)["question"] for line in lines if line.strip()]
+
+
+# --- the phases, each run in a process of its own ---------------------------------------------
+
+
+def phase_ingest(work: Path) -> dict[str, Any]:
+    """Sync the corpus into the store: the full ingest the first time, a re-ingest after."""
+    from rag.pipeline import Pipeline
+
+    settings = settings_for(work)
+    embedder = HashingEmbedder(settings)
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        report = pipeline.ingestor.sync([work / "corpus"])
+    assert report.ok, report.failed[:3]
+    chunks = report.chunks_embedded + report.chunks_reused
+    rest = report.seconds - embedder.seconds
+    return {
+        "seconds": report.seconds,
+        "chunks_written": chunks,
+        "chunks_in_store": report.chunks_in_store,
+        "embedding_seconds": embedder.seconds,
+        "chunks_per_s_apart_from_embedding": chunks / rest if chunks else None,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def phase_query(work: Path, started: float) -> dict[str, Any]:
+    """First query of a new process, then latency over the questions, then recall@10."""
+    from rag.pipeline import Pipeline
+
+    settings = settings_for(work)
+    embedder = HashingEmbedder(settings)
+    model_started = time.perf_counter()
+    embedder.tokenizer  # noqa: B018  (the real model's tokenizer: what a new process loads)
+    model_s = time.perf_counter() - model_started
+    asked = questions()
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        pipeline.retriever.retrieve(asked[0])
+        first_s = time.time() - started
+        first_rss = rss_mb()
+        latencies = []
+        for _ in range(3):
+            for question in asked:
+                begun = time.perf_counter()
+                pipeline.retriever.retrieve(question)
+                latencies.append(time.perf_counter() - begun)
+        recall = dense_recall(pipeline, embedder.embed(asked))
+    latencies.sort()
+    return {
+        "first_query_s": first_s,
+        "tokenizer_load_s": model_s,
+        "rss_after_first_query_mb": first_rss,
+        "retrieval_p50_ms": 1000 * latencies[len(latencies) // 2],
+        "retrieval_p95_ms": 1000 * latencies[int(len(latencies) * 0.95)],
+        "recall_at_10": recall,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
+def dense_recall(pipeline: Any, question_vectors: np.ndarray) -> float:
+    """Share of the exact 10 nearest (numpy over every stored vector) that Chroma returns."""
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    with pipeline.store.reading():
+        for page in pipeline.store._read_pages(None, ["embeddings"]):
+            ids += [chunk_id for chunk_id, _, _ in page]
+            blocks.append(np.asarray([vector for _, _, vector in page], dtype=np.float32))
+    vectors = np.concatenate(blocks)
+    exact = np.argsort(-(question_vectors @ vectors.T), axis=1)[:, :10]
+    found = 0
+    for row, vector in enumerate(question_vectors):
+        returned = {hit.id for hit in pipeline.store.query(vector, 10)}
+        found += len(returned & {ids[i] for i in exact[row]})
+    return found / (10 * len(question_vectors))
+
+
+def real_model() -> dict[str, float]:
+    """The real model's costs the stand-in leaves out: its load, a question, a chunk."""
+    began = time.perf_counter()
+    embedder = Embedder(load_settings().embedding)
+    embedder.embed(["load the model"])
+    load_s = time.perf_counter() - began
+    asked = questions()
+    embedder.embed(asked)
+    times = []
+    for question in asked:
+        begun = time.perf_counter()
+        embedder.embed([question])
+        times.append(time.perf_counter() - begun)
+    texts = [path.read_text()[:2000] for path in sorted((SHARED / "corpus").glob("*.txt"))]
+    begun = time.perf_counter()
+    embedder.embed(texts)
+    return {
+        "load_s": load_s,
+        "question_ms": 1000 * statistics.median(times),
+        "chunks_per_s": len(texts) / (time.perf_counter() - begun),
+    }
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+def in_process(phase: str, work: Path) -> dict[str, Any]:
+    """Run one phase in a new Python process; its figures."""
+    command = [sys.executable, __file__, "--phase", phase, "--work", str(work)]
+    command += ["--started", repr(time.time())]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"phase {phase} at {work} failed:\n{result.stderr[-3000:]}")
+    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def measure(size: int, work: Path) -> dict[str, Any]:
+    """Every figure for a store of about ``size`` chunks."""
+    copies = max(1, round(size / BASE_CHUNKS))
+    write_corpus(work / "corpus", copies)
+    print(f"\n{size} chunks ({copies} copies, {copies * 79} files):", flush=True)
+    full = in_process("ingest", work)
+    print(f"  full ingest {full['seconds']:.1f} s, {full['chunks_in_store']} chunks", flush=True)
+    again = in_process("ingest", work)
+    assert again["chunks_written"] == 0, again
+    query = in_process("query", work)
+    figures = {"copies": copies, "full_ingest": full, "reingest": again, **query}
+    figures["reingest_over_full_ingest"] = again["seconds"] / full["seconds"]
+    print(json.dumps(figures, indent=1), flush=True)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="685,10000,100000,1000000")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench-scale"))
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--phase", choices=["ingest", "query"], help=argparse.SUPPRESS)
+    parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.phase == "ingest":
+        print(json.dumps(phase_ingest(args.work)))
+        return
+    if args.phase == "query":
+        print(json.dumps(phase_query(args.work, args.started)))
+        return
+
+    sizes = [int(size) for size in args.sizes.split(",")]
+    results = {size: measure(size, args.work / str(size)) for size in sizes}
+    base = results[sizes[0]]
+    model = real_model()
+    print(
+        f"\nthe real model (left out above): loads in {model['load_s']:.2f} s, embeds a question "
+        f"in {model['question_ms']:.1f} ms (median), {model['chunks_per_s']:.0f} chunks/s"
+    )
+    for size, r in results.items():
+        full, again = r["full_ingest"], r["reingest"]
+        chunks = full["chunks_in_store"]
+        real_full_s = full["seconds"] - full["embedding_seconds"] + chunks / model["chunks_per_s"]
+        r["reingest_over_full_ingest_with_the_real_model"] = again["seconds"] / real_full_s
+        print(
+            f"{size:>8} chunks ({chunks}): retrieval p50 {r['retrieval_p50_ms']:.1f} ms "
+            f"(x{r['retrieval_p50_ms'] / base['retrieval_p50_ms']:.2f} the base), p95 "
+            f"{r['retrieval_p95_ms']:.1f} ms; recall@10 {r['recall_at_10']:.4f}; first query "
+            f"{r['first_query_s']:.2f} s + model load, RSS {r['rss_after_first_query_mb']:.0f} "
+            f"MB; re-ingest/full {r['reingest_over_full_ingest']:.4f} (with the real model's "
+            f"embedding {r['reingest_over_full_ingest_with_the_real_model']:.4f}); ingest "
+            f"{full['chunks_per_s_apart_from_embedding']:.0f} chunks/s apart from embedding, "
+            f"peak {full['peak_rss_mb']:.0f} MB, re-ingest peak {again['peak_rss_mb']:.0f} MB"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"sizes": results, "real_model": model}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
