@@ -1,5 +1,6 @@
 """Hybrid retrieval against the real store (embedded and server) and the real model."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -82,10 +83,11 @@ def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
         guide = {i for i, _ in reader.retriever.keyword_hits("tomatoes", 50)}
         assert guide
         (docs / "birds.md").write_text("# Birds\n\nThe kestrel hovers over the meadow.\n")
-        for write in (
+        writes: list[Callable[[Ingestor], object]] = [
             lambda ingestor: ingestor.sync([docs]),  # adds birds.md
             lambda ingestor: ingestor.remove(str(docs.resolve()), "guide.md"),
-        ):
+        ]
+        for write in writes:
             with Pipeline(settings, embedder=embedder) as writer:
                 monkeypatch.setattr(writer.store.index, "update", killed)
                 with pytest.raises(KeyboardInterrupt):
