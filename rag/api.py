@@ -25,6 +25,8 @@ import contextlib
 import hmac
 import itertools
 import json
+import os
+import re
 import threading
 import time
 import uuid
@@ -43,7 +45,7 @@ from rag.answering import Answer, AnswerStream, Turn
 from rag.errors import QuestionError, RagError
 from rag.ingestion import IngestReport, Progress
 from rag.pipeline import Pipeline
-from rag.settings import Settings
+from rag.settings import Settings, load_settings
 from rag.uploads import save_upload
 from rag.workspaces import WorkspaceError, Workspaces
 
@@ -215,28 +217,108 @@ class SyncJob:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+class Jobs:
+    """Background syncs, each kept as a file under the data dir.
+
+    Every worker process of the API (``rag serve --workers``) answers for every job: a
+    client's next poll may reach another worker than the one running it. Job files older
+    than a week are deleted when the API starts.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.glob("*.json"):
+            if time.time() - old.stat().st_mtime > _JOB_KEPT_S:
+                old.unlink(missing_ok=True)
+
+    def start(self, pipeline: Pipeline, name: str, folder: Path) -> SyncJob:
+        """Sync ``folder`` into the workspace in a thread; the job as it starts."""
+        job = SyncJob(uuid.uuid4().hex, name, str(folder))
+        self.save(job)
+        threading.Thread(target=self._run, args=(pipeline, folder, job), daemon=True).start()
+        return job
+
+    def _run(self, pipeline: Pipeline, folder: Path, job: SyncJob) -> None:
+        try:
+            report = pipeline.ingestor_reporting(_JobProgress(job, self)).sync([folder])
+            job.report = _report(report)
+            job.state = "done"
+        except Exception as error:  # a job's failure is its state, for the poller to read
+            job.error = f"{type(error).__name__}: {error}"
+            job.state = "failed"
+        self.save(job)
+
+    def save(self, job: SyncJob) -> None:
+        """Write the job's state where every worker reads it (whole, never half written)."""
+        part = self.folder / f"{job.id}.{threading.get_ident()}.part"
+        part.write_text(json.dumps(_job(job)))
+        part.replace(self.folder / f"{job.id}.json")
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """The job's last saved state; None when there is no such job."""
+        if not re.fullmatch(r"[0-9a-f]{32}", job_id):
+            return None
+        try:
+            found: dict[str, Any] = json.loads((self.folder / f"{job_id}.json").read_text())
+        except FileNotFoundError:
+            return None
+        return found
+
+
+_JOB_KEPT_S = 7 * 24 * 3600
+
+
 class _JobProgress(Progress):
-    def __init__(self, job: SyncJob) -> None:
+    """Counts a job's progress; saves it at most twice a second."""
+
+    def __init__(self, job: SyncJob, jobs: Jobs) -> None:
         self.job = job
+        self.jobs = jobs
+        self.saved = 0.0
+
+    def _changed(self) -> None:
+        if time.monotonic() - self.saved >= 0.5:
+            self.saved = time.monotonic()
+            self.jobs.save(self.job)
 
     def files_total(self, count: int) -> None:
         self.job.files_total = count
+        self._changed()
 
     def file_done(self) -> None:
         self.job.files_done += 1
+        self._changed()
 
     def chunks_total(self, count: int) -> None:
         self.job.chunks_total += count
+        self._changed()
 
     def chunks_done(self, count: int) -> None:
         self.job.chunks_done += count
+        self._changed()
+
+
+def worker_app() -> FastAPI:
+    """The API as each worker process of ``rag serve --workers N`` builds it.
+
+    Settings come from the environment the command set (``RAG_SETTINGS_FILE``,
+    ``RAG_DATA_DIR``); each worker loads its own models and opens the stores itself, which
+    embedded stores allow (a file lock orders writers) and a Chroma server is made for.
+    """
+    settings = load_settings()
+    served = Workspaces(settings)
+    served.default.answerer.warm_up()
+    app = create_app(settings, served)
+    app.router.on_shutdown.append(served.close)
+    return app
 
 
 def create_app(settings: Settings, workspaces: Workspaces | None = None) -> FastAPI:
     """The API over ``workspaces`` (built from ``settings`` when not given)."""
     served = workspaces or Workspaces(settings)
     gate = Gate(settings.serve.max_queue)
-    jobs: dict[str, SyncJob] = {}
+    jobs = Jobs(settings.data_dir / "jobs")
     app = FastAPI(
         title="rag",
         summary="Answers from your own documents, OpenAI-compatible.",
@@ -261,9 +343,9 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
         return _error(error.status_code, str(error.detail), error.headers)
 
     @app.get("/health")
-    def health() -> dict[str, str]:
-        """Whether the server is up (no key needed)."""
-        return {"status": "ok"}
+    def health() -> dict[str, Any]:
+        """Whether the server is up, and which worker process answered (no key needed)."""
+        return {"status": "ok", "worker": os.getpid()}
 
     @v1.get("/models")
     def models() -> dict[str, Any]:
@@ -328,6 +410,7 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
                     "page": chunk.metadata.get("page"),
                     "headings": chunk.metadata.get("headings") or None,
                     "similarity": round(chunk.similarity, 4),
+                    "keyword_score": round(chunk.keyword_score, 4),
                     "text": chunk.text,
                 }
                 for chunk in found
@@ -417,17 +500,15 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
         folder = Path(body.path)
         if not folder.exists():
             raise HTTPException(400, f"no such file or folder on the server: {body.path}")
-        job = SyncJob(uuid.uuid4().hex, name, body.path)
-        jobs[job.id] = job
-        threading.Thread(target=_run_sync, args=(pipeline, folder, job), daemon=True).start()
-        return _job(job)
+        return _job(jobs.start(pipeline, name, folder))
 
     @v1.get("/jobs/{job_id}")
     def job_state(job_id: str) -> dict[str, Any]:
         """How a background sync is going."""
-        if job_id not in jobs:
+        found = jobs.get(job_id)
+        if found is None:
             raise HTTPException(404, f"no job {job_id!r}")
-        return _job(jobs[job_id])
+        return found
 
     app.include_router(v1)
     return app
@@ -556,16 +637,6 @@ def _report(report: IngestReport) -> dict[str, Any]:
         "notes": [{"file": path, "note": note} for path, note in report.notes],
         "chunks_embedded": report.chunks_embedded,
     }
-
-
-def _run_sync(pipeline: Pipeline, folder: Path, job: SyncJob) -> None:
-    try:
-        report = pipeline.ingestor_reporting(_JobProgress(job)).sync([folder])
-        job.report = _report(report)
-        job.state = "done"
-    except Exception as error:  # a job's failure is its state, for the poller to read
-        job.error = f"{type(error).__name__}: {error}"
-        job.state = "failed"
 
 
 def _job(job: SyncJob) -> dict[str, Any]:

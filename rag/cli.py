@@ -181,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (default: serve.host)")
     serve.add_argument("--port", type=int, help="port (default: serve.port)")
+    serve.add_argument("--workers", type=int, help="processes serving (default: serve.workers)")
     workspaces = commands.add_parser(
         "workspaces",
         parents=[common],
@@ -480,6 +481,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     if host not in LOOPBACK and settings.serve.api_key is None:
         _tell(f"error: listening on {host} needs serve.api_key (RAG_SERVE__API_KEY)")
         return EXIT_ERROR
+    workers = args.workers or settings.serve.workers
+    if workers > 1:
+        # Each worker builds the app itself (rag.api.worker_app), with the settings this
+        # command read: the data dir and a settings file travel by environment.
+        os.environ["RAG_DATA_DIR"] = str(settings.data_dir.resolve())
+        if args.settings is not None:
+            os.environ["RAG_SETTINGS_FILE"] = str(args.settings.resolve())
+        _tell(f"API on http://{host}:{port}/v1 with {workers} workers (Ctrl-C stops)")
+        uvicorn.run(
+            "rag.api:worker_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+        return EXIT_OK
     served = Workspaces(settings, on_wait=_tell)
     try:
         served.default.answerer.warm_up()  # the first question then comes as fast as the next

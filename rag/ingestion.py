@@ -201,11 +201,7 @@ class Ingestor:
         report.failed = [(str(path), reason) for path, reason in found.failed]
         self.progress.files_total(len(found.files))
         with self.store.lock.writer():
-            records = {
-                key: record
-                for key, record in self.store.records({s.root for s in found.scopes}).items()
-                if any(scope.covers(*key) for scope in found.scopes)
-            }
+            records = self.store.records({s.root for s in found.scopes})
             group: list[_Prepared] = []
             group_chunks = 0
             added_hashes: dict[str, str] = {}  # file hash -> source, of files new to the store
@@ -225,9 +221,11 @@ class Ingestor:
                     writer.submit(self._embed_group(group, report))
             on_disk = {(file.root, file.source) for file in found.files}
             gone = [
-                record
-                for key, record in records.items()
-                if key not in on_disk and not found.unseen(*key)
+                records[key]
+                for key in records
+                if key not in on_disk
+                and not found.unseen(*key)
+                and any(scope.covers(*key) for scope in found.scopes)
             ]
             self.store.write(delete_ids=[i for record in gone for i in record.chunk_ids])
             _report_removals(gone, added_hashes, report)

@@ -26,7 +26,7 @@ import sqlite3
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,11 @@ class KeywordIndex:
             if path is not None:
                 self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                # Another version's index: start again, and the store fills it in (reconcile).
+                for table in ("chunks", "terms", "vocabulary", "pending", "meta"):
+                    self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
@@ -164,13 +169,9 @@ class KeywordIndex:
                 words = keywords(text)
                 vocabulary.update(set(words))
                 rowid = self._db.execute(
-                    "INSERT INTO chunks(id, content_hash, source, file_type) VALUES (?, ?, ?, ?)",
-                    (
-                        chunk_id,
-                        str(metadata.get("content_hash", "")),
-                        str(metadata.get("source", "")),
-                        str(metadata.get("file_type", "")),
-                    ),
+                    f"INSERT INTO chunks(id, {', '.join(_FIELDS)}) "
+                    f"VALUES (?, {', '.join('?' * len(_FIELDS))})",
+                    (chunk_id, *(_field(metadata, key) for key in _FIELDS)),
                 ).lastrowid
                 self._db.execute(
                     "INSERT INTO terms(rowid, body) VALUES (?, ?)", (rowid, " ".join(words))
@@ -231,6 +232,77 @@ class KeywordIndex:
                     )
                 )
             return found
+
+    def rows(self, roots: Sequence[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Id and record fields of every chunk under these roots, or of all (a page at a time)."""
+        sql = f"SELECT rowid, id, {', '.join(_FIELDS)} FROM chunks WHERE rowid > ?"
+        if roots is not None:
+            sql += f" AND root IN ({','.join('?' * len(roots))})"
+        sql += f" ORDER BY rowid LIMIT {_ROWS_PER_PAGE}"
+        after = 0
+        while True:
+            with self._lock:
+                page = self._db.execute(sql, [after, *(roots or ())]).fetchall()
+            for row in page:
+                yield row[1], dict(zip(_FIELDS, row[2:], strict=True))
+            if len(page) < _ROWS_PER_PAGE:
+                return
+            after = page[-1][0]
+
+    def files(self, roots: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
+        """(root, source) of every file with chunks under these roots, or of all."""
+        sql = "SELECT DISTINCT root, source FROM chunks"
+        if roots is not None:
+            sql += f" WHERE root IN ({','.join('?' * len(roots))})"
+        with self._lock:
+            found = self._db.execute(sql, list(roots or ())).fetchall()
+        for root, source in found:
+            yield str(root), str(source)
+
+    def rows_of(self, root: str, source: str) -> list[tuple[str, dict[str, Any]]]:
+        """Id and record fields of every chunk of one file."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, {', '.join(_FIELDS)} FROM chunks WHERE root = ? AND source = ?",
+                (root, source),
+            ).fetchall()
+        return [(row[0], dict(zip(_FIELDS, row[1:], strict=True))) for row in rows]
+
+    def source_counts(self) -> dict[str, int]:
+        """Chunk count of every source path."""
+        with self._lock:
+            return dict(self._db.execute("SELECT source, count(*) FROM chunks GROUP BY source"))
+
+    def with_content(self, content_hashes: Sequence[str]) -> dict[str, str]:
+        """An id of a chunk with each of these content hashes that any chunk has."""
+        found: dict[str, str] = {}
+        with self._lock:
+            for start in range(0, len(content_hashes), _IDS_PER_STATEMENT):
+                page = list(content_hashes[start : start + _IDS_PER_STATEMENT])
+                found.update(
+                    self._db.execute(
+                        "SELECT content_hash, min(id) FROM chunks WHERE content_hash "
+                        f"IN ({','.join('?' * len(page))}) GROUP BY content_hash",
+                        page,
+                    )
+                )
+        return found
+
+    def at(
+        self, places: Iterable[tuple[Any, Any, Any, int]]
+    ) -> dict[tuple[Any, Any, Any, int], str]:
+        """Ids of the chunks at these (root, source, file hash, chunk index) places."""
+        found = {}
+        with self._lock:
+            for place in places:
+                row = self._db.execute(
+                    "SELECT id FROM chunks WHERE root = ? AND source = ? AND chunk_index = ? "
+                    "AND file_hash = ?",
+                    (place[0], place[1], place[3], place[2]),
+                ).fetchone()
+                if row is not None:
+                    found[place] = str(row[0])
+        return found
 
     def _frequencies(self, terms: Collection[str]) -> dict[str, int]:
         """How many chunks hold each term (absent: none)."""
@@ -296,11 +368,35 @@ class KeywordIndex:
             return [(i, float(s)) for i, s in self._db.execute(sql, [*arguments, n])]
 
 
+def _field(metadata: Mapping[str, Any], key: str) -> str | int:
+    value = metadata.get(key)
+    if key in _NUMBERS:
+        return int(value) if value is not None else -1
+    return str(value) if value is not None else ""
+
+
 _IDS_PER_STATEMENT = 500
+_ROWS_PER_PAGE = 10_000
+# The chunk's metadata the index keeps: what searches filter by, and the per-file record.
+_FIELDS = (
+    "content_hash",
+    "root",
+    "source",
+    "file_type",
+    "file_hash",
+    "pipeline",
+    "chunk_index",
+    "chunk_count",
+)
+_NUMBERS = {"chunk_index", "chunk_count"}
+_SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, content_hash TEXT NOT NULL,
-    source TEXT NOT NULL, file_type TEXT NOT NULL);
+    root TEXT NOT NULL, source TEXT NOT NULL, file_type TEXT NOT NULL, file_hash TEXT NOT NULL,
+    pipeline TEXT NOT NULL, chunk_index INTEGER NOT NULL, chunk_count INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_place ON chunks(root, source, chunk_index);
+CREATE INDEX IF NOT EXISTS chunks_content ON chunks(content_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize="ascii tokenchars '_'");
 CREATE TABLE IF NOT EXISTS vocabulary (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL)
     WITHOUT ROWID;

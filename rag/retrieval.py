@@ -92,7 +92,10 @@ class Retriever:
         if settings.hybrid:
             keyword_hits = self.keyword_hits(query, settings.candidates, sources, file_types)
             unseen = [chunk_id for chunk_id, _ in keyword_hits if chunk_id not in candidates]
-            for chunk in self.store.get(unseen):
+            fetched = self.store.get(unseen)
+            if len(fetched) < len(unseen):  # removed since the index last looked
+                self.store.prune(set(unseen) - {chunk.id for chunk in fetched})
+            for chunk in fetched:
                 similarity = float(np.dot(chunk.embedding, question))
                 candidates[chunk.id] = Retrieved(
                     chunk.id, chunk.text, chunk.metadata, similarity, 0.0, 0.0, chunk.embedding
@@ -226,8 +229,8 @@ class Retriever:
         """The query's words by rarity, when sentences are weighed by them."""
         if not settings.sentence_keyword_weight:
             return {}
-        with self.store.reading():
-            return self.store.index.weights(query)
+        with self.store.searching() as index:
+            return index.weights(query)
 
     def unknown_terms(self, query: str) -> list[str]:
         """The query's names and identifiers that no chunk holds ('xgboost', 'middlemarch').
@@ -237,12 +240,12 @@ class Retriever:
         counts as known when its singular is ('exceptiongroups').
         """
         unknown = []
-        with self.store.reading():
+        with self.store.searching() as index:
             for term in dict.fromkeys(keywords(query)):
                 if not any(c.isalpha() for c in term) or len(self.embedder.word_pieces(term)) < 2:
                     continue
                 forms = {term, term.removesuffix("s"), term.removesuffix("es")}
-                if not any(self.store.index.vocabulary_has(form) for form in forms):
+                if not any(index.vocabulary_has(form) for form in forms):
                     unknown.append(term)
         return unknown
 
@@ -255,10 +258,8 @@ class Retriever:
     ) -> list[tuple[str, float]]:
         """The ``n`` best BM25 (chunk id, score) pairs, from these sources and types only."""
         types = {t.lower().lstrip(".") for t in file_types or ()}
-        with self.store.reading():
-            return self.store.index.search(
-                query, n, sources, types, budget=self.settings.keyword_budget
-            )
+        with self.store.searching() as index:
+            return index.search(query, n, sources, types, budget=self.settings.keyword_budget)
 
 
 def _where(

@@ -361,7 +361,14 @@ class ServeSettings(_Block):
     max_queue: int = Field(
         8,
         ge=0,
-        description="Questions that may wait for the model; past them, 429 with Retry-After.",
+        description="Questions that may wait for the model; past them, 429 with Retry-After "
+        "(each worker has its own queue).",
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Processes serving the API on one port, each with its own models (memory "
+        "and cores for each); more answer more questions at once where there are cores.",
     )
 
 

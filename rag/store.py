@@ -19,17 +19,19 @@ without the other. Embedded, the index is one file beside the store, shared by e
 the machine under the store's lock. With a Chroma server, each machine keeps its own index file
 (``data/keywords/HOST_PORT/``): every chunk is stamped with the server's clock when written, and
 a reader that sees the server's generation move reads the chunks stamped since it last looked
-(less a margin for writes still landing), and compares every id when the counts disagree.
-Limits: a server write that lands more than ``CATCH_UP_MARGIN_S`` after its stamp is seen
-only when the counts next disagree or the index is rebuilt.
+(less a margin for writes still landing) before it searches, and compares every id when the
+counts disagree (at most every ``FULL_RECONCILE_S``); a search's hit that the server no longer
+holds is dropped as it is met. Limits: a server write that lands more than
+``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a comparison.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,8 @@ READ_PAGE = 10_000
 # How far before the newest stamp it has seen a server-mode index reads again: writes stamped
 # earlier that were still landing.
 CATCH_UP_MARGIN_S = 30.0
+# How often at most a server-mode index compares every id when the counts disagree.
+FULL_RECONCILE_S = 300.0
 
 
 class StoreError(RagError):
@@ -163,7 +167,7 @@ class ChunkStore:
                 self._tune()
                 self.keywords = KeywordIndex(settings.keywords_path())
                 self._settle()
-                self._catch_up()
+                self._check_index()
             except BaseException:
                 self.close()  # a refused store keeps no files or threads open
                 raise
@@ -219,10 +223,30 @@ class ChunkStore:
         assert self.keywords is not None, "the store is not open"
         return self.keywords
 
-    def _catch_up(self) -> None:
-        """Bring the keyword index up to what other processes wrote without it."""
+    @contextmanager
+    def searching(self) -> Iterator[KeywordIndex]:
+        """The keyword index, up to date with every write, while the block reads it."""
+        with self.reading():
+            self._catch_up()
+            yield self.index
+
+    def prune(self, chunk_ids: Set[str]) -> None:
+        """Forget the keyword entries of these chunks when the store no longer holds them.
+
+        A search found them; a server's deletions reach another machine's index only when the
+        counts next disagree, so they are dropped as they are met.
+        """
+        with self.reading():
+            held = set(self.collection.get(ids=list(chunk_ids), include=[])["ids"])
+            self.index.update(removed=chunk_ids - held)
+
+    def _check_index(self) -> None:
+        """At open: rebuild what the keyword index lacks (a lost file, an older version's store)."""
         if len(self.index) != self.collection.count():
             self._reconcile()
+
+    def _catch_up(self) -> None:
+        """Before a search: see what other machines wrote (each one's writes keep it in step)."""
 
     def _settle(self) -> None:
         """Finish the keyword index's part of a write that was killed after it began."""
@@ -377,13 +401,17 @@ class ChunkStore:
         with self.reading():
             return self.collection.count()
 
-    def records(self, roots: Iterable[str] | None = None) -> dict[tuple[str, str], FileRecord]:
+    def records(self, roots: Iterable[str] | None = None) -> Records:
         """Per-file records, keyed by (root, source), for the given roots or all of them."""
-        where: Any = None
         roots = sorted(set(roots)) if roots is not None else None
+        if roots is not None and not roots:
+            return {}
+        return self._records(roots)
+
+    def _records(self, roots: list[str] | None) -> Records:
+        """Read from Chroma's metadata, a page at a time, all at once."""
+        where: Any = None
         if roots is not None:
-            if not roots:
-                return {}
             where = {"root": roots[0]} if len(roots) == 1 else {"root": {"$in": roots}}
         records: dict[tuple[str, str], FileRecord] = {}
         for chunk_id, metadata in self.metadatas(where):
@@ -431,13 +459,22 @@ class ChunkStore:
     def embeddings_by_content(
         self, content_hashes: Sequence[str]
     ) -> dict[str, NDArray[np.float32]]:
-        """Stored embeddings of chunks whose text has one of these hashes (same model)."""
+        """Stored embeddings of chunks whose text has one of these hashes (same model).
+
+        The keyword index finds the ids (a metadata filter reads the whole store); a server
+        chunk the index has not seen yet is embedded again, which costs time, not correctness.
+        """
         found: dict[str, NDArray[np.float32]] = {}
-        unique = sorted(set(content_hashes))
-        for start in range(0, len(unique), READ_PAGE):
-            where = {"content_hash": {"$in": unique[start : start + READ_PAGE]}}
-            for _, metadata, embedding in self._pages(where, ["embeddings", "metadatas"]):
-                found[str(metadata["content_hash"])] = _vector(embedding)
+        with self.reading():
+            ids = list(self.index.with_content(sorted(set(content_hashes))).values())
+            for start in range(0, len(ids), READ_PAGE):
+                result = self.collection.get(
+                    ids=ids[start : start + READ_PAGE], include=["embeddings", "metadatas"]
+                )
+                for metadata, embedding in zip(
+                    result["metadatas"] or [], _rows(result["embeddings"]), strict=True
+                ):
+                    found[str(metadata["content_hash"])] = _vector(embedding)
         return found
 
     def write(
@@ -522,17 +559,13 @@ class ChunkStore:
         """The chunk after each of these in its file (same version), or None at a file's end."""
         wanted = {next_position(m): i for i, m in enumerate(metadatas)}
         found: list[StoredChunk | None] = [None] * len(metadatas)
-        clauses = [
-            {"$and": [{"root": r}, {"source": s}, {"file_hash": h}, {"chunk_index": n}]}
-            for r, s, h, n in wanted
-        ]
-        if not clauses:
+        if not wanted:
             return found
-        with self.reading():
-            result = self.collection.get(
-                where=cast(Any, clauses[0] if len(clauses) == 1 else {"$or": clauses}),
-                include=["documents", "metadatas", "embeddings"],
-            )
+        with self.searching() as index:  # by id: a metadata filter reads the whole store
+            ids = list(index.at(wanted).values())
+            if not ids:
+                return found
+            result = self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
         for chunk in _stored(result):
             if (key := position(chunk.metadata)) in wanted:
                 found[wanted[key]] = chunk
@@ -541,10 +574,6 @@ class ChunkStore:
     def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
         """Ids of the chunks that match a metadata filter."""
         return {chunk_id for chunk_id, _, _ in self._pages(where, [])}
-
-    def chunk_hashes(self) -> dict[str, str]:
-        """Content hash of every chunk, by id: what a cache of chunk texts compares against."""
-        return {chunk_id: str(metadata["content_hash"]) for chunk_id, metadata in self.metadatas()}
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """Text of the chunks with these ids."""
@@ -565,6 +594,38 @@ class ChunkStore:
         return dict(sorted(counts.items()))
 
 
+Records = Mapping[tuple[str, str], FileRecord]
+
+
+class IndexedRecords(Records):
+    """The records of files under some roots, read a file at a time from the keyword index.
+
+    What an ingest of a million chunks needs in memory is then the files' names, not every
+    chunk's id. The index follows every write of an embedded store under its lock.
+    """
+
+    def __init__(self, store: ChunkStore, roots: list[str] | None) -> None:
+        self.store = store
+        self.roots = roots
+
+    def __getitem__(self, key: tuple[str, str]) -> FileRecord:
+        with self.store.reading():
+            rows = self.store.index.rows_of(*key)
+        if not rows or (self.roots is not None and key[0] not in self.roots):
+            raise KeyError(key)
+        record = FileRecord(*key)
+        for chunk_id, metadata in rows:
+            record.add(chunk_id, metadata)
+        return record
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        with self.store.reading():
+            return iter(list(self.store.index.files(self.roots)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 Position = tuple[Any, Any, Any, int]  # root, source, file version, chunk index
 
 
@@ -582,7 +643,7 @@ def next_position(metadata: Metadata) -> Position:
 
 def _stored(result: Any) -> list[StoredChunk]:
     """The chunks of a Chroma ``get`` that included documents, metadatas and embeddings."""
-    embeddings = result["embeddings"] if result["embeddings"] is not None else []
+    embeddings = _rows(result["embeddings"])
     return [
         StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
         for chunk_id, text, metadata, embedding in zip(
@@ -612,6 +673,11 @@ def _index_files(settings: Settings, collection: str, renamed: str = "") -> list
     ]
 
 
+def _rows(embeddings: Any) -> Any:
+    """A Chroma result's embeddings, or nothing (None when there were no ids)."""
+    return embeddings if embeddings is not None else []
+
+
 def _vector(embedding: Any) -> NDArray[np.float32]:
     return np.asarray(embedding, dtype=np.float32)
 
@@ -635,6 +701,18 @@ class EmbeddedChunkStore(ChunkStore):
 
     def _opening(self) -> None:
         self._seen_generation = self._generation()
+
+    def _records(self, roots: list[str] | None) -> Records:
+        """From the keyword index, a file at a time (:class:`IndexedRecords`).
+
+        Reading Chroma's metadata takes ~9 s and ~700 MB of memory for 100,000 chunks.
+        """
+        return IndexedRecords(self, roots)
+
+    def sources(self) -> dict[str, int]:
+        """Chunk count of every stored source path, counted by the keyword index."""
+        with self.reading():
+            return dict(sorted(self.index.source_counts().items()))
 
     @property
     def location(self) -> str:
@@ -717,21 +795,28 @@ class ServerChunkStore(ChunkStore):
         """Look the collection up again.
 
         Another process's reset replaces it with a new one of the same name, and this handle
-        must never point at the dropped one. When another process wrote since the keyword
-        index last looked, it catches up (see the module's docstring).
+        must never point at the dropped one.
         """
         self.collection = self._open_collection()
+
+    def _check_index(self) -> None:
         self._catch_up()
 
     def _catch_up(self) -> None:
-        """Read the chunks written since the index last looked, when the generation moved."""
+        """Read the chunks written since the index last looked, when the generation moved.
+
+        When the counts still disagree, every id is compared, at most every
+        ``FULL_RECONCILE_S`` (writers elsewhere keep the counts moving).
+        """
         seen = f"{self.collection.id}:{(self.collection.metadata or {}).get('generation', '')}"
         if seen == self.index.meta("generation"):
             return
         since = float(self.index.meta("written") or 0)
         newest = self._reconcile({"written": {"$gte": since - CATCH_UP_MARGIN_S}})
-        if len(self.index) != self.collection.count():
-            newest = self._reconcile()
+        compared = float(self.index.meta("compared") or 0)
+        if len(self.index) != self.collection.count() and time.time() - compared > FULL_RECONCILE_S:
+            newest = max(newest, self._reconcile())
+            self.index.set_meta(compared=time.time())
         self.index.set_meta(generation=seen, written=max(since, newest))
 
     def _stamp(self) -> Metadata:

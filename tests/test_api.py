@@ -256,3 +256,51 @@ def test_a_stopped_generation_closes_the_models_stream_and_hands_the_model_on() 
         gate.leave()
 
     asyncio.run(run())
+
+
+@pytest.mark.server
+def test_workers_on_one_chroma_server_answer_for_each_other(
+    tmp_path: Path, chroma_server: tuple[str, int]
+) -> None:
+    host, chroma_port = chroma_server
+    env = {
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_STORE__MODE": "server",
+        "RAG_STORE__SERVER__HOST": host,
+        "RAG_STORE__SERVER__PORT": str(chroma_port),
+        "RAG_STORE__COLLECTION": "workers",
+    }
+    port = free_port()
+    log = tmp_path / "serve.log"
+    process = start_rag_serve(port, log, env, "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        workers: set[int] = set()
+        deadline = time.monotonic() + 180  # the second worker may still be loading its models
+        while len(workers) < 2 and time.monotonic() < deadline:
+            with httpx.Client(base_url=url) as fresh:  # a new connection: any worker may take it
+                workers.add(fresh.get("/health").json()["worker"])
+        assert len(workers) == 2, log.read_text()
+
+        def ask(method: str, path: str, **kwargs: object) -> httpx.Response:
+            with httpx.Client(base_url=f"{url}/v1", timeout=120) as fresh:
+                return fresh.request(method, path, **kwargs)  # type: ignore[arg-type]
+
+        job = ask("POST", "/workspaces/default/sync", json={"path": str(SAMPLE)}).json()
+        while job["state"] == "running":
+            time.sleep(0.2)
+            polled = ask("GET", f"/jobs/{job['id']}")
+            assert polled.status_code == 200, polled.text  # whichever worker the poll reaches
+            job = polled.json()
+        assert job["state"] == "done", job
+        birds = {"file": ("kestrel.md", b"# Kestrels\n\nThe kestrel hovers over the meadow.\n")}
+        assert ask("POST", "/workspaces/default/documents", files=birds).status_code == 200
+        for _ in range(8):  # each worker's keyword index sees what the other wrote
+            with httpx.Client(base_url=url) as fresh:
+                found = fresh.post("/v1/search", json={"query": KESTREL, "k": 1}).json()
+            assert found["data"][0]["source"] == "kestrel.md"
+            assert found["data"][0]["keyword_score"] > 0
+        assert ask("GET", "/jobs/" + "0" * 32).status_code == 404
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
