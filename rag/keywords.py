@@ -337,7 +337,7 @@ class KeywordIndex:
         n: int,
         sources: Collection[str] | None = None,
         file_types: Collection[str] | None = None,
-        budget: int = 20_000,
+        budget: int = 10_000,
     ) -> list[tuple[str, float]]:
         """The ``n`` best (chunk id, score) pairs for ``query``, best first; score > 0.
 

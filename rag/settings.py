@@ -157,7 +157,7 @@ class RetrievalSettings(_Block):
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
     keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
     keyword_budget: int = Field(
-        20_000,
+        10_000,
         ge=1,
         description="Most postings (a chunk holding a word) one keyword search scores: past it "
         "the question's commonest words are left out, as they weigh least in BM25. Bounds a "
