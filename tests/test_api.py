@@ -293,7 +293,7 @@ def test_workers_on_one_chroma_server_answer_for_each_other(
             assert polled.status_code == 200, polled.text  # whichever worker the poll reaches
             job = polled.json()
         assert job["state"] == "done", job
-        birds = {"file": ("kestrel.md", b"# Kestrels\n\nThe kestrel hovers over the meadow.\n")}
+        birds = {"files": ("kestrel.md", b"# Kestrels\n\nThe kestrel hovers over the meadow.\n")}
         assert ask("POST", "/workspaces/default/documents", files=birds).status_code == 200
         for _ in range(8):  # each worker's keyword index sees what the other wrote
             with httpx.Client(base_url=url) as fresh:
