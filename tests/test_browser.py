@@ -30,9 +30,9 @@ Pilots wrote <script>alert('xss')</script> and <img src=x onerror=alert(1)> in t
 """
 
 
-def start_app(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """``rag ui`` on 127.0.0.1:port, waited for until healthy."""
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_UI__PORT": str(port)}
+def start_app(data_dir: Path, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
+    """``rag ui`` on 127.0.0.1:port, waited for until healthy; ``settings`` as RAG_ variables."""
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_UI__PORT": str(port), **settings}
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "rag.cli", "ui"], env=env, stdout=out, stderr=subprocess.STDOUT
@@ -205,3 +205,46 @@ def test_an_upload_says_what_it_waits_for(app_url: str, tmp_path: Path) -> None:
         expect(page.get_by_text("Added 1, updated 0")).to_be_visible(timeout=120_000)
         expect(waiting).to_have_count(0)
         browser.close()
+
+
+@pytest.mark.server
+def test_two_app_machines_on_one_chroma_server_share_the_documents(
+    tmp_path: Path, chroma_server: tuple[str, int]
+) -> None:
+    host, chroma_port = chroma_server
+    store = {
+        "RAG_STORE__MODE": "server",
+        "RAG_STORE__SERVER__HOST": host,
+        "RAG_STORE__SERVER__PORT": str(chroma_port),
+        "RAG_STORE__COLLECTION": "two-apps",
+    }
+    ports = [free_port(), free_port()]
+    # Two machines: each app its own data dir (uploads, keyword index), one Chroma server.
+    apps = [
+        start_app(tmp_path / f"machine{n}", port, tmp_path / f"app{n}.log", **store)
+        for n, port in enumerate(ports)
+    ]
+    document = tmp_path / "kestrel.md"
+    document.write_text(DOCUMENT)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+            first, second = (browser.new_page() for _ in ports)
+            first.goto(f"http://127.0.0.1:{ports[0]}")
+            expect(first.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+            first.locator("input[type=file]").set_input_files([str(document)])
+            first.get_by_role("button", name="Ingest").click()
+            expect(first.get_by_text("Added 1, updated 0")).to_be_visible(timeout=120_000)
+
+            second.goto(f"http://127.0.0.1:{ports[1]}")
+            expect(second.get_by_text("kestrel.md · 1 chunks")).to_be_visible(timeout=120_000)
+            ask(second, "How long does the Kestrel X9 drone fly on one battery?")
+            answer = second.get_by_test_id("stChatMessage").nth(1)
+            expect(answer).to_contain_text("47 minutes", timeout=120_000)
+            answer.get_by_text("Sources (1 cited").click()
+            expect(answer).to_contain_text("[1] kestrel.md")
+            browser.close()
+    finally:
+        for app in apps:
+            app.terminate()
+            app.wait(timeout=30)
