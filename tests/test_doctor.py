@@ -50,6 +50,7 @@ def test_doctor_reports_every_section_and_a_healthy_machine(data: Path) -> None:
     assert "expected on " in out
     assert "documents: 6" in out
     assert "chunks without a file record: none" in out
+    assert "keyword index: in step: " in out
     assert "file: none (defaults and environment)" in out
     assert "working: 0 failed" in out
 
@@ -83,6 +84,8 @@ def test_an_incomplete_file_and_another_embedding_model_fail(
         names = {c.name: c for c in store_consistency(store)}
         assert names["files stored incompletely"].status == "fail"
         assert "user-guide.md" in names["files stored incompletely"].value
+        # A chunk deleted behind the store's back is still in its keyword index.
+        assert names["keyword index"].status == "warn"
         with store.writing():
             store.collection.modify(metadata={"embedder": "another-model"})
     report = diagnose(settings, None, embedder=embedder, workload=False)
