@@ -16,7 +16,11 @@ At each size, every figure from a new process (its own peak memory):
 - a new process's first query: seconds from its start (imports, model, store, index) to the
   first hybrid retrieval, of which the embedding model's load, and its RSS then;
 - hybrid retrieval (the app's settings) over the pydoc questions, p50 and p95, 3 rounds;
-- dense recall@10 against exact search with numpy over every stored vector.
+- dense recall@10 against exact search with numpy over every stored vector, and the dense
+  query's own p50, at each ``--ef-search`` (Chroma's HNSW ``ef_search``; the first is the
+  default). The copies of a chunk are near one another, a cluster of as many vectors as there
+  are copies: the exact ten nearest are ten of them, which HNSW finds only when it explores
+  about that many (``ef_search`` at least the copies); real folders hold far fewer.
 Ratios are against the one-copy store, built in the same run.
 
 Then parallel writers: 1, 2 and 4 ingest processes, each a machine of its own (its own data
@@ -25,7 +29,9 @@ corpus split between them (``--writer-copies`` copies in 4 parts); chunks/s of a
 together, against one writer.
 
 Usage: python bench/bench_scale.py [--sizes 685,10000,100000,1000000] [--writer-copies 32]
-           [--work DIR] [--json FILE]    (--sizes "" or --writer-copies 0 leaves a part out)
+           [--ef-search 100,400,1600] [--phases ingest,query,recall] [--work DIR]
+           [--json FILE]    (--sizes "" or --writer-copies 0 leaves a part out; without
+           the ingest phase, the stores of an earlier run are measured again)
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ from rag.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval" / "pydoc"
+GPU_CHUNKS_PER_S = 2000  # the embedding model on a data-centre GPU, for the projection
 BASE_CHUNKS = 685  # chunks of one copy of the corpus, as the pipeline cuts it today
 DIMENSION = 384
 _WORD = re.compile(r"\w+")
@@ -92,19 +99,22 @@ class HashingEmbedder(Embedder):
         return vector
 
 
-def write_corpus(folder: Path, copies: int) -> None:
-    """``copies`` varied copies of the pydoc corpus under ``folder`` (kept when complete)."""
+def write_corpus(folder: Path, copies: int, first: int = 0) -> None:
+    """Copies ``first`` to ``first + copies - 1`` of the pydoc corpus under ``folder``.
+
+    Each copy is varied by its number; a folder already complete is kept.
+    """
     done = folder / ".complete"
-    if done.exists() and done.read_text() == str(copies):
+    if done.exists() and done.read_text() == f"{first}+{copies}":
         return
     sources = sorted((SHARED / "corpus").glob("*.txt"))
     texts = {path.name: path.read_text() for path in sources}
-    for copy in range(copies):
+    for copy in range(first, first + copies):
         target = folder / f"copy{copy:05d}"
         target.mkdir(parents=True, exist_ok=True)
         for name, text in texts.items():
             (target / name).write_text(varied(text, copy, name))
-    done.write_text(str(copies))
+    done.write_text(f"{first}+{copies}")
 
 
 def varied(text: str, copy: int, name: str) -> str:
@@ -168,7 +178,7 @@ def phase_ingest(work: Path, server: str = "", parts: list[Path] | None = None) 
 
 
 def phase_query(work: Path, started: float) -> dict[str, Any]:
-    """First query of a new process, then latency over the questions, then recall@10."""
+    """First query of a new process, then latency over the questions."""
     from rag.pipeline import Pipeline
 
     settings = settings_for(work)
@@ -187,7 +197,6 @@ def phase_query(work: Path, started: float) -> dict[str, Any]:
                 begun = time.perf_counter()
                 pipeline.retriever.retrieve(question)
                 latencies.append(time.perf_counter() - begun)
-        recall = dense_recall(pipeline, embedder.embed(asked))
     latencies.sort()
     return {
         "first_query_s": first_s,
@@ -195,25 +204,59 @@ def phase_query(work: Path, started: float) -> dict[str, Any]:
         "rss_after_first_query_mb": first_rss,
         "retrieval_p50_ms": 1000 * latencies[len(latencies) // 2],
         "retrieval_p95_ms": 1000 * latencies[int(len(latencies) * 0.95)],
-        **recall,
         "peak_rss_mb": peak_rss_mb(),
     }
 
 
-def dense_recall(pipeline: Any, question_vectors: np.ndarray) -> dict[str, float]:
-    """Share of the exact 10 nearest (numpy over every stored vector) that Chroma returns.
+def phase_recall(work: Path, ef_searches: list[int]) -> dict[str, Any]:
+    """Dense recall@10 and the dense query's p50 at each ``ef_search``."""
+    from rag.pipeline import Pipeline
 
-    Strict: the very ids. With ties: a returned chunk counts when it is as near as the exact
-    10th less 0.001 (ann-benchmarks' definition): the copies of a chunk are nearly equidistant
-    from a question, and which ten of them are nearest is decided by rounding.
-    """
+    settings = settings_for(work)
+    embedder = HashingEmbedder(settings)
+    vectors = embedder.embed(questions())
+    figures: dict[str, Any] = {}
+    exact: tuple[list[str], np.ndarray] | None = None
+    for ef in ef_searches:
+        hnsw = settings.store.hnsw.model_copy(update={"ef_search": ef})
+        tuned = settings.model_copy(
+            update={"store": settings.store.model_copy(update={"hnsw": hnsw})}
+        )
+        with Pipeline(tuned, embedder=embedder) as pipeline:
+            exact = exact or stored_vectors(pipeline)
+            pipeline.store.query(vectors[0], 10)  # the vector index loads
+            times = []
+            for vector in vectors:
+                begun = time.perf_counter()
+                pipeline.store.query(vector, settings.retrieval.candidates)
+                times.append(time.perf_counter() - begun)
+            figures[str(ef)] = {
+                **dense_recall(pipeline, vectors, *exact),
+                "dense_query_p50_ms": 1000 * statistics.median(times),
+            }
+    return figures
+
+
+def stored_vectors(pipeline: Any) -> tuple[list[str], np.ndarray]:
+    """Every chunk's id and stored vector, read from Chroma a page at a time."""
     ids: list[str] = []
     blocks: list[np.ndarray] = []
     with pipeline.store.reading():
         for page in pipeline.store._read_pages(None, ["embeddings"]):
             ids += [chunk_id for chunk_id, _, _ in page]
             blocks.append(np.asarray([vector for _, _, vector in page], dtype=np.float32))
-    vectors = np.concatenate(blocks)
+    return ids, np.concatenate(blocks)
+
+
+def dense_recall(
+    pipeline: Any, question_vectors: np.ndarray, ids: list[str], vectors: np.ndarray
+) -> dict[str, float]:
+    """Share of the exact 10 nearest (numpy over every stored vector) that Chroma returns.
+
+    Strict: the very ids. With ties: a returned chunk counts when it is as near as the exact
+    10th less 0.001 (ann-benchmarks' definition): the copies of a chunk are nearly equidistant
+    from a question, and which ten of them are nearest is decided by rounding.
+    """
     similarities = question_vectors @ vectors.T
     exact = np.argsort(-similarities, axis=1)[:, :10]
     position = {chunk_id: n for n, chunk_id in enumerate(ids)}
@@ -253,9 +296,9 @@ def real_model() -> dict[str, float]:
 # --- the driver ----------------------------------------------------------------------------------
 
 
-def in_process(phase: str, work: Path) -> dict[str, Any]:
+def in_process(phase: str, work: Path, *options: str) -> dict[str, Any]:
     """Run one phase in a new Python process; its figures."""
-    return finished(started(phase, work))
+    return finished(started(phase, work, *options))
 
 
 def started(phase: str, work: Path, *options: str) -> subprocess.Popen[str]:
@@ -280,8 +323,8 @@ def measure_writers(work: Path, copies: int) -> dict[str, Any]:
     from tests.servers import free_port, start_chroma
 
     parts = [work / "corpus" / f"part{n}" for n in range(4)]
-    for part in parts:
-        write_corpus(part, copies // 4)
+    for n, part in enumerate(parts):
+        write_corpus(part, copies // 4, first=n * (copies // 4))
     shutil.rmtree(work / "server", ignore_errors=True)
     port = free_port()
     server = start_chroma(work / "server" / "db", port, work / "server.log")
@@ -303,7 +346,7 @@ def measure_writers(work: Path, copies: int) -> dict[str, Any]:
             ]
             reports = [finished(process) for process in processes]
             seconds = time.perf_counter() - began
-            chunks = sum(report["chunks_written"] for report in reports)
+            chunks = max(report["chunks_in_store"] for report in reports)
             figures[str(writers)] = {"seconds": seconds, "chunks": chunks}
             print(f"  {writers} writers: {chunks} chunks in {seconds:.1f} s", flush=True)
     finally:
@@ -320,19 +363,24 @@ def measure_writers(work: Path, copies: int) -> dict[str, Any]:
     return figures
 
 
-def measure(size: int, work: Path) -> dict[str, Any]:
-    """Every figure for a store of about ``size`` chunks."""
+def measure(size: int, work: Path, phases: set[str], ef_searches: str) -> dict[str, Any]:
+    """Every figure for a store of about ``size`` chunks (of these phases)."""
     copies = max(1, round(size / BASE_CHUNKS))
-    write_corpus(work / "corpus", copies)
     print(f"\n{size} chunks ({copies} copies, {copies * 79} files):", flush=True)
-    shutil.rmtree(work / "data", ignore_errors=True)  # the full ingest starts from nothing
-    full = in_process("ingest", work)
-    print(f"  full ingest {full['seconds']:.1f} s, {full['chunks_in_store']} chunks", flush=True)
-    again = in_process("ingest", work)
-    assert again["chunks_written"] == 0, again
-    query = in_process("query", work)
-    figures = {"copies": copies, "full_ingest": full, "reingest": again, **query}
-    figures["reingest_over_full_ingest"] = again["seconds"] / full["seconds"]
+    figures: dict[str, Any] = {"copies": copies}
+    if "ingest" in phases:
+        write_corpus(work / "corpus", copies)
+        shutil.rmtree(work / "data", ignore_errors=True)  # the full ingest starts from nothing
+        full = in_process("ingest", work)
+        print(f"  full ingest {full['seconds']:.1f} s, {full['chunks_in_store']} chunks")
+        again = in_process("ingest", work)
+        assert again["chunks_written"] == 0, again
+        figures |= {"full_ingest": full, "reingest": again}
+        figures["reingest_over_full_ingest"] = again["seconds"] / full["seconds"]
+    if "query" in phases:
+        figures |= in_process("query", work)
+    if "recall" in phases:
+        figures["recall"] = in_process("recall", work, "--ef-search", ef_searches)
     print(json.dumps(figures, indent=1), flush=True)
     return figures
 
@@ -342,8 +390,10 @@ def main() -> None:
     parser.add_argument("--sizes", default="685,10000,100000,1000000")
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-scale"))
     parser.add_argument("--writer-copies", type=int, default=32)
+    parser.add_argument("--ef-search", default="100,400,1600")
+    parser.add_argument("--phases", default="ingest,query,recall")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--phase", choices=["ingest", "query"], help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=["ingest", "query", "recall"], help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--server", default="", help=argparse.SUPPRESS)
     parser.add_argument("--parts", default="", help=argparse.SUPPRESS)
@@ -356,9 +406,14 @@ def main() -> None:
     if args.phase == "query":
         print(json.dumps(phase_query(args.work, args.started)))
         return
+    if args.phase == "recall":
+        ef_searches = [int(ef) for ef in args.ef_search.split(",")]
+        print(json.dumps(phase_recall(args.work, ef_searches)))
+        return
 
     sizes = [int(size) for size in args.sizes.split(",") if size]
-    results = {size: measure(size, args.work / str(size)) for size in sizes}
+    phases = set(args.phases.split(","))
+    results = {size: measure(size, args.work / str(size), phases, args.ef_search) for size in sizes}
     writers = {}
     if args.writer_copies:
         print(f"\nparallel writers ({args.writer_copies} copies in 4 parts):", flush=True)
@@ -374,21 +429,39 @@ def main() -> None:
         f"in {model['question_ms']:.1f} ms (median), {model['chunks_per_s']:.0f} chunks/s"
     )
     for size, r in results.items():
-        full, again = r["full_ingest"], r["reingest"]
-        chunks = full["chunks_in_store"]
-        real_full_s = full["seconds"] - full["embedding_seconds"] + chunks / model["chunks_per_s"]
-        r["reingest_over_full_ingest_with_the_real_model"] = again["seconds"] / real_full_s
-        print(
-            f"{size:>8} chunks ({chunks}): retrieval p50 {r['retrieval_p50_ms']:.1f} ms "
-            f"(x{r['retrieval_p50_ms'] / base['retrieval_p50_ms']:.2f} the base), p95 "
-            f"{r['retrieval_p95_ms']:.1f} ms; recall@10 {r['recall_at_10']:.4f} (with ties "
-            f"{r['recall_at_10_with_ties']:.4f}); first query "
-            f"{r['first_query_s']:.2f} s + model load, RSS {r['rss_after_first_query_mb']:.0f} "
-            f"MB; re-ingest/full {r['reingest_over_full_ingest']:.4f} (with the real model's "
-            f"embedding {r['reingest_over_full_ingest_with_the_real_model']:.4f}); ingest "
-            f"{full['chunks_per_s_apart_from_embedding']:.0f} chunks/s apart from embedding, "
-            f"peak {full['peak_rss_mb']:.0f} MB, re-ingest peak {again['peak_rss_mb']:.0f} MB"
-        )
+        print(f"{size:>8} chunks:")
+        if "full_ingest" in r:
+            full, again = r["full_ingest"], r["reingest"]
+            chunks, rest = full["chunks_in_store"], full["chunks_per_s_apart_from_embedding"]
+            real_full_s = (
+                full["seconds"] - full["embedding_seconds"] + chunks / model["chunks_per_s"]
+            )
+            r["reingest_over_full_ingest_with_the_real_model"] = again["seconds"] / real_full_s
+            gpu = GPU_CHUNKS_PER_S
+            r["gpu_full_ingest_over_embedding_projected"] = (1 / gpu + 1 / rest) * gpu
+            print(
+                f"  full ingest {full['seconds']:.1f} s: {rest:.0f} chunks/s apart from embedding"
+                f" (with a GPU embedding {gpu}/s, in line: x"
+                f"{r['gpu_full_ingest_over_embedding_projected']:.2f} the embedding alone), "
+                f"peak {full['peak_rss_mb']:.0f} MB\n"
+                f"  re-ingest {again['seconds']:.2f} s: {r['reingest_over_full_ingest']:.4f} of "
+                f"the full ingest ({r['reingest_over_full_ingest_with_the_real_model']:.4f} of one"
+                f" with the real model on this CPU), peak {again['peak_rss_mb']:.0f} MB"
+            )
+        if "retrieval_p50_ms" in r:
+            print(
+                f"  hybrid retrieval p50 {r['retrieval_p50_ms']:.1f} ms "
+                f"(x{r['retrieval_p50_ms'] / base['retrieval_p50_ms']:.2f} the first size), "
+                f"p95 {r['retrieval_p95_ms']:.1f} ms; a new process's first query after "
+                f"{r['first_query_s']:.2f} s (+ the model's load), RSS then "
+                f"{r['rss_after_first_query_mb']:.0f} MB"
+            )
+        for ef, recall in r.get("recall", {}).items():
+            print(
+                f"  ef_search {ef}: dense recall@10 {recall['recall_at_10']:.4f} (ties counted "
+                f"{recall['recall_at_10_with_ties']:.4f}), dense query p50 "
+                f"{recall['dense_query_p50_ms']:.1f} ms"
+            )
     if args.json:
         figures = {"sizes": results, "writers": writers, "real_model": model}
         args.json.write_text(json.dumps(figures, indent=1))
