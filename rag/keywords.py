@@ -25,8 +25,10 @@ import re
 import sqlite3
 import threading
 import unicodedata
+import uuid
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -197,24 +199,36 @@ class KeywordIndex:
             for table in ("chunks", "terms", "vocabulary", "pending", "meta"):
                 self._db.execute(f"DELETE FROM {table}")
 
-    def keep_only(self, chunk_ids: Iterable[str]) -> None:
-        """Forget every chunk but these (the ones the store holds)."""
+    @contextmanager
+    def sweeping(self) -> Iterator[Callable[[Iterable[str]], None]]:
+        """Forget every chunk that is not kept: ``keep(ids)`` as often as needed in the block.
+
+        The kept ids wait in a temporary table, not in memory.
+        """
+        table = f"kept_{uuid.uuid4().hex}"
         with self._lock:
-            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS kept (id TEXT PRIMARY KEY)")
-            self._db.execute("DELETE FROM kept")
-            self._db.executemany(
-                "INSERT OR IGNORE INTO kept(id) VALUES (?)", ((i,) for i in chunk_ids)
-            )
-            gone = [
-                row[0]
-                for row in self._db.execute(
-                    "SELECT id FROM chunks WHERE id NOT IN (SELECT id FROM kept)"
+            self._db.execute(f"CREATE TEMP TABLE {table} (id TEXT PRIMARY KEY)")
+
+        def keep(chunk_ids: Iterable[str]) -> None:
+            with self._lock, self._db:
+                self._db.executemany(
+                    f"INSERT OR IGNORE INTO {table}(id) VALUES (?)", ((i,) for i in chunk_ids)
                 )
-            ]
-            self._db.execute("DELETE FROM kept")
-            self._db.commit()
-        if gone:
-            self.update(removed=gone)
+
+        try:
+            yield keep
+            with self._lock:
+                gone = [
+                    row[0]
+                    for row in self._db.execute(
+                        f"SELECT id FROM chunks WHERE id NOT IN (SELECT id FROM {table})"
+                    )
+                ]
+            for start in range(0, len(gone), _ROWS_PER_PAGE):
+                self.update(removed=gone[start : start + _ROWS_PER_PAGE])
+        finally:
+            with self._lock:
+                self._db.execute(f"DROP TABLE {table}")
 
     def hashes(self, chunk_ids: Sequence[str] | None = None) -> dict[str, str]:
         """Content hash of the indexed chunks, by id: these ids, or all of them."""
@@ -232,22 +246,6 @@ class KeywordIndex:
                     )
                 )
             return found
-
-    def rows(self, roots: Sequence[str] | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
-        """Id and record fields of every chunk under these roots, or of all (a page at a time)."""
-        sql = f"SELECT rowid, id, {', '.join(_FIELDS)} FROM chunks WHERE rowid > ?"
-        if roots is not None:
-            sql += f" AND root IN ({','.join('?' * len(roots))})"
-        sql += f" ORDER BY rowid LIMIT {_ROWS_PER_PAGE}"
-        after = 0
-        while True:
-            with self._lock:
-                page = self._db.execute(sql, [after, *(roots or ())]).fetchall()
-            for row in page:
-                yield row[1], dict(zip(_FIELDS, row[2:], strict=True))
-            if len(page) < _ROWS_PER_PAGE:
-                return
-            after = page[-1][0]
 
     def files(self, roots: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
         """(root, source) of every file with chunks under these roots, or of all."""

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -264,22 +264,21 @@ class ChunkStore:
         write stamp seen (0 when none).
         """
         newest = 0.0
-        seen: list[str] = []
-        for page in self._read_pages(where, ["metadatas"]):
-            indexed = self.index.hashes([chunk_id for chunk_id, _, _ in page])
-            changed = [
-                chunk_id
-                for chunk_id, metadata, _ in page
-                if indexed.get(chunk_id) != metadata.get("content_hash")
-            ]
-            if changed:
-                found = self.collection.get(ids=changed, include=["documents", "metadatas"])
-                self.index.update(_texts(found))
-            newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
-            if where is None:
-                seen += [chunk_id for chunk_id, _, _ in page]
-        if where is None:
-            self.index.keep_only(seen)
+        with self.index.sweeping() if where is None else nullcontext(None) as keep:
+            for page in self._read_pages(where, ["metadatas"]):
+                ids = [chunk_id for chunk_id, _, _ in page]
+                indexed = self.index.hashes(ids)
+                changed = [
+                    chunk_id
+                    for chunk_id, metadata, _ in page
+                    if indexed.get(chunk_id) != metadata.get("content_hash")
+                ]
+                if changed:
+                    found = self.collection.get(ids=changed, include=["documents", "metadatas"])
+                    self.index.update(_texts(found))
+                newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
+                if keep is not None:
+                    keep(ids)
         return newest
 
     def __enter__(self) -> ChunkStore:
@@ -762,6 +761,7 @@ class ServerChunkStore(ChunkStore):
     _advice = "check that the Chroma server is running and reachable"
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> NoLock:
+        self._catch_up_lock = threading.Lock()
         return NoLock()
 
     @property
@@ -811,6 +811,12 @@ class ServerChunkStore(ChunkStore):
         seen = f"{self.collection.id}:{(self.collection.metadata or {}).get('generation', '')}"
         if seen == self.index.meta("generation"):
             return
+        with self._catch_up_lock:  # one thread reads for all (the API's threads)
+            if seen != self.index.meta("generation"):
+                self._read_since(seen)
+
+    def _read_since(self, seen: str) -> None:
+        """Read the chunks stamped since the last look; every id when the counts disagree."""
         since = float(self.index.meta("written") or 0)
         newest = self._reconcile({"written": {"$gte": since - CATCH_UP_MARGIN_S}})
         compared = float(self.index.meta("compared") or 0)

@@ -81,6 +81,14 @@ def test_the_index_keeps_words_as_keywords_makes_them() -> None:
     assert [i for i, _ in index.search("GROSSE", 5)] == ["de"]
 
 
+def test_a_sweep_forgets_every_chunk_not_kept() -> None:
+    index = indexed({"a": "alpha", "b": "beta", "c": "gamma"})
+    with index.sweeping() as keep:
+        keep(["a"])
+        keep(["c", "z"])  # an id the index lacks changes nothing
+    assert (len(index), "b" in index, index.vocabulary_has("beta")) == (2, False, False)
+
+
 def test_the_journal_names_chunks_until_their_write_is_confirmed(tmp_path: Path) -> None:
     index = KeywordIndex(tmp_path / "k.sqlite3")
     index.intend(["a", "b"])
