@@ -230,22 +230,18 @@ class KeywordIndex:
             with self._lock:
                 self._db.execute(f"DROP TABLE {table}")
 
-    def hashes(self, chunk_ids: Sequence[str] | None = None) -> dict[str, str]:
-        """Content hash of the indexed chunks, by id: these ids, or all of them."""
+    def hashes(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """Content hash of these chunks, by id (those indexed)."""
+        return self._pairs("SELECT id, content_hash FROM chunks WHERE id IN ({})", chunk_ids)
+
+    def _pairs(self, sql: str, values: Sequence[str]) -> dict[str, str]:
+        """The (key, value) rows of ``sql`` for ``values`` in its ``IN ({})``, a page at a time."""
+        found: dict[str, str] = {}
         with self._lock:
-            if chunk_ids is None:
-                return dict(self._db.execute("SELECT id, content_hash FROM chunks"))
-            found: dict[str, str] = {}
-            for start in range(0, len(chunk_ids), _IDS_PER_STATEMENT):
-                page = list(chunk_ids[start : start + _IDS_PER_STATEMENT])
-                found.update(
-                    self._db.execute(
-                        "SELECT id, content_hash FROM chunks "
-                        f"WHERE id IN ({','.join('?' * len(page))})",
-                        page,
-                    )
-                )
-            return found
+            for start in range(0, len(values), _IDS_PER_STATEMENT):
+                page = list(values[start : start + _IDS_PER_STATEMENT])
+                found.update(self._db.execute(sql.format(",".join("?" * len(page))), page))
+        return found
 
     def files(self, roots: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
         """(root, source) of every file with chunks under these roots, or of all."""
@@ -273,18 +269,11 @@ class KeywordIndex:
 
     def with_content(self, content_hashes: Sequence[str]) -> dict[str, str]:
         """An id of a chunk with each of these content hashes that any chunk has."""
-        found: dict[str, str] = {}
-        with self._lock:
-            for start in range(0, len(content_hashes), _IDS_PER_STATEMENT):
-                page = list(content_hashes[start : start + _IDS_PER_STATEMENT])
-                found.update(
-                    self._db.execute(
-                        "SELECT content_hash, min(id) FROM chunks WHERE content_hash "
-                        f"IN ({','.join('?' * len(page))}) GROUP BY content_hash",
-                        page,
-                    )
-                )
-        return found
+        return self._pairs(
+            "SELECT content_hash, min(id) FROM chunks WHERE content_hash IN ({}) "
+            "GROUP BY content_hash",
+            content_hashes,
+        )
 
     def at(
         self, places: Iterable[tuple[Any, Any, Any, int]]
