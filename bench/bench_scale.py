@@ -16,6 +16,7 @@ At each size, every figure from a new process (its own peak memory):
 - a new process's first query: seconds from its start (imports, model, store, index) to the
   first hybrid retrieval, of which the embedding model's load, and its RSS then;
 - hybrid retrieval (the app's settings) over the pydoc questions, p50 and p95, 3 rounds;
+- listing the documents, taking one out, and the sync that puts it back;
 - dense recall@10 against exact search with numpy over every stored vector, and the dense
   query's own p50, at each ``--ef-search`` (Chroma's HNSW ``ef_search``; the first is the
   default). The copies of a chunk are near one another, a cluster of as many vectors as there
@@ -29,7 +30,7 @@ corpus split between them (``--writer-copies`` copies in 4 parts); chunks/s of a
 together, against one writer.
 
 Usage: python bench/bench_scale.py [--sizes 685,10000,100000,1000000] [--writer-copies 32]
-           [--ef-search 100,400,1600] [--phases ingest,query,recall] [--work DIR]
+           [--ef-search 100,400,1600] [--phases ingest,query,recall,parts] [--work DIR]
            [--json FILE]    (--sizes "" or --writer-copies 0 leaves a part out; without
            the ingest phase, the stores of an earlier run are measured again)
 """
@@ -218,6 +219,35 @@ def phase_query(work: Path, started: float) -> dict[str, Any]:
     }
 
 
+def phase_parts(work: Path) -> dict[str, Any]:
+    """The other parts at this size: list the documents, take one out, put it back."""
+    from rag.pipeline import Pipeline
+
+    settings = settings_for(work)
+    with Pipeline(settings, embedder=HashingEmbedder(settings)) as pipeline:
+        began = time.perf_counter()
+        listed = pipeline.store.sources()
+        listing_s = time.perf_counter() - began
+        root = str((work / "corpus").resolve())
+        source = next(iter(listed))
+        began = time.perf_counter()
+        removed = pipeline.ingestor.remove(root, source)
+        removal_s = time.perf_counter() - began
+        assert removed > 0, (root, source)
+        began = time.perf_counter()
+        report = pipeline.ingestor.sync([work / "corpus"])  # finds it gone and adds it back
+        resync_s = time.perf_counter() - began
+        assert report.added == [source], report.summary()
+    return {
+        "documents_listed": len(listed),
+        "listing_s": listing_s,
+        "removal_s": removal_s,
+        "chunks_removed": removed,
+        "sync_adding_it_back_s": resync_s,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def phase_recall(work: Path, ef_searches: list[int]) -> dict[str, Any]:
     """Dense recall@10 and the dense query's p50 at each ``ef_search``."""
     from rag.pipeline import Pipeline
@@ -391,6 +421,8 @@ def measure(size: int, work: Path, phases: set[str], ef_searches: str) -> dict[s
         figures |= in_process("query", work)
     if "recall" in phases:
         figures["recall"] = in_process("recall", work, "--ef-search", ef_searches)
+    if "parts" in phases:
+        figures["parts"] = in_process("parts", work)
     print(json.dumps(figures, indent=1), flush=True)
     return figures
 
@@ -401,9 +433,11 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-scale"))
     parser.add_argument("--writer-copies", type=int, default=32)
     parser.add_argument("--ef-search", default="100,400,1600")
-    parser.add_argument("--phases", default="ingest,query,recall")
+    parser.add_argument("--phases", default="ingest,query,recall,parts")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--phase", choices=["ingest", "query", "recall"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--phase", choices=["ingest", "query", "recall", "parts"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--server", default="", help=argparse.SUPPRESS)
     parser.add_argument("--parts", default="", help=argparse.SUPPRESS)
@@ -415,6 +449,9 @@ def main() -> None:
         return
     if args.phase == "query":
         print(json.dumps(phase_query(args.work, args.started)))
+        return
+    if args.phase == "parts":
+        print(json.dumps(phase_parts(args.work)))
         return
     if args.phase == "recall":
         ef_searches = [int(ef) for ef in args.ef_search.split(",")]
@@ -477,6 +514,13 @@ def main() -> None:
                 f"p95 {r['retrieval_p95_ms']:.1f} ms; a new process's first query after "
                 f"{r['first_query_s']:.2f} s (+ the model's load), RSS then "
                 f"{r['rss_after_first_query_mb']:.0f} MB"
+            )
+        if "parts" in r:
+            parts = r["parts"]
+            print(
+                f"  listing {parts['documents_listed']} documents {parts['listing_s']:.2f} s; "
+                f"taking one out ({parts['chunks_removed']} chunks) {parts['removal_s']:.2f} s; "
+                f"a sync that adds it back {parts['sync_adding_it_back_s']:.2f} s"
             )
         for ef, recall in r.get("recall", {}).items():
             print(
