@@ -101,7 +101,8 @@ class HnswSettings(_Block):
         100,
         ge=1,
         description="Neighbours explored per query: more finds the true nearest more often, "
-        "slower. Applies to existing stores too.",
+        "slower. Applies to existing stores too, from the next process that opens the store "
+        "(a Chroma server: after it restarts); a process keeps the index it loaded.",
     )
     ef_construction: int = Field(
         100,

@@ -354,7 +354,8 @@ class ChunkStore:
         """Give an existing collection the configured ``ef_search``.
 
         It is the one HNSW setting that can change after creation; this runs while the store
-        opens, which holds the write lock.
+        opens, which holds the write lock. Chroma reads it when it loads the vector index: a
+        process that loaded it already (a Chroma server too) keeps the value it loaded.
         """
         wanted = self.settings.store.hnsw.ef_search
         hnsw = (self.collection.configuration or {}).get("hnsw") or {}
