@@ -13,7 +13,12 @@ answers 429 with ``Retry-After`` instead of piling up. A client that goes away m
 frees the model at the next token. With ``serve.api_key`` set, every ``/v1`` request needs it
 as a bearer token (401 without); the server refuses to listen beyond loopback without one.
 
-Limits: one process; uploads are held in memory up to ``ui.max_upload_mb`` each; a streamed
+``rag serve --workers N`` runs N such processes on one port (``worker_app``), each with its
+own models and queue; sync jobs are kept as files under the data dir, so any worker answers
+for any job.
+
+Limits: a worker's queue is its own (a busy worker answers 429 while another is idle);
+uploads are held in memory up to ``ui.max_upload_mb`` each; a streamed
 answer whose text the citation check replaces (a quote of the best passage) ends with that
 quote appended, and its final event carries the whole checked ``answer``.
 """
