@@ -275,14 +275,14 @@ def test_a_new_ef_search_reaches_an_existing_store_in_the_next_process(tmp_path:
     import numpy as np
 
     from rag.settings import load_settings
-    from rag.store import StoredChunk
+    from rag.store import Metadata, StoredChunk
 
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((8000, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     questions = vectors[:40] + 0.3 * rng.standard_normal((40, 384)).astype(np.float32)
     np.save(tmp_path / "questions.npy", questions)
-    metadata = {"root": "r", "source": "s", "file_hash": "h", "chunk_index": 0}
+    metadata: Metadata = {"root": "r", "source": "s", "file_hash": "h", "chunk_index": 0}
     settings = load_settings(data_dir=tmp_path / "data", store={"hnsw": {"ef_search": 4}})
     with open_store(settings, "model") as store:
         chunks = [StoredChunk(f"c{n}", "", metadata, v) for n, v in enumerate(vectors)]
