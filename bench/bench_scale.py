@@ -110,6 +110,8 @@ def write_corpus(folder: Path, copies: int, first: int = 0) -> None:
     done = folder / ".complete"
     if done.exists() and done.read_text() == f"{first}+{copies}":
         return
+    shutil.rmtree(folder, ignore_errors=True)  # another set of copies: none of it stays
+    folder.mkdir(parents=True)
     sources = sorted((SHARED / "corpus").glob("*.txt"))
     texts = {path.name: path.read_text() for path in sources}
     for copy in range(first, first + copies):
