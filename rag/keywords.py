@@ -89,18 +89,39 @@ class KeywordIndex:
         self.path = path
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
-            str(path) if path else ":memory:", timeout=600, check_same_thread=False
+            str(path) if path else ":memory:",
+            timeout=600,
+            check_same_thread=False,
+            isolation_level=None,  # transactions are begun by _writing, as IMMEDIATE
         )
-        with self._lock, self._db:
-            if path is not None:
-                self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._writing():
             if self._db.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
                 # Another version's index: start again, and the store fills it in (reconcile).
                 for table in ("chunks", "terms", "vocabulary", "pending", "meta"):
                     self._db.execute(f"DROP TABLE IF EXISTS {table}")
                 self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            self._db.executescript(_SCHEMA)
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One write transaction, begun IMMEDIATE.
+
+        It waits for another process's write to end, where a deferred one would fail when the
+        other commits first (SQLite's BUSY_SNAPSHOT).
+        """
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database file."""
@@ -118,19 +139,18 @@ class KeywordIndex:
     def meta(self, key: str) -> str | None:
         """A value the index keeps about itself (its count, what it was caught up to)."""
         with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+            return self._value(key)
 
     def set_meta(self, **values: str | float) -> None:
         """Keep these values about the index."""
-        with self._lock, self._db:
+        with self._writing():
             self._db.executemany(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
             )
 
     def intend(self, chunk_ids: Iterable[str]) -> None:
         """Note that these chunks are about to change in the store (the journal)."""
-        with self._lock, self._db:
+        with self._writing():
             self._db.executemany(
                 "INSERT OR IGNORE INTO pending(id) VALUES (?)", ((i,) for i in chunk_ids)
             )
@@ -149,7 +169,7 @@ class KeywordIndex:
         """
         chunks = list(chunks)
         gone = sorted(set(removed) | {chunk_id for chunk_id, _, _ in chunks})
-        with self._lock, self._db:
+        with self._writing():
             vocabulary: Counter[str] = Counter()
             count = int(self._value("count") or 0)
             for start in range(0, len(gone), _IDS_PER_STATEMENT):
@@ -184,7 +204,10 @@ class KeywordIndex:
                 "ON CONFLICT(term) DO UPDATE SET chunks = chunks + excluded.chunks",
                 ((term, n) for term, n in vocabulary.items() if n),
             )
-            self._db.execute("DELETE FROM vocabulary WHERE chunks <= 0")
+            self._db.executemany(
+                "DELETE FROM vocabulary WHERE term = ? AND chunks <= 0",
+                ((term,) for term, n in vocabulary.items() if n < 0),
+            )
             self._db.execute(
                 "INSERT OR REPLACE INTO meta(key, value) VALUES ('count', ?)", (count,)
             )
@@ -195,7 +218,7 @@ class KeywordIndex:
 
     def clear(self) -> None:
         """Forget every chunk (the store was reset)."""
-        with self._lock, self._db:
+        with self._writing():
             for table in ("chunks", "terms", "vocabulary", "pending", "meta"):
                 self._db.execute(f"DELETE FROM {table}")
 
@@ -210,7 +233,7 @@ class KeywordIndex:
             self._db.execute(f"CREATE TEMP TABLE {table} (id TEXT PRIMARY KEY)")
 
         def keep(chunk_ids: Iterable[str]) -> None:
-            with self._lock, self._db:
+            with self._writing():
                 self._db.executemany(
                     f"INSERT OR IGNORE INTO {table}(id) VALUES (?)", ((i,) for i in chunk_ids)
                 )

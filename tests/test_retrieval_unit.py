@@ -89,6 +89,29 @@ def test_a_sweep_forgets_every_chunk_not_kept() -> None:
     assert (len(index), "b" in index, index.vocabulary_has("beta")) == (2, False, False)
 
 
+def test_two_processes_write_one_index_file_at_once(tmp_path: Path) -> None:
+    import threading
+
+    # Two connections, as two processes have: SQLite locks the file between them.
+    first, second = (KeywordIndex(tmp_path / "k.sqlite3") for _ in range(2))
+    errors: list[BaseException] = []
+
+    def write(index: KeywordIndex, name: str) -> None:
+        try:
+            for n in range(150):
+                index.update([(f"{name}{n}", f"words of {name} {n}", {})])
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=pair) for pair in ((first, "a"), (second, "b"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(first) == len(second) == 300
+
+
 def test_the_journal_names_chunks_until_their_write_is_confirmed(tmp_path: Path) -> None:
     index = KeywordIndex(tmp_path / "k.sqlite3")
     index.intend(["a", "b"])
