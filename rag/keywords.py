@@ -347,19 +347,20 @@ class KeywordIndex:
         n: int,
         sources: Collection[str] | None = None,
         file_types: Collection[str] | None = None,
-        budget: int = 10_000,
+        budget: int | None = None,
     ) -> list[tuple[str, float]]:
         """The ``n`` best (chunk id, score) pairs for ``query``, best first; score > 0.
 
-        Only chunks of these ``sources`` and ``file_types`` when given. The rarest words are
-        searched while their postings stay within ``budget`` (the rarest one always).
+        Only chunks of these ``sources`` and ``file_types`` when given. With a ``budget``
+        (``retrieval.keyword_budget``), the rarest words are searched while their postings
+        stay within it (the rarest one always); without, every word.
         """
         with self._lock:
             holding = self._frequencies(set(keywords(query)))
             chosen: list[str] = []
             total = 0
             for term in sorted(holding, key=lambda t: (holding[t], t)):
-                if chosen and total + holding[term] > budget:
+                if chosen and budget is not None and total + holding[term] > budget:
                     break
                 chosen.append(term)
                 total += holding[term]

@@ -196,10 +196,6 @@ class ChunkStore:
             msg = f"cannot open the Chroma store at {self.location}: {error}"
             raise StoreError(msg) from error
 
-    def generation(self) -> str:
-        """Changes whenever any process writes: lets a reader know when to refresh a cache."""
-        raise NotImplementedError
-
     def _refresh(self) -> None:
         """See what other processes wrote since this one last looked."""
         raise NotImplementedError
@@ -727,10 +723,6 @@ class EmbeddedChunkStore(ChunkStore):
             path=str(self.settings.chroma_path), settings=self._chroma_settings()
         )
 
-    def generation(self) -> str:
-        """The number every write bumps."""
-        return str(self._generation())
-
     def _generation(self) -> int:
         try:
             return int(self._generation_file.read_text() or 0)
@@ -780,17 +772,6 @@ class ServerChunkStore(ChunkStore):
         )
         client.heartbeat()
         return client
-
-    def generation(self) -> str:
-        """The collection's id and the token of its last write."""
-        from chromadb.errors import NotFoundError
-
-        with self._failures("read"):
-            try:
-                collection = self.client.get_collection(self.settings.collection_name)
-            except NotFoundError:  # another process is resetting it
-                return "none"
-        return f"{collection.id}:{(collection.metadata or {}).get('generation', '')}"
 
     def _refresh(self) -> None:
         """Look the collection up again.
