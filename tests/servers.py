@@ -28,6 +28,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_store_environment(server: tuple[str, int], collection: str) -> dict[str, str]:
+    """The RAG_ variables that put a process's store in ``collection`` on a Chroma server."""
+    host, port = server
+    return {
+        "RAG_STORE__MODE": "server",
+        "RAG_STORE__SERVER__HOST": host,
+        "RAG_STORE__SERVER__PORT": str(port),
+        "RAG_STORE__COLLECTION": collection,
+    }
+
+
 def wait_until_serving(
     url: str,
     ready: Callable[[httpx.Response], bool],

@@ -21,7 +21,7 @@ from rag.embeddings import Embedder
 from rag.settings import load_settings
 from rag.workspaces import Workspaces
 from tests.conftest import ROOT
-from tests.servers import free_port, start_rag_serve
+from tests.servers import free_port, server_store_environment, start_rag_serve
 
 pytestmark = pytest.mark.slow
 
@@ -262,13 +262,9 @@ def test_a_stopped_generation_closes_the_models_stream_and_hands_the_model_on() 
 def test_workers_on_one_chroma_server_answer_for_each_other(
     tmp_path: Path, chroma_server: tuple[str, int]
 ) -> None:
-    host, chroma_port = chroma_server
     env = {
         "RAG_DATA_DIR": str(tmp_path / "data"),
-        "RAG_STORE__MODE": "server",
-        "RAG_STORE__SERVER__HOST": host,
-        "RAG_STORE__SERVER__PORT": str(chroma_port),
-        "RAG_STORE__COLLECTION": "workers",
+        **server_store_environment(chroma_server, "workers"),
     }
     port = free_port()
     log = tmp_path / "serve.log"

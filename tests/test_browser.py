@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from tests.servers import free_port, wait_until_serving
+from tests.servers import free_port, server_store_environment, wait_until_serving
 
 pytestmark = pytest.mark.slow
 
@@ -211,13 +211,7 @@ def test_an_upload_says_what_it_waits_for(app_url: str, tmp_path: Path) -> None:
 def test_two_app_machines_on_one_chroma_server_share_the_documents(
     tmp_path: Path, chroma_server: tuple[str, int]
 ) -> None:
-    host, chroma_port = chroma_server
-    store = {
-        "RAG_STORE__MODE": "server",
-        "RAG_STORE__SERVER__HOST": host,
-        "RAG_STORE__SERVER__PORT": str(chroma_port),
-        "RAG_STORE__COLLECTION": "two-apps",
-    }
+    store = server_store_environment(chroma_server, "two-apps")
     ports = [free_port(), free_port()]
     # Two machines: each app its own data dir (uploads, keyword index), one Chroma server.
     apps = [
