@@ -21,8 +21,11 @@ the machine under the store's lock. With a Chroma server, each machine keeps its
 a reader that sees the server's generation move reads the chunks stamped since it last looked
 (less a margin for writes still landing) before it searches, and compares every id when the
 counts disagree (at most every ``FULL_RECONCILE_S``); a search's hit that the server no longer
-holds is dropped as it is met. Limits: a server write that lands more than
-``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a comparison.
+holds is dropped as it is met. Records and listings are read from the index as well (one file
+at a time); before a server store's records are trusted, every id is compared whenever the
+counts disagree, so that an ingest never acts on a deletion it has not seen. Limits: a server
+write that lands more than ``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a
+comparison.
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -405,15 +407,18 @@ class ChunkStore:
         return self._records(roots)
 
     def _records(self, roots: list[str] | None) -> Records:
-        """Read from Chroma's metadata, a page at a time, all at once."""
-        where: Any = None
-        if roots is not None:
-            where = {"root": roots[0]} if len(roots) == 1 else {"root": {"$in": roots}}
-        records: dict[tuple[str, str], FileRecord] = {}
-        for chunk_id, metadata in self.metadatas(where):
-            key = (str(metadata["root"]), str(metadata["source"]))
-            records.setdefault(key, FileRecord(*key)).add(chunk_id, metadata)
-        return records
+        """From the keyword index, a file at a time (:class:`IndexedRecords`).
+
+        Reading Chroma's metadata takes ~9 s and ~700 MB of memory for 100,000 chunks.
+        """
+        self._in_step()
+        return IndexedRecords(self, roots)
+
+    def _in_step(self) -> None:
+        """Make the keyword index hold what the store holds, before its records are trusted.
+
+        An embedded store's index follows every write under the store's lock.
+        """
 
     def metadatas(self, where: Mapping[str, Any] | None = None) -> Iterator[tuple[str, Metadata]]:
         """Id and metadata of every chunk matching ``where``, read a page at a time."""
@@ -583,11 +588,10 @@ class ChunkStore:
         return texts
 
     def sources(self) -> dict[str, int]:
-        """Chunk count of every stored source path, for listings."""
-        counts: dict[str, int] = defaultdict(int)
-        for record in self.records().values():
-            counts[record.source] += len(record.chunk_ids)
-        return dict(sorted(counts.items()))
+        """Chunk count of every stored source path, counted by the keyword index."""
+        self._in_step()
+        with self.reading():
+            return dict(sorted(self.index.source_counts().items()))
 
 
 Records = Mapping[tuple[str, str], FileRecord]
@@ -597,7 +601,7 @@ class IndexedRecords(Records):
     """The records of files under some roots, read a file at a time from the keyword index.
 
     What an ingest of a million chunks needs in memory is then the files' names, not every
-    chunk's id. The index follows every write of an embedded store under its lock.
+    chunk's id. The store brings the index in step first (``ChunkStore._in_step``).
     """
 
     def __init__(self, store: ChunkStore, roots: list[str] | None) -> None:
@@ -698,18 +702,6 @@ class EmbeddedChunkStore(ChunkStore):
     def _opening(self) -> None:
         self._seen_generation = self._generation()
 
-    def _records(self, roots: list[str] | None) -> Records:
-        """From the keyword index, a file at a time (:class:`IndexedRecords`).
-
-        Reading Chroma's metadata takes ~9 s and ~700 MB of memory for 100,000 chunks.
-        """
-        return IndexedRecords(self, roots)
-
-    def sources(self) -> dict[str, int]:
-        """Chunk count of every stored source path, counted by the keyword index."""
-        with self.reading():
-            return dict(sorted(self.index.source_counts().items()))
-
     @property
     def location(self) -> str:
         """The store's folder."""
@@ -796,6 +788,19 @@ class ServerChunkStore(ChunkStore):
         with self._catch_up_lock:  # one thread reads for all (the API's threads)
             if seen != self.index.meta("generation"):
                 self._read_since(seen)
+
+    def _in_step(self) -> None:
+        """Catch up, then compare every id now when the counts still disagree.
+
+        Records decide what an ingest writes, so a deletion made elsewhere is not left to
+        the next full compare (``FULL_RECONCILE_S``) or to a search that meets it.
+        """
+        with self.reading():
+            self._catch_up()
+            with self._catch_up_lock:
+                if len(self.index) != self.collection.count():
+                    self._reconcile()
+                    self.index.set_meta(compared=time.time())
 
     def _read_since(self, seen: str) -> None:
         """Read the chunks stamped since the last look; every id when the counts disagree."""

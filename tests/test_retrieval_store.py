@@ -196,3 +196,51 @@ def _texts(store: ChunkStore) -> list[tuple[str, str]]:
     ids = sorted(store.ids())
     texts = store.texts(ids)
     return [(chunk_id, texts[chunk_id]) for chunk_id in ids]
+
+
+@pytest.mark.server
+def test_a_machine_reads_records_and_listings_from_its_keyword_index(
+    make_settings: SettingsFactory,
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from chromadb.api.models.Collection import Collection
+
+    writer_settings = make_settings()
+    if writer_settings.store.mode != "server":
+        pytest.skip("machines share a store through a Chroma server")
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    root = str(docs.resolve())
+    reader_settings = writer_settings.model_copy(update={"data_dir": tmp_path / "other"})
+    read: list[int] = []  # metadata rows each get() brought from the server
+    chroma_get = Collection.get
+
+    def counted_get(collection: Collection, *args: Any, **kwargs: Any) -> Any:
+        result = chroma_get(collection, *args, **kwargs)
+        if "metadatas" in (kwargs.get("include") or []):
+            read.append(len(result["ids"]))
+        return result
+
+    with (
+        Pipeline(writer_settings, embedder=embedder) as writer,
+        Pipeline(reader_settings, embedder=embedder) as reader,
+    ):
+        writer.ingestor.sync([docs])
+        assert set(reader.store.records([root])) == {(root, s) for s in writer.store.sources()}
+        # In step with the server: records and listings read no chunk from it.
+        monkeypatch.setattr(Collection, "get", counted_get)
+        assert len(reader.store.records([root])) == len(reader.store.sources()) > 1
+        assert sum(read) == 0, read
+        monkeypatch.undo()
+        (docs / "birds.md").write_text("# Birds\n\nThe kestrel hovers over the meadow.\n")
+        writer.ingestor.sync([docs])
+        assert (root, "birds.md") in reader.store.records([root])
+        assert reader.store.sources()["birds.md"] == 1
+        # A deletion elsewhere is seen before the records are trusted (the counts disagree).
+        (docs / "birds.md").unlink()
+        writer.ingestor.sync([docs])
+        assert (root, "birds.md") not in reader.store.records([root])
+        assert "birds.md" not in reader.store.sources()
+        assert set(reader.store.sources()) == set(writer.store.sources())
