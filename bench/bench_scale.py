@@ -353,6 +353,7 @@ def check_stand_in(
         for path in sorted((work / "corpus").rglob("*.txt"))
         for chunk in chunker.split(load(path, path.read_bytes()))
     ]
+    print(f"  {len(texts)} chunks", flush=True)
     hnsw = settings.store.hnsw
     client = chromadb.EphemeralClient()
     recalls: dict[str, dict[int, float]] = {}

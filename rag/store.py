@@ -417,8 +417,17 @@ class ChunkStore:
     def _in_step(self) -> None:
         """Make the keyword index hold what the store holds, before its records are trusted.
 
-        An embedded store's index follows every write under the store's lock.
+        Reading settles a killed write's part; an embedded store's index follows every other
+        write under the store's lock.
         """
+        with self.reading():
+            pass
+
+    @contextmanager
+    def indexed(self) -> Iterator[KeywordIndex]:
+        """The keyword index alone, between writes: no call to Chroma (a server's round trip)."""
+        with self.lock.shared():
+            yield self.index
 
     def metadatas(self, where: Mapping[str, Any] | None = None) -> Iterator[tuple[str, Metadata]]:
         """Id and metadata of every chunk matching ``where``, read a page at a time."""
@@ -590,8 +599,8 @@ class ChunkStore:
     def sources(self) -> dict[str, int]:
         """Chunk count of every stored source path, counted by the keyword index."""
         self._in_step()
-        with self.reading():
-            return dict(sorted(self.index.source_counts().items()))
+        with self.indexed() as index:
+            return dict(sorted(index.source_counts().items()))
 
 
 Records = Mapping[tuple[str, str], FileRecord]
@@ -609,8 +618,8 @@ class IndexedRecords(Records):
         self.roots = roots
 
     def __getitem__(self, key: tuple[str, str]) -> FileRecord:
-        with self.store.reading():
-            rows = self.store.index.rows_of(*key)
+        with self.store.indexed() as index:
+            rows = index.rows_of(*key)
         if not rows or (self.roots is not None and key[0] not in self.roots):
             raise KeyError(key)
         record = FileRecord(*key)
@@ -619,8 +628,8 @@ class IndexedRecords(Records):
         return record
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        with self.store.reading():
-            return iter(list(self.store.index.files(self.roots)))
+        with self.store.indexed() as index:
+            return iter(list(index.files(self.roots)))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)

@@ -9,7 +9,7 @@ import pytest
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
-from rag.store import ChunkStore
+from rag.store import ChunkStore, ServerChunkStore
 from tests.conftest import SettingsFactory
 from tests.docgen import write_mixed_folder, write_pdf
 
@@ -215,7 +215,9 @@ def test_a_machine_reads_records_and_listings_from_its_keyword_index(
     root = str(docs.resolve())
     reader_settings = writer_settings.model_copy(update={"data_dir": tmp_path / "other"})
     read: list[int] = []  # metadata rows each get() brought from the server
+    looked_up: list[str] = []  # the collection looked up again on the server
     chroma_get = Collection.get
+    open_collection = ServerChunkStore._open_collection
 
     def counted_get(collection: Collection, *args: Any, **kwargs: Any) -> Any:
         result = chroma_get(collection, *args, **kwargs)
@@ -223,16 +225,25 @@ def test_a_machine_reads_records_and_listings_from_its_keyword_index(
             read.append(len(result["ids"]))
         return result
 
+    def counted_open(store: ServerChunkStore) -> Collection:
+        looked_up.append(str(store.settings.data_dir))
+        return open_collection(store)
+
     with (
         Pipeline(writer_settings, embedder=embedder) as writer,
         Pipeline(reader_settings, embedder=embedder) as reader,
     ):
         writer.ingestor.sync([docs])
         assert set(reader.store.records([root])) == {(root, s) for s in writer.store.sources()}
-        # In step with the server: records and listings read no chunk from it.
+        # In step with the server: records and listings read no chunk from it, and looking
+        # files up one at a time does not call it for each file.
         monkeypatch.setattr(Collection, "get", counted_get)
-        assert len(reader.store.records([root])) == len(reader.store.sources()) > 1
+        monkeypatch.setattr(ServerChunkStore, "_open_collection", counted_open)
+        records = reader.store.records([root])
+        assert all(records[key].chunk_ids for key in records)
+        assert len(records) == len(reader.store.sources()) > 3
         assert sum(read) == 0, read
+        assert len(looked_up) <= 2, looked_up
         monkeypatch.undo()
         (docs / "birds.md").write_text("# Birds\n\nThe kestrel hovers over the meadow.\n")
         writer.ingestor.sync([docs])
