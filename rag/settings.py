@@ -98,11 +98,12 @@ class HnswSettings(_Block):
     """Chroma's HNSW vector index: recall against speed and memory as the store grows."""
 
     ef_search: int = Field(
-        100,
+        1600,
         ge=1,
         description="Neighbours explored per query: more finds the true nearest more often, "
-        "slower. Applies to existing stores too, from the next process that opens the store "
-        "(a Chroma server: after it restarts); a process keeps the index it loaded.",
+        "slower (bench_scale: at 100,000 chunks recall@10 0.81 at 100, 0.96 at 1,600, for "
+        "+5 ms a query). Applies to existing stores too, from the next process that opens "
+        "the store (a Chroma server: after it restarts); a process keeps the index it loaded.",
     )
     ef_construction: int = Field(
         100,
