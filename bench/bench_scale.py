@@ -22,8 +22,9 @@ At each size, every figure from a new process (its own peak memory):
 - hybrid retrieval (the app's settings) over the pydoc questions, p50 and p95, 3 rounds;
 - listing the documents, taking one out, and the sync that puts it back;
 - dense recall@10 against exact search with numpy over every stored vector, and the dense
-  query's own p50, at each ``--ef-search`` (Chroma's HNSW ``ef_search``; the first is the
-  default). Strict (the very ids), and with ties counted as ann-benchmarks counts them.
+  query's own p50, at each ``--ef-search`` (Chroma's HNSW ``ef_search``; the app's default
+  is 1,600). Strict (the very ids), and with ties counted as ann-benchmarks counts them.
+  ``--check-stand-in`` first compares the stand-in's recall with the real model's.
 Ratios are against the one-copy store, built in the same run.
 
 Then parallel writers: 1, 2 and 4 ingest processes, each a machine of its own (its own data
