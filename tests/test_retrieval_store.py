@@ -9,6 +9,7 @@ import pytest
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
+from rag.settings import Settings
 from rag.store import ChunkStore, ServerChunkStore
 from tests.conftest import SettingsFactory
 from tests.docgen import write_mixed_folder, write_pdf
@@ -109,13 +110,7 @@ def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
 def test_machines_sharing_a_chroma_server_each_keep_a_keyword_index_in_step(
     make_settings: SettingsFactory, embedder: Embedder, tmp_path: Path
 ) -> None:
-    writer_settings = make_settings()
-    if writer_settings.store.mode != "server":
-        pytest.skip("machines share a store through a Chroma server")
-    docs = tmp_path / "docs"
-    write_mixed_folder(docs)
-    # Another machine: the same collection on the same server, its own data dir.
-    reader_settings = writer_settings.model_copy(update={"data_dir": tmp_path / "other"})
+    writer_settings, reader_settings, docs = _two_machines(make_settings, tmp_path)
     with (
         Pipeline(writer_settings, embedder=embedder) as writer,
         Pipeline(reader_settings, embedder=embedder) as reader,
@@ -207,13 +202,8 @@ def test_a_machine_reads_records_and_listings_from_its_keyword_index(
 ) -> None:
     from chromadb.api.models.Collection import Collection
 
-    writer_settings = make_settings()
-    if writer_settings.store.mode != "server":
-        pytest.skip("machines share a store through a Chroma server")
-    docs = tmp_path / "docs"
-    write_mixed_folder(docs)
+    writer_settings, reader_settings, docs = _two_machines(make_settings, tmp_path)
     root = str(docs.resolve())
-    reader_settings = writer_settings.model_copy(update={"data_dir": tmp_path / "other"})
     read: list[int] = []  # metadata rows each get() brought from the server
     looked_up: list[str] = []  # the collection looked up again on the server
     chroma_get = Collection.get
@@ -255,3 +245,19 @@ def test_a_machine_reads_records_and_listings_from_its_keyword_index(
         assert (root, "birds.md") not in reader.store.records([root])
         assert "birds.md" not in reader.store.sources()
         assert set(reader.store.sources()) == set(writer.store.sources())
+
+
+def _two_machines(
+    make_settings: SettingsFactory, tmp_path: Path
+) -> tuple[Settings, Settings, Path]:
+    """A writer's and a reader's settings, two machines on one Chroma server, and their docs.
+
+    The reader is another machine: the same collection on the same server, its own data dir.
+    """
+    writer_settings = make_settings()
+    if writer_settings.store.mode != "server":
+        pytest.skip("machines share a store through a Chroma server")
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    reader_settings = writer_settings.model_copy(update={"data_dir": tmp_path / "other"})
+    return writer_settings, reader_settings, docs
