@@ -807,19 +807,27 @@ class ServerChunkStore(ChunkStore):
         with self.reading():
             self._catch_up()
             with self._catch_up_lock:
-                if len(self.index) != self.collection.count():
-                    self._reconcile()
-                    self.index.set_meta(compared=time.time())
+                self._compare_every_id()
 
     def _read_since(self, seen: str) -> None:
         """Read the chunks stamped since the last look; every id when the counts disagree."""
         since = float(self.index.meta("written") or 0)
         newest = self._reconcile({"written": {"$gte": since - CATCH_UP_MARGIN_S}})
-        compared = float(self.index.meta("compared") or 0)
-        if len(self.index) != self.collection.count() and time.time() - compared > FULL_RECONCILE_S:
-            newest = max(newest, self._reconcile())
-            self.index.set_meta(compared=time.time())
+        newest = max(newest, self._compare_every_id(at_most_every_s=FULL_RECONCILE_S))
         self.index.set_meta(generation=seen, written=max(since, newest))
+
+    def _compare_every_id(self, at_most_every_s: float = 0.0) -> float:
+        """Compare every id when the counts disagree: a deletion made elsewhere.
+
+        Not again within ``at_most_every_s`` of the last comparison. Returns the newest write
+        stamp seen (0 when none).
+        """
+        compared = float(self.index.meta("compared") or 0)
+        if len(self.index) == self.collection.count() or time.time() - compared <= at_most_every_s:
+            return 0.0
+        newest = self._reconcile()
+        self.index.set_meta(compared=time.time())
+        return newest
 
     def _stamp(self) -> Metadata:
         """The server's clock in seconds: what a reader's index catches up from."""
