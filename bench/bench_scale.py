@@ -55,7 +55,7 @@ import sys
 import time
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -308,7 +308,7 @@ def exact_nearest(
     pipeline: Any, question_vectors: np.ndarray, cache: Path
 ) -> list[tuple[list[str], float]]:
     """Each question's exact 10 nearest chunks (numpy over every stored vector) and the 10th's
-    similarity; kept in ``cache`` for the next process (reading every vector takes minutes).
+    similarity; kept in ``cache`` for the next process.
 
     Recall counts the very ids (strict), or any chunk as near as the exact 10th less 0.001
     (ann-benchmarks' definition, "with ties"): a chunk's copies are nearly equidistant from
@@ -316,19 +316,105 @@ def exact_nearest(
     """
     if cache.exists():
         return [(ids, tenth) for ids, tenth in json.loads(cache.read_text())]
-    ids: list[str] = []
-    blocks: list[np.ndarray] = []
-    with pipeline.store.reading():
-        for page in pipeline.store._read_pages(None, ["embeddings"]):
-            ids += [chunk_id for chunk_id, _, _ in page]
-            blocks.append(np.asarray([vector for _, _, vector in page], dtype=np.float32))
-    similarities = question_vectors @ np.concatenate(blocks).T
+    ids, vectors = stored_vectors(pipeline, cache.parent)
+    similarities = question_vectors @ vectors.T
     order = np.argsort(-similarities, axis=1)[:, :10]
     found = [
         ([ids[i] for i in row], float(similarities[n, row[-1]])) for n, row in enumerate(order)
     ]
     cache.write_text(json.dumps(found))
     return found
+
+
+def stored_vectors(pipeline: Any, folder: Path) -> tuple[list[str], np.ndarray]:
+    """Every stored chunk's id and vector, kept under ``folder`` for the next process (reading
+    them from Chroma takes minutes at 1M)."""
+    ids_file, vectors_file = folder / "bench-ids.json", folder / "bench-vectors.npy"
+    if vectors_file.exists():
+        return json.loads(ids_file.read_text()), np.load(vectors_file, mmap_mode="r")
+    ids: list[str] = []
+    blocks: list[np.ndarray] = []
+    with pipeline.store.reading():
+        for page in pipeline.store._read_pages(None, ["embeddings"]):
+            ids += [chunk_id for chunk_id, _, _ in page]
+            blocks.append(np.asarray([vector for _, _, vector in page], dtype=np.float32))
+    vectors = np.concatenate(blocks)
+    np.save(vectors_file, vectors)
+    ids_file.write_text(json.dumps(ids))
+    return ids, vectors
+
+
+def phase_graph(work: Path, graph: str, ef_searches: list[int]) -> dict[str, Any]:
+    """Build a vectors-only Chroma collection of the store's vectors with the HNSW graph
+    ``graph`` (``MAX_NEIGHBORS/EF_CONSTRUCTION``), once; its build time, and its recall at each
+    ``ef_search``, each measured in a process of its own."""
+    import chromadb
+
+    from rag.pipeline import Pipeline
+
+    max_neighbors, ef_construction = (int(part) for part in graph.split("/"))
+    folder = work / "graphs" / f"{max_neighbors}-{ef_construction}"
+    settings = settings_for(work)
+    with Pipeline(settings, embedder=HashingEmbedder(settings)) as pipeline:
+        ids, vectors = stored_vectors(pipeline, work / "data")
+        exact_nearest(
+            pipeline,
+            HashingEmbedder(settings).embed(questions()),
+            work / "data" / "exact-nearest.json",
+        )
+    built = folder / "built.json"
+    if not built.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        client = chromadb.PersistentClient(path=str(folder))
+        hnsw = {
+            "space": "cosine",
+            "max_neighbors": max_neighbors,
+            "ef_construction": ef_construction,
+        }
+        collection = client.create_collection(
+            "graph", configuration=cast(Any, {"hnsw": hnsw}), embedding_function=None
+        )
+        begun = time.perf_counter()
+        for start in range(0, len(ids), 5000):
+            collection.add(
+                ids=ids[start : start + 5000], embeddings=np.asarray(vectors[start : start + 5000])
+            )
+        built.write_text(json.dumps({"build_s": time.perf_counter() - begun, "vectors": len(ids)}))
+        del client
+    figures: dict[str, Any] = json.loads(built.read_text())
+    figures["vectors_per_s"] = figures["vectors"] / figures["build_s"]
+    figures["recall"] = {
+        ef: in_process("graph-recall", work, "--graph", graph, "--ef-search", str(ef))
+        for ef in ef_searches
+    }
+    return figures
+
+
+def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]:
+    """Dense recall@10 and query p50 of a graph that ``phase_graph`` built, at one ``ef_search``."""
+    import chromadb
+
+    folder = work / "graphs" / graph.replace("/", "-")
+    collection = chromadb.PersistentClient(path=str(folder)).get_collection("graph")
+    collection.modify(configuration={"hnsw": {"ef_search": ef_search}})
+    settings = settings_for(work)
+    asked = HashingEmbedder(settings).embed(questions())
+    exact = exact_nearest(None, asked, work / "data" / "exact-nearest.json")
+    collection.query(query_embeddings=asked[:1], n_results=10, include=[])  # the index loads
+    times, strict, tolerant = [], 0, 0
+    for vector, (nearest, tenth) in zip(asked, exact, strict=True):
+        begun = time.perf_counter()
+        found = collection.query(query_embeddings=vector[None], n_results=10, include=["distances"])
+        times.append(time.perf_counter() - begun)
+        strict += len(set(found["ids"][0]) & set(nearest))
+        distances = found["distances"] or [[]]
+        tolerant += sum(1 - distance >= tenth - 1e-3 for distance in distances[0])
+    asked_n = 10 * len(asked)
+    return {
+        "recall_at_10": strict / asked_n,
+        "recall_at_10_with_ties": tolerant / asked_n,
+        "dense_query_p50_ms": 1000 * statistics.median(times),
+    }
 
 
 def check_stand_in(
@@ -475,7 +561,7 @@ def measure_writers(work: Path, copies: int, variation: str) -> dict[str, Any]:
 
 
 def measure(
-    size: int, work: Path, phases: set[str], ef_searches: str, variation: str
+    size: int, work: Path, phases: set[str], ef_searches: str, variation: str, graphs: list[str]
 ) -> dict[str, Any]:
     """Every figure for a store of about ``size`` chunks (of these phases)."""
     copies = max(1, round(size / BASE_CHUNKS))
@@ -498,6 +584,10 @@ def measure(
         }
     if "parts" in phases:
         figures["parts"] = in_process("parts", work)
+    figures["graphs"] = {
+        graph: in_process("graph", work, "--graph", graph, "--ef-search", ef_searches)
+        for graph in graphs
+    }
     print(json.dumps(figures, indent=1), flush=True)
     return figures
 
@@ -519,8 +609,18 @@ def main() -> None:
         help="first compare the stand-in's dense recall with the real model's on this many copies",
     )
     parser.add_argument(
-        "--phase", choices=["ingest", "query", "recall", "parts"], help=argparse.SUPPRESS
+        "--graphs",
+        default="",
+        metavar="M/EFC,...",
+        help="also build each HNSW graph (max_neighbors/ef_construction) from the store's "
+        "vectors, and measure its build and recall",
     )
+    parser.add_argument(
+        "--phase",
+        choices=["ingest", "query", "recall", "parts", "graph", "graph-recall"],
+        help=argparse.SUPPRESS,
+    )
+    parser.add_argument("--graph", default="", help=argparse.SUPPRESS)
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--server", default="", help=argparse.SUPPRESS)
     parser.add_argument("--parts", default="", help=argparse.SUPPRESS)
@@ -539,9 +639,17 @@ def main() -> None:
     if args.phase == "recall":
         print(json.dumps(phase_recall(args.work, int(args.ef_search))))
         return
+    if args.phase == "graph":
+        efs = [int(ef) for ef in args.ef_search.split(",")]
+        print(json.dumps(phase_graph(args.work, args.graph, efs)))
+        return
+    if args.phase == "graph-recall":
+        print(json.dumps(phase_graph_recall(args.work, args.graph, int(args.ef_search))))
+        return
 
     sizes = [int(size) for size in args.sizes.split(",") if size]
     phases = set(args.phases.split(","))
+    graphs = [graph for graph in args.graphs.split(",") if graph]
     work = args.work / args.variation
     check: dict[str, dict[int, float]] = {}
     if args.check_stand_in:
@@ -549,7 +657,7 @@ def main() -> None:
         efs = [int(ef) for ef in args.ef_search.split(",")]
         check = check_stand_in(work / "check", args.check_stand_in, args.variation, efs)
     results = {
-        size: measure(size, work / str(size), phases, args.ef_search, args.variation)
+        size: measure(size, work / str(size), phases, args.ef_search, args.variation, graphs)
         for size in sizes
     }
     writers = {}
@@ -620,6 +728,19 @@ def main() -> None:
                 f"{recall['recall_at_10_with_ties']:.4f}), dense query p50 "
                 f"{recall['dense_query_p50_ms']:.1f} ms"
             )
+        for graph, built in r["graphs"].items():
+            first_graph = r["graphs"][graphs[0]]
+            print(
+                f"  graph {graph} (max_neighbors/ef_construction), vectors only: built in "
+                f"{built['build_s']:.0f} s, {built['vectors_per_s']:.0f} vectors/s "
+                f"(x{built['build_s'] / first_graph['build_s']:.2f} the time of {graphs[0]})"
+            )
+            for ef, recall in built["recall"].items():
+                print(
+                    f"    ef_search {ef}: recall@10 {recall['recall_at_10']:.4f} (ties counted "
+                    f"{recall['recall_at_10_with_ties']:.4f}), query p50 "
+                    f"{recall['dense_query_p50_ms']:.1f} ms"
+                )
     if args.json:
         figures = {"stand_in_check": check, "sizes": results, "writers": writers}
         figures["real_model"] = model
