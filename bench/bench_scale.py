@@ -417,6 +417,55 @@ def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]
     }
 
 
+def phase_write_costs(work: Path, chunks: int) -> dict[str, Any]:
+    """What Chroma's own ``add`` costs, by what it is given: the store's first ``chunks``
+    chunks (vectors, metadata, texts) added in the pipeline's groups to new collections with
+    the app's HNSW settings, holding everything, everything but the texts, or vectors alone.
+    The floor that the store puts under an ingest, whatever the rest of the pipeline does."""
+    import chromadb
+
+    from rag.pipeline import Pipeline
+
+    settings = settings_for(work)
+    read: list[tuple[str, Any, Any]] = []
+    with Pipeline(settings, embedder=HashingEmbedder(settings)) as pipeline:
+        with pipeline.store.reading():
+            for page in pipeline.store._read_pages(None, ["metadatas", "embeddings"]):
+                read += page
+                if len(read) >= chunks:
+                    break
+        read = read[:chunks]
+        ids = [chunk_id for chunk_id, _, _ in read]
+        texts = pipeline.store.texts(ids)
+    vectors = np.asarray([vector for _, _, vector in read], dtype=np.float32)
+    metadatas = [metadata for _, metadata, _ in read]
+    documents = [texts[chunk_id] for chunk_id in ids]
+    hnsw = settings.store.hnsw
+    configuration: Any = {"hnsw": hnsw.model_dump() | {"space": "cosine"}}
+    group = settings.ingest.group_chunks
+    figures: dict[str, Any] = {"chunks": len(ids)}
+    for given in ("everything", "no texts", "vectors only"):
+        folder = work / "write-costs" / given.replace(" ", "-")
+        shutil.rmtree(folder, ignore_errors=True)
+        client = chromadb.PersistentClient(path=str(folder))
+        collection = client.create_collection(
+            "costs", configuration=configuration, embedding_function=None
+        )
+        begun = time.perf_counter()
+        for start in range(0, len(ids), group):
+            end = start + group
+            collection.add(
+                ids=ids[start:end],
+                embeddings=vectors[start:end],
+                metadatas=metadatas[start:end] if given != "vectors only" else None,
+                documents=documents[start:end] if given == "everything" else None,
+            )
+        figures[given] = len(ids) / (time.perf_counter() - begun)
+        del collection, client
+    shutil.rmtree(work / "write-costs", ignore_errors=True)
+    return figures
+
+
 def check_stand_in(
     work: Path, copies: int, variation: str, ef_searches: list[int]
 ) -> dict[str, dict[int, float]]:
@@ -561,7 +610,13 @@ def measure_writers(work: Path, copies: int, variation: str) -> dict[str, Any]:
 
 
 def measure(
-    size: int, work: Path, phases: set[str], ef_searches: str, variation: str, graphs: list[str]
+    size: int,
+    work: Path,
+    phases: set[str],
+    ef_searches: str,
+    variation: str,
+    graphs: list[str],
+    write_costs: int,
 ) -> dict[str, Any]:
     """Every figure for a store of about ``size`` chunks (of these phases)."""
     copies = max(1, round(size / BASE_CHUNKS))
@@ -584,6 +639,8 @@ def measure(
         }
     if "parts" in phases:
         figures["parts"] = in_process("parts", work)
+    if write_costs:
+        figures["write_costs"] = in_process("write-costs", work, "--write-costs", str(write_costs))
     figures["graphs"] = {
         graph: in_process("graph", work, "--graph", graph, "--ef-search", ef_searches)
         for graph in graphs
@@ -617,10 +674,17 @@ def main() -> None:
     )
     parser.add_argument(
         "--phase",
-        choices=["ingest", "query", "recall", "parts", "graph", "graph-recall"],
+        choices=["ingest", "query", "recall", "parts", "graph", "graph-recall", "write-costs"],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--graph", default="", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--write-costs",
+        type=int,
+        default=0,
+        metavar="CHUNKS",
+        help="also measure Chroma's add on this many of each store's chunks, by what it holds",
+    )
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--server", default="", help=argparse.SUPPRESS)
     parser.add_argument("--parts", default="", help=argparse.SUPPRESS)
@@ -643,6 +707,9 @@ def main() -> None:
         efs = [int(ef) for ef in args.ef_search.split(",")]
         print(json.dumps(phase_graph(args.work, args.graph, efs)))
         return
+    if args.phase == "write-costs":
+        print(json.dumps(phase_write_costs(args.work, args.write_costs)))
+        return
     if args.phase == "graph-recall":
         print(json.dumps(phase_graph_recall(args.work, args.graph, int(args.ef_search))))
         return
@@ -657,7 +724,9 @@ def main() -> None:
         efs = [int(ef) for ef in args.ef_search.split(",")]
         check = check_stand_in(work / "check", args.check_stand_in, args.variation, efs)
     results = {
-        size: measure(size, work / str(size), phases, args.ef_search, args.variation, graphs)
+        size: measure(
+            size, work / str(size), phases, args.ef_search, args.variation, graphs, args.write_costs
+        )
         for size in sizes
     }
     writers = {}
@@ -727,6 +796,16 @@ def main() -> None:
                 f"  ef_search {ef}: dense recall@10 {recall['recall_at_10']:.4f} (ties counted "
                 f"{recall['recall_at_10_with_ties']:.4f}), dense query p50 "
                 f"{recall['dense_query_p50_ms']:.1f} ms"
+            )
+        if "write_costs" in r:
+            costs = r["write_costs"]
+            print(
+                f"  Chroma's add of {costs['chunks']} chunks: "
+                + ", ".join(
+                    f"{given} {costs[given]:.0f} chunks/s "
+                    f"(x{GPU_CHUNKS_PER_S / costs[given]:.2f} a GPU's embedding time)"
+                    for given in ("everything", "no texts", "vectors only")
+                )
             )
         for graph, built in r["graphs"].items():
             first_graph = r["graphs"][graphs[0]]
