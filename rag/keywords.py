@@ -148,11 +148,17 @@ class KeywordIndex:
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
             )
 
-    def intend(self, chunk_ids: Iterable[str]) -> None:
-        """Note that these chunks are about to change in the store (the journal)."""
+    def intend(self, chunk_ids: Iterable[str], texts: Mapping[str, str] | None = None) -> None:
+        """Note that these chunks are about to change in the store (the journal).
+
+        With the ``texts`` of those written: a store that keeps texts here alone settles from
+        them.
+        """
+        texts = texts or {}
         with self._writing():
             self._db.executemany(
-                "INSERT OR IGNORE INTO pending(id) VALUES (?)", ((i,) for i in chunk_ids)
+                "INSERT OR REPLACE INTO pending(id, text) VALUES (?, ?)",
+                ((i, texts.get(i)) for i in chunk_ids),
             )
 
     def pending(self) -> list[str]:
@@ -160,12 +166,26 @@ class KeywordIndex:
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT id FROM pending")]
 
+    def pending_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """The texts the journal holds for these chunks (those a write meant to write)."""
+        return self._pairs(
+            "SELECT id, text FROM pending WHERE text IS NOT NULL AND id IN ({})", chunk_ids
+        )
+
+    def texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
+        """Text of these chunks, by id (those indexed)."""
+        return self._pairs("SELECT id, text FROM chunks WHERE id IN ({})", chunk_ids)
+
     def update(
-        self, chunks: Iterable[tuple[str, str, Mapping[str, Any]]] = (), removed: Iterable[str] = ()
+        self,
+        chunks: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
+        removed: Iterable[str] = (),
+        settled: Iterable[str] = (),
     ) -> None:
         """Index (id, text, metadata) ``chunks``, replacing what they held, forget ``removed``.
 
-        One transaction, which also takes every chunk named here out of the journal.
+        One transaction, which also takes every chunk named here out of the journal, and the
+        ``settled`` ones that stay as they are.
         """
         chunks = list(chunks)
         gone = sorted(set(removed) | {chunk_id for chunk_id, _, _ in chunks})
@@ -187,13 +207,14 @@ class KeywordIndex:
                 self._db.executemany("DELETE FROM chunks WHERE rowid = ?", rowids)
                 self._db.executemany("DELETE FROM pending WHERE id = ?", ((i,) for i in page))
                 count -= len(rows)
+            self._db.executemany("DELETE FROM pending WHERE id = ?", ((i,) for i in settled))
             for chunk_id, text, metadata in chunks:
                 words = keywords(text)
                 vocabulary.update(set(words))
                 rowid = self._db.execute(
-                    f"INSERT INTO chunks(id, {', '.join(_FIELDS)}) "
-                    f"VALUES (?, {', '.join('?' * len(_FIELDS))})",
-                    (chunk_id, *(_field(metadata, key) for key in _FIELDS)),
+                    f"INSERT INTO chunks(id, text, {', '.join(_FIELDS)}) "
+                    f"VALUES (?, ?, {', '.join('?' * len(_FIELDS))})",
+                    (chunk_id, text, *(_field(metadata, key) for key in _FIELDS)),
                 ).lastrowid
                 self._db.execute(
                     "INSERT INTO terms(rowid, body) VALUES (?, ?)", (rowid, " ".join(words))
@@ -415,10 +436,11 @@ _FIELDS = (
     "chunk_count",
 )
 _NUMBERS = {"chunk_index", "chunk_count"}
-_SCHEMA_VERSION = 4
+_SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
-    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, content_hash TEXT NOT NULL,
+    rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
     root TEXT NOT NULL, source TEXT NOT NULL, file_type TEXT NOT NULL, file_hash TEXT NOT NULL,
     pipeline TEXT NOT NULL, chunk_index INTEGER NOT NULL, chunk_count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_place ON chunks(root, source, chunk_index);
@@ -426,7 +448,7 @@ CREATE INDEX IF NOT EXISTS chunks_content ON chunks(content_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize="ascii tokenchars '_'");
 CREATE TABLE IF NOT EXISTS vocabulary (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL)
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, text TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
 

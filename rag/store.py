@@ -30,6 +30,7 @@ comparison.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 Metadata = dict[str, str | int | float | bool]
+log = logging.getLogger(__name__)
 
 # Records per read: embedded Chroma fails a read of more than about 32,766 ("too many SQL
 # variables"), and a page bounds the memory one read takes.
@@ -148,6 +150,10 @@ class ChunkStore:
 
     lock: StoreLock | NoLock
     _advice: str  # what to check when Chroma fails, for the error message
+    # Whether Chroma holds the chunks' texts too: a server does, for every machine to read; an
+    # embedded store keeps them in the keyword index alone, as Chroma's add takes twice as long
+    # with them (it indexes them for a search of its own that nothing here uses).
+    texts_in_chroma: bool
 
     def __init__(
         self,
@@ -165,6 +171,7 @@ class ChunkStore:
             self.client = self._connected()
             self.keywords: KeywordIndex | None = None
             try:
+                self.max_batch = self.client.get_max_batch_size()
                 self.collection = self._open_collection()
                 self._tune()
                 self.keywords = KeywordIndex(settings.keywords_path())
@@ -173,7 +180,6 @@ class ChunkStore:
             except BaseException:
                 self.close()  # a refused store keeps no files or threads open
                 raise
-        self.max_batch = self.client.get_max_batch_size()
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock | NoLock:
         """What guards writers from each other."""
@@ -247,12 +253,19 @@ class ChunkStore:
         """Before a search: see what other machines wrote (each one's writes keep it in step)."""
 
     def _settle(self) -> None:
-        """Finish the keyword index's part of a write that was killed after it began."""
+        """Finish the keyword index's part of a write that was killed after it began.
+
+        A chunk Chroma holds is indexed with its text (from Chroma, or the journal when Chroma
+        keeps none); one it lacks is forgotten. Chunk ids name their content, so the journal's
+        text is the text of the chunk Chroma holds under that id.
+        """
         pending = self.index.pending()
         for start in range(0, len(pending), READ_PAGE):
             page = pending[start : start + READ_PAGE]
-            found = self.collection.get(ids=page, include=["documents", "metadatas"])
-            self.index.update(_texts(found), removed=page)
+            found = self.collection.get(ids=page, include=self._with_texts(["metadatas"]))
+            chunks, _ = _texts(found, self.index.pending_texts(page))
+            held = set(found["ids"])
+            self.index.update(chunks, removed=[i for i in page if i not in held], settled=page)
 
     def _reconcile(self, where: Mapping[str, Any] | None = None) -> float:
         """Bring the keyword index in line with the chunks matching ``where``, or all of them.
@@ -262,6 +275,7 @@ class ChunkStore:
         write stamp seen (0 when none).
         """
         newest = 0.0
+        textless: list[str] = []
         with self.index.sweeping() if where is None else nullcontext(None) as keep:
             for page in self._read_pages(where, ["metadatas"]):
                 ids = [chunk_id for chunk_id, _, _ in page]
@@ -273,11 +287,30 @@ class ChunkStore:
                 ]
                 if changed:
                     found = self.collection.get(ids=changed, include=["documents", "metadatas"])
-                    self.index.update(_texts(found))
+                    chunks, missing = _texts(found, {})
+                    self.index.update(chunks)
+                    textless += missing
                 newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
                 if keep is not None:
                     keep(ids)
+        if textless:
+            self._drop_textless(textless)
         return newest
+
+    def _drop_textless(self, chunk_ids: list[str]) -> None:
+        """Take out chunks whose text only a lost keyword index held.
+
+        The next sync embeds their files again: their records, read from the index, are gone
+        with it.
+        """
+        log.warning(
+            "%d chunks had no text in %s (the keyword index that held it was lost): taken out; "
+            "the next sync embeds their files again",
+            len(chunk_ids),
+            self.location,
+        )
+        for start in range(0, len(chunk_ids), self.max_batch):
+            self.collection.delete(ids=chunk_ids[start : start + self.max_batch])
 
     def __enter__(self) -> ChunkStore:
         return self
@@ -503,7 +536,8 @@ class ChunkStore:
         if not keep and not stale:
             return
         with self.writing():
-            self.index.intend([*keep, *stale])
+            texts = {} if self.texts_in_chroma else {c.id: c.text for c in [*chunks, *new_chunks]}
+            self.index.intend([*keep, *stale], texts)
             indexed: list[tuple[str, str, Metadata]] = []
             for write, items in (
                 (self.collection.add, new_chunks),
@@ -516,7 +550,7 @@ class ChunkStore:
                     write(
                         ids=[chunk.id for chunk in batch],
                         embeddings=np.stack([chunk.embedding for chunk in batch]),
-                        documents=[chunk.text for chunk in batch],
+                        documents=[c.text for c in batch] if self.texts_in_chroma else None,
                         metadatas=cast(Any, metadatas),
                     )
                     indexed += zip(
@@ -539,18 +573,50 @@ class ChunkStore:
                 query_embeddings=embedding.reshape(1, -1),
                 n_results=k,
                 where=cast(Any, where),
-                include=["documents", "metadatas", "distances", "embeddings"],
+                include=self._with_texts(["metadatas", "distances", "embeddings"]),
             )
+            ids = result["ids"][0]
+            texts = self._stored_texts(ids, (result["documents"] or [[]])[0])
         return [
-            Hit(chunk_id, text, cast(Metadata, metadata), float(distance), _vector(embedding))
-            for chunk_id, text, metadata, distance, embedding in zip(
-                result["ids"][0],
-                (result["documents"] or [[]])[0],
+            Hit(chunk_id, texts[chunk_id], cast(Metadata, metadata), float(distance), _vector(e))
+            for chunk_id, metadata, distance, e in zip(
+                ids,
                 (result["metadatas"] or [[]])[0],
                 (result["distances"] or [[]])[0],
                 (result["embeddings"] or [[]])[0],
                 strict=True,
             )
+            if chunk_id in texts
+        ]
+
+    def _with_texts(self, include: list[str]) -> Any:
+        """What a Chroma read includes: the texts too, where Chroma keeps them."""
+        return [*include, "documents"] if self.texts_in_chroma else include
+
+    def _stored_texts(
+        self, ids: Sequence[str], documents: Sequence[str | None] | None
+    ) -> dict[str, str]:
+        """The texts of chunks Chroma returned: its own, or the keyword index's.
+
+        A caller holds the lock. A chunk without a text is left out: a lost index's, taken out
+        at the next open.
+        """
+        if self.texts_in_chroma:
+            return {i: t for i, t in zip(ids, documents or [], strict=True) if t is not None}
+        return self.index.texts(ids)
+
+    def _stored(self, result: Any) -> list[StoredChunk]:
+        """The chunks of a Chroma ``get`` with metadatas and embeddings, with their texts.
+
+        A caller holds the lock; a chunk without a text is left out.
+        """
+        texts = self._stored_texts(result["ids"], result.get("documents"))
+        return [
+            StoredChunk(chunk_id, texts[chunk_id], cast(Metadata, metadata), _vector(embedding))
+            for chunk_id, metadata, embedding in zip(
+                result["ids"], result["metadatas"] or [], _rows(result["embeddings"]), strict=True
+            )
+            if chunk_id in texts
         ]
 
     def get(self, ids: Sequence[str]) -> list[StoredChunk]:
@@ -560,9 +626,9 @@ class ChunkStore:
             with self.reading():
                 result = self.collection.get(
                     ids=list(ids[start : start + READ_PAGE]),
-                    include=["documents", "metadatas", "embeddings"],
+                    include=self._with_texts(["metadatas", "embeddings"]),
                 )
-            found += _stored(result)
+                found += self._stored(result)
         return found
 
     def following(self, metadatas: Sequence[Metadata]) -> list[StoredChunk | None]:
@@ -575,8 +641,11 @@ class ChunkStore:
             ids = list(index.at(wanted).values())
             if not ids:
                 return found
-            result = self.collection.get(ids=ids, include=["documents", "metadatas", "embeddings"])
-        for chunk in _stored(result):
+            result = self.collection.get(
+                ids=ids, include=self._with_texts(["metadatas", "embeddings"])
+            )
+            stored = self._stored(result)
+        for chunk in stored:
             if (key := position(chunk.metadata)) in wanted:
                 found[wanted[key]] = chunk
         return found
@@ -591,9 +660,9 @@ class ChunkStore:
         for start in range(0, len(ids), READ_PAGE):
             with self.reading():
                 result = self.collection.get(
-                    ids=list(ids[start : start + READ_PAGE]), include=["documents"]
+                    ids=list(ids[start : start + READ_PAGE]), include=self._with_texts([])
                 )
-            texts.update(zip(result["ids"], result["documents"] or [], strict=True))
+                texts.update(self._stored_texts(result["ids"], result.get("documents")))
         return texts
 
     def sources(self) -> dict[str, int]:
@@ -650,26 +719,24 @@ def next_position(metadata: Metadata) -> Position:
     return (root, source, file_hash, index + 1)
 
 
-def _stored(result: Any) -> list[StoredChunk]:
-    """The chunks of a Chroma ``get`` that included documents, metadatas and embeddings."""
-    embeddings = _rows(result["embeddings"])
-    return [
-        StoredChunk(chunk_id, text, cast(Metadata, metadata), _vector(embedding))
-        for chunk_id, text, metadata, embedding in zip(
-            result["ids"],
-            result["documents"] or [],
-            result["metadatas"] or [],
-            embeddings,
-            strict=True,
-        )
-    ]
+def _texts(
+    result: Any, journal: Mapping[str, str]
+) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
+    """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless.
 
-
-def _texts(result: Any) -> list[tuple[str, str, Metadata]]:
-    """(id, text, metadata) of the chunks of a Chroma ``get`` with documents and metadatas."""
-    return list(
-        zip(result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True)
-    )
+    The text is Chroma's, else the ``journal``'s.
+    """
+    documents = result.get("documents") or [None] * len(result["ids"])
+    found, textless = [], []
+    for chunk_id, text, metadata in zip(
+        result["ids"], documents, result["metadatas"] or [], strict=True
+    ):
+        text = text if text is not None else journal.get(chunk_id)
+        if text is None:
+            textless.append(chunk_id)
+        else:
+            found.append((chunk_id, text, cast(Metadata, metadata)))
+    return found, textless
 
 
 def _index_files(settings: Settings, collection: str, renamed: str = "") -> list[tuple[Path, Path]]:
@@ -699,6 +766,7 @@ class EmbeddedChunkStore(ChunkStore):
     """
 
     _advice = "check the disk (space, permissions); `rag doctor` checks the store"
+    texts_in_chroma = False
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock:
         lock = StoreLock(
@@ -753,6 +821,7 @@ class ServerChunkStore(ChunkStore):
     """
 
     _advice = "check that the Chroma server is running and reachable"
+    texts_in_chroma = True
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> NoLock:
         self._catch_up_lock = threading.Lock()

@@ -108,31 +108,50 @@ def synthetic_chunks(root: str, files: int, per_file: int, dim: int) -> list[Sto
 
 
 @pytest.mark.slow
-def test_a_store_past_33000_chunks_keeps_working(tmp_path: Path, embedder: Embedder) -> None:
+def test_a_store_past_33000_chunks_keeps_working(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
     docs = tmp_path / "docs"
     write_mixed_folder(docs)
     settings = load_settings(data_dir=tmp_path / "data")
+    bulk = synthetic_chunks(str(docs.resolve()), 340, 100, 384)
     with Pipeline(settings, embedder=embedder) as pipeline:
         store, ingestor = pipeline.store, pipeline.ingestor
         ingestor.sync([docs])
         root = str(docs.resolve())
-        store.write(new_chunks=synthetic_chunks(root, 340, 100, 384))
+        store.write(new_chunks=bulk)
         assert store.count() > 34_000
         assert len(store.records([root])) == 347
         assert len(store.sources()) == 347
         found = pipeline.retriever.retrieve("boiler pressure", 4)
         assert found[0].metadata["source"] == "manual.pdf"
         assert store.index.search("20000 filler", 1)[0][0] == "bulk20000"
-        for file in settings.keywords_path().parent.iterdir():
-            file.unlink()  # the keyword index lost: the next process rebuilds it, page by page
-        with Pipeline(settings, embedder=embedder) as rebuilt:
-            assert len(rebuilt.store.index) == store.count()
-            assert rebuilt.retriever.keyword_hits("20000 filler", 1)[0][0] == "bulk20000"
         assert ingestor.remove(root, "bulk/file0000.txt") == 100
         report = ingestor.sync([docs])  # the bulk files are not on disk: 33,900 chunks go
         assert report.ok, report.failed
         assert (report.unchanged, len(report.removed)) == (7, 339)
         assert store.count() == sum(len(r.chunk_ids) for r in store.records().values()) < 100
+        ingested = store.count()
+        for start in range(0, len(bulk), 5000):  # as an earlier version wrote them: texts too
+            part = bulk[start : start + 5000]
+            store.collection.add(
+                ids=[chunk.id for chunk in part],
+                embeddings=np.stack([chunk.embedding for chunk in part]),
+                documents=[chunk.text for chunk in part],
+                metadatas=[dict(chunk.metadata) for chunk in part],
+            )
+    for file in settings.keywords_path().parent.iterdir():
+        file.unlink()  # the keyword index lost: the next process rebuilds it, page by page
+    with Pipeline(settings, embedder=embedder) as rebuilt:
+        # From Chroma's texts where it holds them; chunks whose text only the index held go.
+        assert len(rebuilt.store.index) == rebuilt.store.count() == len(bulk)
+        assert f"{ingested} chunks had no text" in caplog.text
+        assert rebuilt.retriever.keyword_hits("20000 filler", 1)[0][0] == "bulk20000"
+        report = rebuilt.ingestor.sync([docs])  # the next sync makes them again
+        assert report.ok, report.failed
+        assert report.chunks_in_store == ingested  # and takes the bulk files out once more
+        found = rebuilt.retriever.retrieve("boiler pressure", 4)
+        assert found[0].metadata["source"] == "manual.pdf"
 
 
 def without_root_powers() -> list[str]:

@@ -21,12 +21,8 @@ pytestmark = pytest.mark.slow
 
 def snapshot(store: ChunkStore) -> dict[str, tuple[str, str]]:
     """Every chunk: id -> (source, text). Equal snapshots mean equal stores."""
-    result = store.collection.get(include=["metadatas", "documents"])
-    metadatas, documents = result["metadatas"] or [], result["documents"] or []
-    return {
-        i: (str(m["source"]), d)
-        for i, m, d in zip(result["ids"], metadatas, documents, strict=True)
-    }
+    chunks = store.get(store.collection.get(include=[])["ids"])
+    return {chunk.id: (str(chunk.metadata["source"]), chunk.text) for chunk in chunks}
 
 
 def assert_consistent(store: ChunkStore) -> None:
@@ -63,10 +59,10 @@ def test_ingest_every_type_then_reingest_embeds_nothing(ingestor: Ingestor, tmp_
 def test_metadata_keeps_provenance(ingestor: Ingestor, tmp_path: Path) -> None:
     write_mixed_folder(tmp_path / "docs")
     ingestor.sync([tmp_path / "docs"])
-    got = ingestor.store.collection.get(include=["metadatas", "documents"])
+    store = ingestor.store
     by_source: dict[Any, list[tuple[Any, str]]] = {}
-    for metadata, text in zip(got["metadatas"] or [], got["documents"] or [], strict=True):
-        by_source.setdefault(metadata["source"], []).append((metadata, text))
+    for chunk in store.get(store.collection.get(include=[])["ids"]):
+        by_source.setdefault(chunk.metadata["source"], []).append((chunk.metadata, chunk.text))
     pdf = {m["page"]: t for m, t in by_source["manual.pdf"]}
     assert "boiler pressure" in pdf[2]
     (guide_meta, guide_text), *_ = [

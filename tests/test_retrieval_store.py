@@ -106,6 +106,40 @@ def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
         assert (top.metadata["source"], top.keyword_score > 0) == ("birds.md", True)
 
 
+def test_an_embedded_store_keeps_chunk_texts_in_its_keyword_index_alone(
+    make_settings: SettingsFactory, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Chroma's ``add`` takes twice as long with the texts (it indexes them for its own search,
+    which nothing here uses); a server keeps them, as other machines read them from it."""
+    settings = make_settings()
+    docs = settings.data_dir.parent / "docs"
+    write_mixed_folder(docs)
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        pipeline.ingestor.sync([docs])
+        count = pipeline.store.count()
+        held = pipeline.store.collection.get(include=["documents"])["documents"] or []
+        embedded = settings.store.mode == "embedded"
+        assert len(held) == count
+        assert all((text is None) == embedded for text in held)
+        top = pipeline.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=3)
+        assert top[0].metadata["source"] == "manual.pdf"
+        assert "pressure" in top[0].text.lower()
+        by_id = pipeline.store.get([hit.id for hit in top])
+        assert {chunk.id: chunk.text for chunk in by_id} == {hit.id: hit.text for hit in top}
+    if not embedded:
+        return
+    for file in settings.keywords_path().parent.iterdir():
+        file.unlink()  # the index lost, and the texts with it: their chunks go, to be made again
+    with Pipeline(settings, embedder=embedder) as reopened:
+        assert (reopened.store.count(), len(reopened.store.index)) == (0, 0)
+        assert f"{count} chunks had no text" in caplog.text
+        report = reopened.ingestor.sync([docs])
+        assert report.ok, report.failed
+        assert report.chunks_in_store == count
+        top = reopened.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=1)
+        assert "pressure" in top[0].text.lower()
+
+
 @pytest.mark.server
 def test_machines_sharing_a_chroma_server_each_keep_a_keyword_index_in_step(
     make_settings: SettingsFactory, embedder: Embedder, tmp_path: Path
