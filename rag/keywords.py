@@ -15,7 +15,8 @@ the rest of retrieval agree on what a word is. A search scores at most ``budget`
 BM25, which bounds a search's time at any size (FTS5 scores ~1.5 µs a posting on one core).
 Limits: stop words are English only; BM25 does no stemming in any language ("pumps" does not
 match "pump"); ``singular`` folds English plurals only, for ranking sentences; the file takes
-about as much disk as the chunks' text (0.9 GB at a million chunks).
+about twice as much disk as the chunks' text, which it keeps too (an embedded store keeps it
+nowhere else).
 """
 
 from __future__ import annotations

@@ -12,20 +12,22 @@ index could overwrite a newer one. So every write bumps a generation number besi
 and every read or write first reopens the client when the generation moved.
 
 The keyword index (``rag.keywords``) is written in the same step as the chunks: the write
-first notes the chunks it will touch in the index's journal, then writes Chroma, then updates
-the index and clears those notes in one transaction. A write killed half way leaves notes, and
-the next reader or writer settles them from what Chroma holds, so a reader never finds one
-without the other. Embedded, the index is one file beside the store, shared by every process on
-the machine under the store's lock. With a Chroma server, each machine keeps its own index file
-(``data/keywords/HOST_PORT/``): every chunk is stamped with the server's clock when written, and
-a reader that sees the server's generation move reads the chunks stamped since it last looked
-(less a margin for writes still landing) before it searches, and compares every id when the
-counts disagree (at most every ``FULL_RECONCILE_S``); a search's hit that the server no longer
-holds is dropped as it is met. Records and listings are read from the index as well (one file
-at a time); before a server store's records are trusted, every id is compared whenever the
-counts disagree, so that an ingest never acts on a deletion it has not seen. Limits: a server
-write that lands more than ``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a
-comparison.
+first notes the chunks it will touch (with their texts) in the index's journal, then writes
+Chroma, then updates the index and clears those notes in one transaction. A write killed half
+way leaves notes, and the next reader or writer settles them from what Chroma and the journal
+hold, so a reader never finds one without the other. Embedded, the index is one file beside the
+store, shared by every process on the machine under the store's lock, and the only place the
+chunks' texts are kept (``texts_in_chroma``): a store that lost it takes out the chunks whose
+text it held, for the next sync to embed again. With a Chroma server, each machine keeps its
+own index file (``data/keywords/HOST_PORT/``), and the server keeps the texts: every chunk is
+stamped with the server's clock when written, and a reader that sees the server's generation
+move reads the chunks stamped since it last looked (less a margin for writes still landing)
+before it searches, and compares every id when the counts disagree (at most every
+``FULL_RECONCILE_S``); a search's hit that the server no longer holds is dropped as it is met.
+Records and listings are read from the index as well (one file at a time); before a server
+store's records are trusted, every id is compared whenever the counts disagree, so that an
+ingest never acts on a deletion it has not seen. Limits: a server write that lands more than
+``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a comparison.
 """
 
 from __future__ import annotations
@@ -245,7 +247,11 @@ class ChunkStore:
             self.index.update(removed=chunk_ids - held)
 
     def _check_index(self) -> None:
-        """At open: rebuild what the keyword index lacks (a lost file, an older version's store)."""
+        """At open: rebuild what the keyword index lacks from Chroma.
+
+        For a lost file or an older version's store; chunks whose text only a lost index held
+        are taken out.
+        """
         if len(self.index) != self.collection.count():
             self._reconcile()
 
