@@ -24,7 +24,13 @@ At each size, every figure from a new process (its own peak memory):
 - dense recall@10 against exact search with numpy over every stored vector, and the dense
   query's own p50, at each ``--ef-search`` (Chroma's HNSW ``ef_search``; the app's default
   is 1,600). Strict (the very ids), and with ties counted as ann-benchmarks counts them.
-  ``--check-stand-in`` first compares the stand-in's recall with the real model's.
+  ``--check-stand-in`` first compares the stand-in's recall with the real model's;
+- ``--graphs M/EFC,...``: other HNSW graphs (``max_neighbors``/``ef_construction``) built from
+  the store's own vectors in vectors-only collections, each with its build time (vectors/s)
+  against the first's, and its recall and query p50 at each ``--ef-search``;
+- ``--write-costs CHUNKS``: Chroma's own ``add`` of the store's first chunks, in the
+  pipeline's groups, holding everything, all but the texts, or vectors alone: the floor the
+  store puts under an ingest, against a GPU's embedding time.
 Ratios are against the one-copy store, built in the same run.
 
 Then parallel writers: 1, 2 and 4 ingest processes, each a machine of its own (its own data
@@ -34,7 +40,8 @@ together, against one writer.
 
 Usage: python bench/bench_scale.py [--sizes 685,10000,100000,1000000] [--writer-copies 32]
            [--ef-search 100,400,1600] [--phases ingest,query,recall,parts] [--work DIR]
-           [--variation resample|words] [--json FILE]
+           [--variation resample|words] [--graphs M/EFC,...] [--write-costs CHUNKS]
+           [--json FILE]
        (--sizes "" or --writer-copies 0 leaves a part out; without the ingest phase, the
        stores of an earlier run are measured again)
 """
