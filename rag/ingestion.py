@@ -12,9 +12,12 @@ at any moment is finished by the next one, which converges to what a clean run w
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,7 +28,7 @@ from rag.chunking import Chunk, Chunker
 from rag.embeddings import Embedder
 from rag.loaders import LoadError, load
 from rag.scanning import SourceFile, scan
-from rag.settings import Settings
+from rag.settings import EmbeddingSettings, IngestSettings, Settings
 from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
 
 if TYPE_CHECKING:
@@ -107,6 +110,13 @@ def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
     return Chunker(embedder.token_spans, max_tokens, settings.chunking.overlap_tokens)
 
 
+def prepare_workers(settings: IngestSettings) -> int:
+    """How many processes read and chunk files beside the embedding (0: in line)."""
+    if settings.prepare_workers is not None:
+        return settings.prepare_workers
+    return max(0, min((os.cpu_count() or 1) - 2, 8))
+
+
 @dataclass
 class _GroupWrite:
     """One group's write: chunks of files new to the store, of changed files, stale ids."""
@@ -169,6 +179,12 @@ class Ingestor:
         self.embedder = embedder
         self.progress = progress or Progress()
         self.chunker = make_chunker(settings, embedder)
+        self._reading = _Reading(
+            embedder.settings,
+            self.chunker.max_tokens,
+            self.chunker.overlap_tokens,
+            settings.ingest.ocr,
+        )
         self.pipeline = _digest(
             f"{embedder.name}|{self.chunker.max_tokens}|{self.chunker.overlap_tokens}"
             f"|{CHUNKER_VERSION}|ocr={settings.ingest.ocr}"
@@ -206,8 +222,8 @@ class Ingestor:
             group_chunks = 0
             added_hashes: dict[str, str] = {}  # file hash -> source, of files new to the store
             with _GroupWriter(self.store, self.embedder) as writer:
-                for file in found.files:
-                    prepared = self._prepare(file, records.get((file.root, file.source)), report)
+                for file, record, outcome in self._prepared(found.files, records):
+                    prepared = self._taken(file, record, outcome, report)
                     self.progress.file_done()
                     if prepared is not None:
                         group.append(prepared)
@@ -233,37 +249,54 @@ class Ingestor:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _prepare(
-        self, file: SourceFile, record: FileRecord | None, report: IngestReport
-    ) -> _Prepared | None:
-        """Read, hash, load and chunk one file; None when unchanged or failed."""
+    def _prepared(
+        self, files: Sequence[SourceFile], records: Mapping[tuple[str, str], FileRecord]
+    ) -> Iterator[tuple[SourceFile, FileRecord | None, _Outcome]]:
+        """Each file read, hashed, loaded and chunked, in order.
+
+        In line, or in worker processes (``ingest.prepare_workers``) that run ahead of the
+        embedding and the writes by a few files each: Chroma's ``add`` holds Python's lock
+        while it writes, so a thread could not read meanwhile.
+        """
+        workers = prepare_workers(self.settings.ingest)
+        if workers < 1 or len(files) < _POOL_MIN_FILES:
+            for file in files:
+                record = records.get((file.root, file.source))
+                yield file, record, _prepare(file, _held(record, self.pipeline), self._reading)
+            return
+        spawn = multiprocessing.get_context("spawn")  # never fork Chroma's and torch's threads
+        pool = ProcessPoolExecutor(workers, mp_context=spawn)
+        ahead: deque[tuple[SourceFile, FileRecord | None, Future[_Outcome]]] = deque()
         try:
-            data = file.path.read_bytes()
-        except OSError as error:
-            report.failed.append((str(file.path), f"cannot read: {error.strerror or error}"))
+            for file in files:
+                record = records.get((file.root, file.source))
+                held = _held(record, self.pipeline)
+                ahead.append((file, record, pool.submit(_prepare, file, held, self._reading)))
+                if len(ahead) >= _AHEAD_PER_WORKER * workers:
+                    file, record, outcome = ahead.popleft()
+                    yield file, record, outcome.result()
+            while ahead:
+                file, record, outcome = ahead.popleft()
+                yield file, record, outcome.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _taken(
+        self,
+        file: SourceFile,
+        record: FileRecord | None,
+        outcome: _Outcome,
+        report: IngestReport,
+    ) -> _Prepared | None:
+        """A file's outcome in the report; the file to embed when it is new or changed."""
+        report.notes += [(str(file.path), note) for note in outcome.notes]
+        if outcome.failure is not None:
+            report.failed.append((str(file.path), outcome.failure))
             return None
-        file_hash = _digest(data)
-        if record is not None and record.holds(file_hash, self.pipeline):
+        if outcome.chunks is None:
             report.unchanged += 1
             return None
-        try:
-            document = load(file.path, data, ocr=self.settings.ingest.ocr)
-        except LoadError as error:
-            report.failed.append((str(file.path), error.reason))
-            return None
-        if document.hidden_chars:
-            note = (
-                f"hidden text left out: {document.hidden_chars} characters a reader would not see"
-            )
-            report.notes.append((str(file.path), note))
-        if document.ocr_pages:
-            report.notes.append((str(file.path), f"read by OCR: {document.ocr_pages} pages"))
-        if document.parser_warnings:
-            first = document.parser_warnings[0][:120]
-            note = f"{len(document.parser_warnings)} parser warnings, the first: {first}"
-            report.notes.append((str(file.path), note))
-        chunks = self.chunker.split(document)
-        return _Prepared(file, file_hash, chunks, record)
+        return _Prepared(file, outcome.file_hash, outcome.chunks, record)
 
     def _embed_group(self, group: list[_Prepared], report: IngestReport) -> _GroupWrite:
         """Chunks of ``group`` with their embeddings, reused where the store has the text."""
@@ -328,6 +361,79 @@ class Ingestor:
         if chunk.page is not None:
             metadata["page"] = chunk.page
         return metadata
+
+
+_POOL_MIN_FILES = 16  # fewer files are read in line: starting worker processes takes seconds
+_AHEAD_PER_WORKER = 4  # files each worker may have read before the embedding takes them
+
+
+@dataclass(frozen=True)
+class _Reading:
+    """What reading and chunking a file needs, sent to each worker process."""
+
+    embedding: EmbeddingSettings  # the tokenizer that measures chunks
+    max_tokens: int
+    overlap_tokens: int
+    ocr: bool
+
+    def chunker(self) -> Chunker:
+        spans = Embedder(self.embedding).token_spans
+        return Chunker(spans, self.max_tokens, self.overlap_tokens)
+
+
+@dataclass
+class _Outcome:
+    """One file read: its chunks (None when unchanged or failed), or why it failed."""
+
+    file_hash: str = ""
+    chunks: list[Chunk] | None = None
+    failure: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _held(record: FileRecord | None, pipeline: str) -> tuple[str, str] | None:
+    """The (file hash, pipeline) a record holds completely, if any."""
+    if record is None or not record.complete:
+        return None
+    version = next(iter(record.versions))
+    return version if version[1] == pipeline else None
+
+
+_chunker: tuple[_Reading, Chunker] | None = None  # this process's last, kept for the next file
+
+
+def _prepare(file: SourceFile, held: tuple[str, str] | None, reading: _Reading) -> _Outcome:
+    """Read, hash, load and chunk one file; no chunks when it is unchanged or failed."""
+    try:
+        data = file.path.read_bytes()
+    except OSError as error:
+        return _Outcome(failure=f"cannot read: {error.strerror or error}")
+    file_hash = _digest(data)
+    if held is not None and held[0] == file_hash:
+        return _Outcome(file_hash)
+    try:
+        document = load(file.path, data, ocr=reading.ocr)
+    except LoadError as error:
+        return _Outcome(file_hash, failure=error.reason)
+    notes = []
+    if document.hidden_chars:
+        notes.append(
+            f"hidden text left out: {document.hidden_chars} characters a reader would not see"
+        )
+    if document.ocr_pages:
+        notes.append(f"read by OCR: {document.ocr_pages} pages")
+    if document.parser_warnings:
+        first = document.parser_warnings[0][:120]
+        notes.append(f"{len(document.parser_warnings)} parser warnings, the first: {first}")
+    return _Outcome(file_hash, _chunker_for(reading).split(document), notes=notes)
+
+
+def _chunker_for(reading: _Reading) -> Chunker:
+    """A chunker for ``reading``, made once per process (it loads the tokenizer)."""
+    global _chunker
+    if _chunker is None or _chunker[0] != reading:
+        _chunker = (reading, reading.chunker())
+    return _chunker[1]
 
 
 def _report_removals(

@@ -148,6 +148,12 @@ class IngestSettings(_Block):
         description="Read images (png, jpg, tiff) and scanned PDF pages by OCR, offline on the "
         "CPU (seconds a page). Off: images fail and scanned pages stay empty.",
     )
+    prepare_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Processes that read and chunk files beside the embedding and the writes "
+        "(0: in line). Default: the cores past two, at most 8; none on two cores or fewer.",
+    )
 
 
 class RetrievalSettings(_Block):

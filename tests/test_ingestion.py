@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,46 @@ def test_bad_inputs_are_reported_and_the_rest_is_ingested(
     assert not report.ok
     assert sources(ingestor.store) == set(phrases)
     assert_consistent(ingestor.store)
+
+
+def test_files_read_in_worker_processes_make_the_store_an_in_line_run_makes(
+    make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading and chunking run beside the embedding and the writes, in their own processes
+    (Chroma's add holds Python's lock, so a thread would wait): same chunks, same report."""
+    settings = make_settings()
+    docs = settings.data_dir.parent / "docs"
+    write_mixed_folder(docs)
+    for n in range(20):
+        (docs / "many" / f"note{n:02d}.md").parent.mkdir(exist_ok=True)
+        (docs / "many" / f"note{n:02d}.md").write_text("\n\n".join(paragraphs(f"moth{n}", 3)))
+    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> broken")
+    submitted: list[object] = []
+    real_submit = ProcessPoolExecutor.submit
+
+    def counted(pool: Any, *args: Any, **kwargs: Any) -> Any:
+        submitted.append(args[1])
+        return real_submit(pool, *args, **kwargs)
+
+    monkeypatch.setattr(ProcessPoolExecutor, "submit", counted)
+    runs = {}
+    for workers in (0, 2):
+        ingest = settings.ingest.model_copy(update={"prepare_workers": workers})
+        store = settings.store.model_copy(
+            update={"collection": f"{settings.store.collection}-{workers}"}
+        )
+        data = settings.data_dir / f"workers{workers}"
+        changed = settings.model_copy(update={"ingest": ingest, "store": store, "data_dir": data})
+        with Pipeline(changed, embedder=embedder) as pipeline:
+            report = pipeline.ingestor.sync([docs])
+            runs[workers] = (
+                report.summary().rsplit(";", 1)[0],
+                report.failed,
+                snapshot(pipeline.store),
+            )
+        assert len(submitted) == (0 if workers == 0 else 28), workers
+    assert runs[2] == runs[0]
+    assert [Path(path).name for path, _ in runs[2][1]] == ["corrupt.pdf"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
