@@ -252,34 +252,43 @@ class Ingestor:
     def _prepared(
         self, files: Sequence[SourceFile], records: Mapping[tuple[str, str], FileRecord]
     ) -> Iterator[tuple[SourceFile, FileRecord | None, _Outcome]]:
-        """Each file read, hashed, loaded and chunked, in order.
+        """Each file read and hashed, then loaded and chunked when new or changed, in order.
 
-        In line, or in worker processes (``ingest.prepare_workers``) that run ahead of the
-        embedding and the writes by a few files each: Chroma's ``add`` holds Python's lock
+        Past the first ``_POOL_MIN_FILES`` changed files (what a watched folder's sync sees),
+        worker processes (``ingest.prepare_workers``) load and chunk them, running ahead of
+        the embedding and the writes by a few files each: Chroma's ``add`` holds Python's lock
         while it writes, so a thread could not read meanwhile.
         """
         workers = prepare_workers(self.settings.ingest)
-        if workers < 1 or len(files) < _POOL_MIN_FILES:
-            for file in files:
-                record = records.get((file.root, file.source))
-                yield file, record, _prepare(file, _held(record, self.pipeline), self._reading)
-            return
-        spawn = multiprocessing.get_context("spawn")  # never fork Chroma's and torch's threads
-        pool = ProcessPoolExecutor(workers, mp_context=spawn)
+        pool: ProcessPoolExecutor | None = None
+        changed = 0
         ahead: deque[tuple[SourceFile, FileRecord | None, Future[_Outcome]]] = deque()
         try:
             for file in files:
                 record = records.get((file.root, file.source))
-                held = _held(record, self.pipeline)
-                ahead.append((file, record, pool.submit(_prepare, file, held, self._reading)))
-                if len(ahead) >= _AHEAD_PER_WORKER * workers:
-                    file, record, outcome = ahead.popleft()
-                    yield file, record, outcome.result()
+                outcome, data = _read(file, _held(record, self.pipeline))
+                if data is None:
+                    ahead.append((file, record, _done(outcome)))
+                elif workers and changed >= _POOL_MIN_FILES:
+                    if pool is None:
+                        spawn = multiprocessing.get_context("spawn")  # never fork Chroma's threads
+                        pool = ProcessPoolExecutor(workers, mp_context=spawn)
+                    submitted = pool.submit(_load, file.path, data, outcome, self._reading)
+                    ahead.append((file, record, submitted))
+                else:
+                    ahead.append(
+                        (file, record, _done(_load(file.path, data, outcome, self._reading)))
+                    )
+                changed += data is not None
+                while ahead and (ahead[0][2].done() or len(ahead) > _AHEAD_PER_WORKER * workers):
+                    file, record, next_outcome = ahead.popleft()
+                    yield file, record, next_outcome.result()
             while ahead:
-                file, record, outcome = ahead.popleft()
-                yield file, record, outcome.result()
+                file, record, next_outcome = ahead.popleft()
+                yield file, record, next_outcome.result()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def _taken(
         self,
@@ -363,7 +372,7 @@ class Ingestor:
         return metadata
 
 
-_POOL_MIN_FILES = 16  # fewer files are read in line: starting worker processes takes seconds
+_POOL_MIN_FILES = 16  # changed files loaded in line first: starting the workers takes seconds
 _AHEAD_PER_WORKER = 4  # files each worker may have read before the embedding takes them
 
 
@@ -402,19 +411,24 @@ def _held(record: FileRecord | None, pipeline: str) -> tuple[str, str] | None:
 _chunker: tuple[_Reading, Chunker] | None = None  # this process's last, kept for the next file
 
 
-def _prepare(file: SourceFile, held: tuple[str, str] | None, reading: _Reading) -> _Outcome:
-    """Read, hash, load and chunk one file; no chunks when it is unchanged or failed."""
+def _read(file: SourceFile, held: tuple[str, str] | None) -> tuple[_Outcome, bytes | None]:
+    """Read and hash one file: its bytes when it must be loaded (new or changed), else None."""
     try:
         data = file.path.read_bytes()
     except OSError as error:
-        return _Outcome(failure=f"cannot read: {error.strerror or error}")
+        return _Outcome(failure=f"cannot read: {error.strerror or error}"), None
     file_hash = _digest(data)
     if held is not None and held[0] == file_hash:
-        return _Outcome(file_hash)
+        return _Outcome(file_hash), None  # unchanged
+    return _Outcome(file_hash), data
+
+
+def _load(path: Path, data: bytes, read: _Outcome, reading: _Reading) -> _Outcome:
+    """Load and chunk a new or changed file's ``data`` (in line, or in a worker process)."""
     try:
-        document = load(file.path, data, ocr=reading.ocr)
+        document = load(path, data, ocr=reading.ocr)
     except LoadError as error:
-        return _Outcome(file_hash, failure=error.reason)
+        return _Outcome(read.file_hash, failure=error.reason)
     notes = []
     if document.hidden_chars:
         notes.append(
@@ -425,7 +439,14 @@ def _prepare(file: SourceFile, held: tuple[str, str] | None, reading: _Reading) 
     if document.parser_warnings:
         first = document.parser_warnings[0][:120]
         notes.append(f"{len(document.parser_warnings)} parser warnings, the first: {first}")
-    return _Outcome(file_hash, _chunker_for(reading).split(document), notes=notes)
+    return _Outcome(read.file_hash, _chunker_for(reading).split(document), notes=notes)
+
+
+def _done(outcome: _Outcome) -> Future[_Outcome]:
+    """An outcome known already, queued behind those the workers are still making."""
+    future: Future[_Outcome] = Future()
+    future.set_result(outcome)
+    return future
 
 
 def _chunker_for(reading: _Reading) -> Chunker:

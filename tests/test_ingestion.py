@@ -154,15 +154,16 @@ def test_bad_inputs_are_reported_and_the_rest_is_ingested(
 def test_files_read_in_worker_processes_make_the_store_an_in_line_run_makes(
     make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Reading and chunking run beside the embedding and the writes, in their own processes
-    (Chroma's add holds Python's lock, so a thread would wait): same chunks, same report."""
+    """Past the first 16 changed files, worker processes load and chunk them beside the
+    embedding and the writes (Chroma's add holds Python's lock, so a thread would wait):
+    the same chunks and the same report as in line."""
     settings = make_settings()
     docs = settings.data_dir.parent / "docs"
     write_mixed_folder(docs)
+    (docs / "many").mkdir()
     for n in range(20):
-        (docs / "many" / f"note{n:02d}.md").parent.mkdir(exist_ok=True)
         (docs / "many" / f"note{n:02d}.md").write_text("\n\n".join(paragraphs(f"moth{n}", 3)))
-    (docs / "corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> broken")
+    (docs / "zz-corrupt.pdf").write_bytes(b"%PDF-1.7\n1 0 obj << /Type /Catalog >> broken")
     submitted: list[object] = []
     real_submit = ProcessPoolExecutor.submit
 
@@ -181,14 +182,13 @@ def test_files_read_in_worker_processes_make_the_store_an_in_line_run_makes(
         changed = settings.model_copy(update={"ingest": ingest, "store": store, "data_dir": data})
         with Pipeline(changed, embedder=embedder) as pipeline:
             report = pipeline.ingestor.sync([docs])
-            runs[workers] = (
-                report.summary().rsplit(";", 1)[0],
-                report.failed,
-                snapshot(pipeline.store),
-            )
-        assert len(submitted) == (0 if workers == 0 else 28), workers
+            summary = report.summary().rsplit(";", 1)[0]
+            runs[workers] = (summary, report.failed, snapshot(pipeline.store))
+            assert len(submitted) == (0 if workers == 0 else 28 - 16), workers
+            assert pipeline.ingestor.sync([docs]).unchanged == 27  # read and hashed in line
+            assert len(submitted) == (0 if workers == 0 else 28 - 16), workers
     assert runs[2] == runs[0]
-    assert [Path(path).name for path, _ in runs[2][1]] == ["corrupt.pdf"]
+    assert [Path(path).name for path, _ in runs[2][1]] == ["zz-corrupt.pdf"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
