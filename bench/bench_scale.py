@@ -12,7 +12,8 @@ so a hashing embedder stands in, for documents and questions alike: each word is
 random vector (seeded by the word), a text the normalized sum of its words' vectors. Texts
 sharing words are near, as with the model. The real model's time to embed one question is
 printed apart; add it to the retrieval latencies. HNSW's graph parameters come from the
-app's settings, e.g. ``RAG_STORE__HNSW__MAX_NEIGHBORS=32`` in the environment.
+app's settings, e.g. ``RAG_STORE__HNSW__MAX_NEIGHBORS=32`` in the environment, and so do the
+processes that load files beside the embedding (``RAG_INGEST__PREPARE_WORKERS=1``).
 
 At each size, every figure from a new process (its own peak memory):
 - full ingest: seconds, chunks/s apart from embedding (the stand-in's time taken out), peak RSS;
@@ -67,7 +68,6 @@ from typing import Any, cast
 import numpy as np
 
 from rag.embeddings import Embedder
-from rag.ingestion import prepare_workers
 from rag.keywords import keywords
 from rag.settings import Settings, load_settings
 
@@ -213,7 +213,7 @@ def phase_ingest(work: Path, server: str = "", parts: list[Path] | None = None) 
         "embedding_seconds": embedder.seconds,
         "writing_seconds": writing[0],  # Chroma and the keyword index
         "chunks_per_s_apart_from_embedding": chunks / rest if chunks else None,
-        "prepare_workers": prepare_workers(settings.ingest),
+        "prepare_workers": settings.ingest.prepare_workers,
         "peak_rss_mb": peak_rss_mb(),
     }
 

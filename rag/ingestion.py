@@ -7,13 +7,17 @@ the edited passages, a rename or copy re-embeds nothing); files gone from disk l
 chunks. Files are embedded in groups for efficient batches, and each group is written in one
 step that also deletes the files' stale chunks. Chunk ids are deterministic, so a run killed
 at any moment is finished by the next one, which converges to what a clean run writes.
+
+With ``ingest.prepare_workers``, worker processes load and chunk new and changed files ahead of
+the embedding and the writes (a GPU machine's spare cores); Chroma's ``add`` holds Python's lock
+while it writes, so threads could not. Limits: the workers import the program's main module
+(``spawn``), so a script that ingests through them needs an ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -28,7 +32,7 @@ from rag.chunking import Chunk, Chunker
 from rag.embeddings import Embedder
 from rag.loaders import LoadError, load
 from rag.scanning import SourceFile, scan
-from rag.settings import EmbeddingSettings, IngestSettings, Settings
+from rag.settings import EmbeddingSettings, Settings
 from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
 
 if TYPE_CHECKING:
@@ -108,13 +112,6 @@ def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
     limit = embedder.max_tokens
     max_tokens = min(settings.chunking.max_tokens or limit, limit)
     return Chunker(embedder.token_spans, max_tokens, settings.chunking.overlap_tokens)
-
-
-def prepare_workers(settings: IngestSettings) -> int:
-    """How many processes read and chunk files beside the embedding (0: in line)."""
-    if settings.prepare_workers is not None:
-        return settings.prepare_workers
-    return max(0, min((os.cpu_count() or 1) - 2, 8))
 
 
 @dataclass
@@ -259,7 +256,7 @@ class Ingestor:
         the embedding and the writes by a few files each: Chroma's ``add`` holds Python's lock
         while it writes, so a thread could not read meanwhile.
         """
-        workers = prepare_workers(self.settings.ingest)
+        workers = self.settings.ingest.prepare_workers
         pool: ProcessPoolExecutor | None = None
         changed = 0
         ahead: deque[tuple[SourceFile, FileRecord | None, Future[_Outcome]]] = deque()

@@ -148,11 +148,13 @@ class IngestSettings(_Block):
         description="Read images (png, jpg, tiff) and scanned PDF pages by OCR, offline on the "
         "CPU (seconds a page). Off: images fail and scanned pages stay empty.",
     )
-    prepare_workers: int | None = Field(
-        None,
+    prepare_workers: int = Field(
+        0,
         ge=0,
-        description="Processes that read and chunk files beside the embedding and the writes "
-        "(0: in line). Default: the cores past two, at most 8; none on two cores or fewer.",
+        description="Processes that load and chunk files beside the embedding and the writes, "
+        "for a GPU machine's cores (0: in line). Each starts by importing the program's main "
+        "module, as multiprocessing does: a script that ingests must guard its entry point "
+        "with `if __name__ == '__main__':`.",
     )
 
 
