@@ -253,35 +253,42 @@ class Ingestor:
 
         Past the first ``_POOL_MIN_FILES`` changed files (what a watched folder's sync sees),
         worker processes (``ingest.prepare_workers``) load and chunk them, running ahead of
-        the embedding and the writes by a few files each: Chroma's ``add`` holds Python's lock
-        while it writes, so a thread could not read meanwhile.
+        the embedding and the writes (``_AHEAD_FILES`` files each, ``_AHEAD_BYTES`` in all):
+        Chroma's ``add`` holds Python's lock while it writes, so a thread could not read
+        meanwhile.
         """
         workers = self.settings.ingest.prepare_workers
         pool: ProcessPoolExecutor | None = None
-        changed = 0
-        ahead: deque[tuple[SourceFile, FileRecord | None, Future[_Outcome]]] = deque()
+        changed = in_flight = 0  # files loaded so far; bytes the workers hold
+        ahead: deque[tuple[SourceFile, FileRecord | None, Future[_Outcome], int]] = deque()
         try:
             for file in files:
                 record = records.get((file.root, file.source))
                 outcome, data = _read(file, _held(record, self.pipeline))
                 if data is None:
-                    ahead.append((file, record, _done(outcome)))
+                    ahead.append((file, record, _done(outcome), 0))
                 elif workers and changed >= _POOL_MIN_FILES:
                     if pool is None:
                         spawn = multiprocessing.get_context("spawn")  # never fork Chroma's threads
                         pool = ProcessPoolExecutor(workers, mp_context=spawn)
                     submitted = pool.submit(_load, file.path, data, outcome, self._reading)
-                    ahead.append((file, record, submitted))
+                    ahead.append((file, record, submitted, len(data)))
+                    in_flight += len(data)
                 else:
-                    ahead.append(
-                        (file, record, _done(_load(file.path, data, outcome, self._reading)))
-                    )
+                    loaded = _load(file.path, data, outcome, self._reading)
+                    ahead.append((file, record, _done(loaded), 0))
                 changed += data is not None
-                while ahead and (ahead[0][2].done() or len(ahead) > _AHEAD_PER_WORKER * workers):
-                    file, record, next_outcome = ahead.popleft()
+                # Enough ahead to keep the workers busy while a group is embedded and written.
+                while ahead and (
+                    ahead[0][2].done()
+                    or len(ahead) > _AHEAD_FILES * workers
+                    or in_flight > _AHEAD_BYTES
+                ):
+                    file, record, next_outcome, size = ahead.popleft()
+                    in_flight -= size
                     yield file, record, next_outcome.result()
             while ahead:
-                file, record, next_outcome = ahead.popleft()
+                file, record, next_outcome, _ = ahead.popleft()
                 yield file, record, next_outcome.result()
         finally:
             if pool is not None:
@@ -370,7 +377,8 @@ class Ingestor:
 
 
 _POOL_MIN_FILES = 16  # changed files loaded in line first: starting the workers takes seconds
-_AHEAD_PER_WORKER = 4  # files each worker may have read before the embedding takes them
+_AHEAD_FILES = 256  # files each worker may be given before the embedding takes them: groups' worth
+_AHEAD_BYTES = 64 * 2**20  # file bytes the workers may hold at once
 
 
 @dataclass(frozen=True)
