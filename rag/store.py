@@ -317,6 +317,7 @@ class ChunkStore:
         )
         for start in range(0, len(chunk_ids), self.max_batch):
             self.collection.delete(ids=chunk_ids[start : start + self.max_batch])
+        self._wrote()  # other processes reload the vector index without them
 
     def __enter__(self) -> ChunkStore:
         return self
