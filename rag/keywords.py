@@ -15,12 +15,13 @@ the rest of retrieval agree on what a word is. A search scores at most ``budget`
 BM25, which bounds a search's time at any size (FTS5 scores ~1.5 µs a posting on one core).
 Limits: stop words are English only; BM25 does no stemming in any language ("pumps" does not
 match "pump"); ``singular`` folds English plurals only, for ranking sentences; the file takes
-about twice as much disk as the chunks' text, which it keeps too (an embedded store keeps it
-nowhere else).
+about three times as much disk as the chunks' text, as it keeps their text and metadata too
+(an embedded store keeps them nowhere else).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import sqlite3
@@ -149,17 +150,24 @@ class KeywordIndex:
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
             )
 
-    def intend(self, chunk_ids: Iterable[str], texts: Mapping[str, str] | None = None) -> None:
+    def intend(
+        self,
+        chunk_ids: Iterable[str],
+        rows: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
+    ) -> None:
         """Note that these chunks are about to change in the store (the journal).
 
-        With the ``texts`` of those written: a store that keeps texts here alone settles from
-        them.
+        With the (text, metadata) ``rows`` of those written: a store that keeps them here alone
+        settles from them.
         """
-        texts = texts or {}
+        rows = rows or {}
         with self._writing():
             self._db.executemany(
-                "INSERT OR REPLACE INTO pending(id, text) VALUES (?, ?)",
-                ((i, texts.get(i)) for i in chunk_ids),
+                "INSERT OR REPLACE INTO pending(id, text, metadata) VALUES (?, ?, ?)",
+                (
+                    (i, *((rows[i][0], json.dumps(rows[i][1])) if i in rows else (None, None)))
+                    for i in chunk_ids
+                ),
             )
 
     def pending(self) -> list[str]:
@@ -167,15 +175,27 @@ class KeywordIndex:
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT id FROM pending")]
 
-    def pending_texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
-        """The texts the journal holds for these chunks (those a write meant to write)."""
-        return self._pairs(
-            "SELECT id, text FROM pending WHERE text IS NOT NULL AND id IN ({})", chunk_ids
+    def pending_rows(self, chunk_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The (text, metadata) the journal holds for these chunks (those a write wrote)."""
+        return self._rows(
+            "SELECT id, text, metadata FROM pending WHERE text IS NOT NULL AND id IN ({})",
+            chunk_ids,
         )
 
-    def texts(self, chunk_ids: Sequence[str]) -> dict[str, str]:
-        """Text of these chunks, by id (those indexed)."""
-        return self._pairs("SELECT id, text FROM chunks WHERE id IN ({})", chunk_ids)
+    def rows(self, chunk_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """The (text, metadata) of these chunks, by id (those indexed)."""
+        return self._rows("SELECT id, text, metadata FROM chunks WHERE id IN ({})", chunk_ids)
+
+    def _rows(self, sql: str, chunk_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        found: dict[str, tuple[str, dict[str, Any]]] = {}
+        with self._lock:
+            for start in range(0, len(chunk_ids), _IDS_PER_STATEMENT):
+                page = list(chunk_ids[start : start + _IDS_PER_STATEMENT])
+                for chunk_id, text, metadata in self._db.execute(
+                    sql.format(",".join("?" * len(page))), page
+                ):
+                    found[chunk_id] = (text, json.loads(metadata))
+        return found
 
     def update(
         self,
@@ -213,9 +233,14 @@ class KeywordIndex:
                 words = keywords(text)
                 vocabulary.update(set(words))
                 rowid = self._db.execute(
-                    f"INSERT INTO chunks(id, text, {', '.join(_FIELDS)}) "
-                    f"VALUES (?, ?, {', '.join('?' * len(_FIELDS))})",
-                    (chunk_id, text, *(_field(metadata, key) for key in _FIELDS)),
+                    f"INSERT INTO chunks(id, text, metadata, {', '.join(_FIELDS)}) "
+                    f"VALUES (?, ?, ?, {', '.join('?' * len(_FIELDS))})",
+                    (
+                        chunk_id,
+                        text,
+                        json.dumps(metadata),
+                        *(_field(metadata, key) for key in _FIELDS),
+                    ),
                 ).lastrowid
                 self._db.execute(
                     "INSERT INTO terms(rowid, body) VALUES (?, ?)", (rowid, " ".join(words))
@@ -441,7 +466,7 @@ _SCHEMA_VERSION = 5
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
     rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, text TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
+    metadata TEXT NOT NULL, content_hash TEXT NOT NULL,
     root TEXT NOT NULL, source TEXT NOT NULL, file_type TEXT NOT NULL, file_hash TEXT NOT NULL,
     pipeline TEXT NOT NULL, chunk_index INTEGER NOT NULL, chunk_count INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_place ON chunks(root, source, chunk_index);
@@ -449,7 +474,8 @@ CREATE INDEX IF NOT EXISTS chunks_content ON chunks(content_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize="ascii tokenchars '_'");
 CREATE TABLE IF NOT EXISTS vocabulary (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL)
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, text TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, text TEXT, metadata TEXT)
+    WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
 

@@ -12,13 +12,14 @@ index could overwrite a newer one. So every write bumps a generation number besi
 and every read or write first reopens the client when the generation moved.
 
 The keyword index (``rag.keywords``) is written in the same step as the chunks: the write
-first notes the chunks it will touch (with their texts) in the index's journal, then writes
+first notes the chunks it will touch (with their rows) in the index's journal, then writes
 Chroma, then updates the index and clears those notes in one transaction. A write killed half
 way leaves notes, and the next reader or writer settles them from what Chroma and the journal
 hold, so a reader never finds one without the other. Embedded, the index is one file beside the
 store, shared by every process on the machine under the store's lock, and the only place the
-chunks' texts are kept (``texts_in_chroma``): a store that lost it takes out the chunks whose
-text it held, for the next sync to embed again. With a Chroma server, each machine keeps its
+chunks' texts and metadata are kept (``rows_in_chroma``; Chroma keeps the vectors and what
+dense searches filter by): a store that lost it takes out the chunks whose text it held, for
+the next sync to embed again. With a Chroma server, each machine keeps its
 own index file (``data/keywords/HOST_PORT/``), and the server keeps the texts: every chunk is
 stamped with the server's clock when written, and a reader that sees the server's generation
 move reads the chunks stamped since it last looked (less a margin for writes still landing)
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
 
 Metadata = dict[str, str | int | float | bool]
 log = logging.getLogger(__name__)
+# The metadata an embedded store gives Chroma: what dense searches filter by (rag.retrieval).
+FILTERED = ("source", "file_type")
 
 # Records per read: embedded Chroma fails a read of more than about 32,766 ("too many SQL
 # variables"), and a page bounds the memory one read takes.
@@ -152,10 +155,11 @@ class ChunkStore:
 
     lock: StoreLock | NoLock
     _advice: str  # what to check when Chroma fails, for the error message
-    # Whether Chroma holds the chunks' texts too: a server does, for every machine to read; an
-    # embedded store keeps them in the keyword index alone, as Chroma's add takes twice as long
-    # with them (it indexes them for a search of its own that nothing here uses).
-    texts_in_chroma: bool
+    # Whether Chroma holds each chunk's text and metadata too: a server does, for every machine
+    # to read; an embedded store keeps them in the keyword index alone and gives Chroma the
+    # vectors and what dense filters need (FILTERED), as Chroma's add takes five times as long
+    # with them (it indexes texts for a search of its own that nothing here uses).
+    rows_in_chroma: bool
 
     def __init__(
         self,
@@ -268,8 +272,8 @@ class ChunkStore:
         pending = self.index.pending()
         for start in range(0, len(pending), READ_PAGE):
             page = pending[start : start + READ_PAGE]
-            found = self.collection.get(ids=page, include=self._with_texts(["metadatas"]))
-            chunks, _ = _texts(found, self.index.pending_texts(page))
+            found = self.collection.get(ids=page, include=self._with_rows([]))
+            chunks, _ = self._from_chroma(found, self.index.pending_rows(page))
             held = set(found["ids"])
             self.index.update(chunks, removed=[i for i in page if i not in held], settled=page)
 
@@ -286,14 +290,15 @@ class ChunkStore:
             for page in self._read_pages(where, ["metadatas"]):
                 ids = [chunk_id for chunk_id, _, _ in page]
                 indexed = self.index.hashes(ids)
-                changed = [
+                changed = [  # an id names its content: a lean chunk's metadata has no hash
                     chunk_id
                     for chunk_id, metadata, _ in page
-                    if indexed.get(chunk_id) != metadata.get("content_hash")
+                    if chunk_id not in indexed
+                    or indexed[chunk_id] != metadata.get("content_hash", indexed[chunk_id])
                 ]
                 if changed:
                     found = self.collection.get(ids=changed, include=["documents", "metadatas"])
-                    chunks, missing = _texts(found, {})
+                    chunks, missing = self._from_chroma(found, {})
                     self.index.update(chunks)
                     textless += missing
                 newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
@@ -302,6 +307,27 @@ class ChunkStore:
         if textless:
             self._drop_textless(textless)
         return newest
+
+    def _from_chroma(
+        self, found: Any, journal: Mapping[str, tuple[str, Mapping[str, Any]]]
+    ) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
+        """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless.
+
+        Chroma's own text and metadata where it keeps them (a server's, an older version's),
+        else the ``journal``'s.
+        """
+        documents = found.get("documents") or [None] * len(found["ids"])
+        metadatas = found.get("metadatas") or [None] * len(found["ids"])
+        rows, textless = [], []
+        for chunk_id, text, metadata in zip(found["ids"], documents, metadatas, strict=True):
+            if text is not None:
+                rows.append((chunk_id, text, cast(Metadata, metadata)))
+            elif chunk_id in journal:
+                text, metadata = journal[chunk_id]
+                rows.append((chunk_id, text, cast(Metadata, dict(metadata))))
+            else:
+                textless.append(chunk_id)
+        return rows, textless
 
     def _drop_textless(self, chunk_ids: list[str]) -> None:
         """Take out chunks whose text only a lost keyword index held.
@@ -469,10 +495,20 @@ class ChunkStore:
         with self.lock.shared():
             yield self.index
 
-    def metadatas(self, where: Mapping[str, Any] | None = None) -> Iterator[tuple[str, Metadata]]:
-        """Id and metadata of every chunk matching ``where``, read a page at a time."""
-        for chunk_id, metadata, _ in self._pages(where, ["metadatas"]):
-            yield chunk_id, metadata
+    def metadatas(self) -> Iterator[tuple[str, Metadata]]:
+        """Id and metadata of every chunk Chroma holds, read a page at a time.
+
+        Where Chroma keeps no more than the filters need, the rest comes from the keyword
+        index; a chunk the index lacks keeps Chroma's part alone.
+        """
+        with self.reading():
+            for page in self._read_pages(None, ["metadatas"]):
+                rows = {} if self.rows_in_chroma else self.index.rows([i for i, _, _ in page])
+                for chunk_id, metadata, _ in page:
+                    yield (
+                        chunk_id,
+                        cast(Metadata, rows[chunk_id][1]) if chunk_id in rows else metadata,
+                    )
 
     def _pages(
         self, where: Mapping[str, Any] | None, include: list[str]
@@ -516,15 +552,17 @@ class ChunkStore:
         """
         found: dict[str, NDArray[np.float32]] = {}
         with self.reading():
-            ids = list(self.index.with_content(sorted(set(content_hashes))).values())
+            held = self.index.with_content(sorted(set(content_hashes)))
+            content_of = {chunk_id: content_hash for content_hash, chunk_id in held.items()}
+            ids = list(content_of)
             for start in range(0, len(ids), READ_PAGE):
                 result = self.collection.get(
-                    ids=ids[start : start + READ_PAGE], include=["embeddings", "metadatas"]
+                    ids=ids[start : start + READ_PAGE], include=["embeddings"]
                 )
-                for metadata, embedding in zip(
-                    result["metadatas"] or [], _rows(result["embeddings"]), strict=True
+                for chunk_id, embedding in zip(
+                    result["ids"], _rows(result["embeddings"]), strict=True
                 ):
-                    found[str(metadata["content_hash"])] = _vector(embedding)
+                    found[content_of[chunk_id]] = _vector(embedding)
         return found
 
     def write(
@@ -543,8 +581,12 @@ class ChunkStore:
         if not keep and not stale:
             return
         with self.writing():
-            texts = {} if self.texts_in_chroma else {c.id: c.text for c in [*chunks, *new_chunks]}
-            self.index.intend([*keep, *stale], texts)
+            rows = (
+                {}
+                if self.rows_in_chroma
+                else {c.id: (c.text, c.metadata) for c in [*chunks, *new_chunks]}
+            )
+            self.index.intend([*keep, *stale], rows)
             indexed: list[tuple[str, str, Metadata]] = []
             for write, items in (
                 (self.collection.add, new_chunks),
@@ -557,8 +599,13 @@ class ChunkStore:
                     write(
                         ids=[chunk.id for chunk in batch],
                         embeddings=np.stack([chunk.embedding for chunk in batch]),
-                        documents=[c.text for c in batch] if self.texts_in_chroma else None,
-                        metadatas=cast(Any, metadatas),
+                        documents=[c.text for c in batch] if self.rows_in_chroma else None,
+                        metadatas=cast(
+                            Any,
+                            metadatas
+                            if self.rows_in_chroma
+                            else [{key: m[key] for key in FILTERED if key in m} for m in metadatas],
+                        ),
                     )
                     indexed += zip(
                         [c.id for c in batch], [c.text for c in batch], metadatas, strict=True
@@ -580,50 +627,56 @@ class ChunkStore:
                 query_embeddings=embedding.reshape(1, -1),
                 n_results=k,
                 where=cast(Any, where),
-                include=self._with_texts(["metadatas", "distances", "embeddings"]),
+                include=self._with_rows(["distances", "embeddings"]),
             )
             ids = result["ids"][0]
-            texts = self._stored_texts(ids, (result["documents"] or [[]])[0])
+            rows = self._stored_rows(
+                ids, (result["documents"] or [[]])[0], (result["metadatas"] or [[]])[0]
+            )
         return [
-            Hit(chunk_id, texts[chunk_id], cast(Metadata, metadata), float(distance), _vector(e))
-            for chunk_id, metadata, distance, e in zip(
+            Hit(chunk_id, *rows[chunk_id], float(distance), _vector(e))
+            for chunk_id, distance, e in zip(
                 ids,
-                (result["metadatas"] or [[]])[0],
                 (result["distances"] or [[]])[0],
                 (result["embeddings"] or [[]])[0],
                 strict=True,
             )
-            if chunk_id in texts
+            if chunk_id in rows
         ]
 
-    def _with_texts(self, include: list[str]) -> Any:
-        """What a Chroma read includes: the texts too, where Chroma keeps them."""
-        return [*include, "documents"] if self.texts_in_chroma else include
+    def _with_rows(self, include: list[str]) -> Any:
+        """What a Chroma read includes: texts and metadata too, where Chroma keeps them."""
+        return [*include, "documents", "metadatas"] if self.rows_in_chroma else include
 
-    def _stored_texts(
-        self, ids: Sequence[str], documents: Sequence[str | None] | None
-    ) -> dict[str, str]:
-        """The texts of chunks Chroma returned: its own, or the keyword index's.
+    def _stored_rows(
+        self,
+        ids: Sequence[str],
+        documents: Sequence[str | None] | None,
+        metadatas: Sequence[Any] | None,
+    ) -> dict[str, tuple[str, Metadata]]:
+        """The (text, metadata) of chunks Chroma returned: its own, or the keyword index's.
 
         A caller holds the lock. A chunk without a text is left out: a lost index's, taken out
         at the next open.
         """
-        if self.texts_in_chroma:
-            return {i: t for i, t in zip(ids, documents or [], strict=True) if t is not None}
-        return self.index.texts(ids)
+        if not self.rows_in_chroma:
+            return cast(dict[str, tuple[str, Metadata]], self.index.rows(ids))
+        return {
+            i: (text, cast(Metadata, metadata))
+            for i, text, metadata in zip(ids, documents or [], metadatas or [], strict=True)
+            if text is not None
+        }
 
     def _stored(self, result: Any) -> list[StoredChunk]:
-        """The chunks of a Chroma ``get`` with metadatas and embeddings, with their texts.
+        """The chunks of a Chroma ``get`` with embeddings, with their texts and metadata.
 
         A caller holds the lock; a chunk without a text is left out.
         """
-        texts = self._stored_texts(result["ids"], result.get("documents"))
+        rows = self._stored_rows(result["ids"], result.get("documents"), result.get("metadatas"))
         return [
-            StoredChunk(chunk_id, texts[chunk_id], cast(Metadata, metadata), _vector(embedding))
-            for chunk_id, metadata, embedding in zip(
-                result["ids"], result["metadatas"] or [], _rows(result["embeddings"]), strict=True
-            )
-            if chunk_id in texts
+            StoredChunk(chunk_id, *rows[chunk_id], _vector(embedding))
+            for chunk_id, embedding in zip(result["ids"], _rows(result["embeddings"]), strict=True)
+            if chunk_id in rows
         ]
 
     def get(self, ids: Sequence[str]) -> list[StoredChunk]:
@@ -633,7 +686,7 @@ class ChunkStore:
             with self.reading():
                 result = self.collection.get(
                     ids=list(ids[start : start + READ_PAGE]),
-                    include=self._with_texts(["metadatas", "embeddings"]),
+                    include=self._with_rows(["embeddings"]),
                 )
                 found += self._stored(result)
         return found
@@ -648,9 +701,7 @@ class ChunkStore:
             ids = list(index.at(wanted).values())
             if not ids:
                 return found
-            result = self.collection.get(
-                ids=ids, include=self._with_texts(["metadatas", "embeddings"])
-            )
+            result = self.collection.get(ids=ids, include=self._with_rows(["embeddings"]))
             stored = self._stored(result)
         for chunk in stored:
             if (key := position(chunk.metadata)) in wanted:
@@ -667,9 +718,12 @@ class ChunkStore:
         for start in range(0, len(ids), READ_PAGE):
             with self.reading():
                 result = self.collection.get(
-                    ids=list(ids[start : start + READ_PAGE]), include=self._with_texts([])
+                    ids=list(ids[start : start + READ_PAGE]), include=self._with_rows([])
                 )
-                texts.update(self._stored_texts(result["ids"], result.get("documents")))
+                rows = self._stored_rows(
+                    result["ids"], result.get("documents"), result.get("metadatas")
+                )
+                texts.update({chunk_id: text for chunk_id, (text, _) in rows.items()})
         return texts
 
     def sources(self) -> dict[str, int]:
@@ -726,26 +780,6 @@ def next_position(metadata: Metadata) -> Position:
     return (root, source, file_hash, index + 1)
 
 
-def _texts(
-    result: Any, journal: Mapping[str, str]
-) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
-    """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless.
-
-    The text is Chroma's, else the ``journal``'s.
-    """
-    documents = result.get("documents") or [None] * len(result["ids"])
-    found, textless = [], []
-    for chunk_id, text, metadata in zip(
-        result["ids"], documents, result["metadatas"] or [], strict=True
-    ):
-        text = text if text is not None else journal.get(chunk_id)
-        if text is None:
-            textless.append(chunk_id)
-        else:
-            found.append((chunk_id, text, cast(Metadata, metadata)))
-    return found, textless
-
-
 def _index_files(settings: Settings, collection: str, renamed: str = "") -> list[tuple[Path, Path]]:
     """The keyword index's files of a collection that exist, each with its ``renamed`` name."""
     old, new = settings.keywords_path(collection), settings.keywords_path(renamed or collection)
@@ -773,7 +807,7 @@ class EmbeddedChunkStore(ChunkStore):
     """
 
     _advice = "check the disk (space, permissions); `rag doctor` checks the store"
-    texts_in_chroma = False
+    rows_in_chroma = False
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock:
         lock = StoreLock(
@@ -828,7 +862,7 @@ class ServerChunkStore(ChunkStore):
     """
 
     _advice = "check that the Chroma server is running and reachable"
-    texts_in_chroma = True
+    rows_in_chroma = True
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> NoLock:
         self._catch_up_lock = threading.Lock()

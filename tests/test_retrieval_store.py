@@ -106,24 +106,31 @@ def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
         assert (top.metadata["source"], top.keyword_score > 0) == ("birds.md", True)
 
 
-def test_an_embedded_store_keeps_chunk_texts_in_its_keyword_index_alone(
+def test_an_embedded_store_keeps_chunk_texts_and_metadata_in_its_keyword_index_alone(
     make_settings: SettingsFactory, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Chroma's ``add`` takes twice as long with the texts (it indexes them for its own search,
-    which nothing here uses); a server keeps them, as other machines read them from it."""
+    """Chroma's ``add`` takes five times as long with texts and metadata (it indexes texts for
+    its own search, which nothing here uses); a server keeps them, as other machines read them
+    from it. Chroma keeps what dense searches filter by."""
     settings = make_settings()
     docs = settings.data_dir.parent / "docs"
     write_mixed_folder(docs)
     with Pipeline(settings, embedder=embedder) as pipeline:
         pipeline.ingestor.sync([docs])
         count = pipeline.store.count()
-        held = pipeline.store.collection.get(include=["documents"])["documents"] or []
+        held = pipeline.store.collection.get(include=["documents", "metadatas"])
         embedded = settings.store.mode == "embedded"
-        assert len(held) == count
-        assert all((text is None) == embedded for text in held)
+        assert len(held["ids"]) == count
+        assert all((text is None) == embedded for text in held["documents"] or [])
+        keys = {key for metadata in held["metadatas"] or [] for key in metadata}
+        assert (keys == {"source", "file_type"}) == embedded
         top = pipeline.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=3)
-        assert top[0].metadata["source"] == "manual.pdf"
+        assert (top[0].metadata["source"], top[0].metadata["page"]) == ("manual.pdf", 2)
         assert "pressure" in top[0].text.lower()
+        only_md = pipeline.retriever_with(min_similarity=-1).retrieve(
+            "boiler pressure", k=3, file_types=["md"]
+        )
+        assert {hit.metadata["file_type"] for hit in only_md} == {"md"}
         by_id = pipeline.store.get([hit.id for hit in top])
         assert {chunk.id: chunk.text for chunk in by_id} == {hit.id: hit.text for hit in top}
     if not embedded:
