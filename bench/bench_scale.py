@@ -70,6 +70,7 @@ import numpy as np
 from rag.embeddings import Embedder
 from rag.keywords import keywords
 from rag.settings import Settings, load_settings
+from rag.store import FILTERED
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval" / "pydoc"
@@ -429,31 +430,32 @@ def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]
 def phase_write_costs(work: Path, chunks: int) -> dict[str, Any]:
     """What Chroma's own ``add`` costs, by what it is given: the store's first ``chunks``
     chunks (vectors, metadata, texts) added in the pipeline's groups to new collections with
-    the app's HNSW settings, holding everything, everything but the texts, or vectors alone.
+    the app's HNSW settings, holding everything, everything but the texts, the vectors and what
+    dense searches filter by (what an embedded store gives Chroma), or vectors alone.
     The floor that the store puts under an ingest, whatever the rest of the pipeline does."""
     import chromadb
 
     from rag.pipeline import Pipeline
 
     settings = settings_for(work)
-    read: list[tuple[str, Any, Any]] = []
+    ids: list[str] = []
     with Pipeline(settings, embedder=HashingEmbedder(settings)) as pipeline:
         with pipeline.store.reading():
-            for page in pipeline.store._read_pages(None, ["metadatas", "embeddings"]):
-                read += page
-                if len(read) >= chunks:
+            for page in pipeline.store._read_pages(None, []):
+                ids += [chunk_id for chunk_id, _, _ in page]
+                if len(ids) >= chunks:
                     break
-        read = read[:chunks]
-        ids = [chunk_id for chunk_id, _, _ in read]
-        texts = pipeline.store.texts(ids)
-    vectors = np.asarray([vector for _, _, vector in read], dtype=np.float32)
-    metadatas = [metadata for _, metadata, _ in read]
-    documents = [texts[chunk_id] for chunk_id in ids]
+        read = pipeline.store.get(ids[:chunks])
+    ids = [chunk.id for chunk in read]
+    vectors = np.asarray([chunk.embedding for chunk in read], dtype=np.float32)
+    metadatas: list[Any] = [chunk.metadata for chunk in read]
+    filtered: list[Any] = [{key: m[key] for key in FILTERED if key in m} for m in metadatas]
+    documents = [chunk.text for chunk in read]
     hnsw = settings.store.hnsw
     configuration: Any = {"hnsw": hnsw.model_dump() | {"space": "cosine"}}
     group = settings.ingest.group_chunks
     figures: dict[str, Any] = {"chunks": len(ids)}
-    for given in ("everything", "no texts", "vectors only"):
+    for given in ("everything", "no texts", "vectors and filters", "vectors only"):
         folder = work / "write-costs" / given.replace(" ", "-")
         shutil.rmtree(folder, ignore_errors=True)
         client = chromadb.PersistentClient(path=str(folder))
@@ -466,7 +468,13 @@ def phase_write_costs(work: Path, chunks: int) -> dict[str, Any]:
             collection.add(
                 ids=ids[start:end],
                 embeddings=vectors[start:end],
-                metadatas=metadatas[start:end] if given != "vectors only" else None,
+                metadatas=(
+                    None
+                    if given == "vectors only"
+                    else filtered[start:end]
+                    if given == "vectors and filters"
+                    else metadatas[start:end]
+                ),
                 documents=documents[start:end] if given == "everything" else None,
             )
         figures[given] = len(ids) / (time.perf_counter() - begun)
@@ -818,7 +826,7 @@ def main() -> None:
                 + ", ".join(
                     f"{given} {costs[given]:.0f} chunks/s "
                     f"(x{GPU_CHUNKS_PER_S / costs[given]:.2f} a GPU's embedding time)"
-                    for given in ("everything", "no texts", "vectors only")
+                    for given in ("everything", "no texts", "vectors and filters", "vectors only")
                 )
             )
         for graph, built in r["graphs"].items():
