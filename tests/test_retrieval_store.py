@@ -1,6 +1,7 @@
 """Hybrid retrieval against the real store (embedded and server) and the real model."""
 
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,11 @@ import pytest
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
-from rag.settings import Settings
-from rag.store import ChunkStore, ServerChunkStore
+from rag.settings import Settings, load_settings
+from rag.store import ChunkStore, ServerChunkStore, open_store
 from tests.conftest import SettingsFactory
 from tests.docgen import write_mixed_folder, write_pdf
+from tests.test_hardening import synthetic_chunks
 
 pytestmark = pytest.mark.slow
 
@@ -145,6 +147,34 @@ def test_an_embedded_store_keeps_chunk_texts_and_metadata_in_its_keyword_index_a
         assert report.chunks_in_store == count
         top = reopened.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=1)
         assert "pressure" in top[0].text.lower()
+
+
+def test_a_killed_write_is_settled_with_what_it_wrote_over_an_older_versions_chunk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An earlier version's chunk keeps its text and metadata in Chroma, and an upsert of
+    the filters leaves the rest there: the journal, not Chroma, says what the write wrote."""
+    settings = load_settings(data_dir=tmp_path / "data")
+    (old,) = synthetic_chunks("/docs", 1, 1, 384)
+    with open_store(settings, "test-model") as store, store.writing():
+        store.collection.add(
+            ids=[old.id],
+            embeddings=old.embedding[None],
+            documents=[old.text],
+            metadatas=[dict(old.metadata)],
+        )
+    new = replace(old, metadata={**old.metadata, "file_hash": "edited"})
+    with open_store(settings, "test-model") as store:
+        monkeypatch.setattr(store.index, "update", _killed)
+        with pytest.raises(KeyboardInterrupt):
+            store.write(chunks=[new])
+    with open_store(settings, "test-model") as store:
+        assert store.index.rows([old.id])[old.id][1]["file_hash"] == "edited"
+        assert store.get([old.id])[0].metadata["file_hash"] == "edited"
+
+
+def _killed(*args: object, **kwargs: object) -> None:
+    raise KeyboardInterrupt  # the process dies after Chroma's write, before the index's
 
 
 @pytest.mark.server
