@@ -14,9 +14,9 @@ the rest of retrieval agree on what a word is. A search scores at most ``budget`
 (chunk, word): past it the question's commonest words are left out, as they weigh least in
 BM25, which bounds a search's time at any size (FTS5 scores ~1.5 µs a posting on one core).
 Limits: stop words are English only; BM25 does no stemming in any language ("pumps" does not
-match "pump"); ``singular`` folds English plurals only, for ranking sentences; the file takes
-about three times as much disk as the chunks' text, as it keeps their text and metadata too
-(an embedded store keeps them nowhere else).
+match "pump"); ``singular`` folds English plurals only, for ranking sentences; the file keeps
+the chunks' text and metadata too (an embedded store keeps them nowhere else) and takes about
+3.7 times as much disk as their text (246 MB for 70 MB at 100,000 chunks, beside Chroma's 216).
 """
 
 from __future__ import annotations
@@ -187,15 +187,8 @@ class KeywordIndex:
         return self._rows("SELECT id, text, metadata FROM chunks WHERE id IN ({})", chunk_ids)
 
     def _rows(self, sql: str, chunk_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        found: dict[str, tuple[str, dict[str, Any]]] = {}
-        with self._lock:
-            for start in range(0, len(chunk_ids), _IDS_PER_STATEMENT):
-                page = list(chunk_ids[start : start + _IDS_PER_STATEMENT])
-                for chunk_id, text, metadata in self._db.execute(
-                    sql.format(",".join("?" * len(page))), page
-                ):
-                    found[chunk_id] = (text, json.loads(metadata))
-        return found
+        """(id, text, metadata) rows of ``sql`` as {id: (text, metadata)}."""
+        return {i: (text, json.loads(meta)) for i, text, meta in self._paged(sql, chunk_ids)}
 
     def update(
         self,
@@ -305,12 +298,16 @@ class KeywordIndex:
         return self._pairs("SELECT id, content_hash FROM chunks WHERE id IN ({})", chunk_ids)
 
     def _pairs(self, sql: str, values: Sequence[str]) -> dict[str, str]:
-        """The (key, value) rows of ``sql`` for ``values`` in its ``IN ({})``, a page at a time."""
-        found: dict[str, str] = {}
+        """The (key, value) rows of ``sql`` as a dict (see ``_paged``)."""
+        return dict(self._paged(sql, values))
+
+    def _paged(self, sql: str, values: Sequence[str]) -> list[Any]:
+        """The rows of ``sql`` for ``values`` in its ``IN ({})``, a page of values at a time."""
+        found: list[Any] = []
         with self._lock:
             for start in range(0, len(values), _IDS_PER_STATEMENT):
                 page = list(values[start : start + _IDS_PER_STATEMENT])
-                found.update(self._db.execute(sql.format(",".join("?" * len(page))), page))
+                found += self._db.execute(sql.format(",".join("?" * len(page))), page).fetchall()
         return found
 
     def files(self, roots: Sequence[str] | None = None) -> Iterator[tuple[str, str]]:
