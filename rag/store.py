@@ -157,7 +157,7 @@ class ChunkStore:
     _advice: str  # what to check when Chroma fails, for the error message
     # Whether Chroma holds each chunk's text and metadata too: a server does, for every machine
     # to read; an embedded store keeps them in the keyword index alone and gives Chroma the
-    # vectors and what dense filters need (FILTERED), as Chroma's add takes five times as long
+    # vectors and what dense filters need (FILTERED), as Chroma's add takes four times as long
     # with them (it indexes texts for a search of its own that nothing here uses).
     rows_in_chroma: bool
 

@@ -111,7 +111,7 @@ def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
 def test_an_embedded_store_keeps_chunk_texts_and_metadata_in_its_keyword_index_alone(
     make_settings: SettingsFactory, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Chroma's ``add`` takes five times as long with texts and metadata (it indexes texts for
+    """Chroma's ``add`` takes four times as long with texts and metadata (it indexes texts for
     its own search, which nothing here uses); a server keeps them, as other machines read them
     from it. Chroma keeps what dense searches filter by."""
     settings = make_settings()
