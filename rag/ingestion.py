@@ -30,6 +30,7 @@ import numpy as np
 
 from rag.chunking import Chunk, Chunker
 from rag.embeddings import Embedder
+from rag.keywords import keywords
 from rag.loaders import LoadError, load
 from rag.scanning import SourceFile, scan
 from rag.settings import EmbeddingSettings, Settings
@@ -104,6 +105,7 @@ class _Prepared:
     file: SourceFile
     file_hash: str
     chunks: list[Chunk]
+    words: list[list[str]]  # each chunk's keywords, for the keyword index
     record: FileRecord | None
 
 
@@ -309,7 +311,7 @@ class Ingestor:
         if outcome.chunks is None:
             report.unchanged += 1
             return None
-        return _Prepared(file, outcome.file_hash, outcome.chunks, record)
+        return _Prepared(file, outcome.file_hash, outcome.chunks, outcome.words, record)
 
     def _embed_group(self, group: list[_Prepared], report: IngestReport) -> _GroupWrite:
         """Chunks of ``group`` with their embeddings, reused where the store has the text."""
@@ -330,8 +332,11 @@ class Ingestor:
                     chunk.text,
                     self._metadata(prepared, index, chunk, content_hash),
                     vectors[content_hash],
+                    words,
                 )
-                for index, (content_hash, chunk) in enumerate(pairs)
+                for index, ((content_hash, chunk), words) in enumerate(
+                    zip(pairs, prepared.words, strict=True)
+                )
             ]
             if prepared.record is None:
                 write.new_chunks += stored
@@ -401,6 +406,7 @@ class _Outcome:
 
     file_hash: str = ""
     chunks: list[Chunk] | None = None
+    words: list[list[str]] = field(default_factory=list)  # each chunk's keywords
     failure: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -444,7 +450,9 @@ def _load(path: Path, data: bytes, read: _Outcome, reading: _Reading) -> _Outcom
     if document.parser_warnings:
         first = document.parser_warnings[0][:120]
         notes.append(f"{len(document.parser_warnings)} parser warnings, the first: {first}")
-    return _Outcome(read.file_hash, _chunker_for(reading).split(document), notes=notes)
+    chunks = _chunker_for(reading).split(document)
+    words = [keywords(chunk.text) for chunk in chunks]  # here, beside the writes
+    return _Outcome(read.file_hash, chunks, words, notes=notes)
 
 
 def _done(outcome: _Outcome) -> Future[_Outcome]:

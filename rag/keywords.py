@@ -195,12 +195,15 @@ class KeywordIndex:
         chunks: Iterable[tuple[str, str, Mapping[str, Any]]] = (),
         removed: Iterable[str] = (),
         settled: Iterable[str] = (),
+        words: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Index (id, text, metadata) ``chunks``, replacing what they held, forget ``removed``.
 
         One transaction, which also takes every chunk named here out of the journal, and the
-        ``settled`` ones that stay as they are.
+        ``settled`` ones that stay as they are. ``words`` are chunks' :func:`keywords` made
+        already (by the processes that read the files).
         """
+        words = words or {}
         chunks = list(chunks)
         gone = sorted(set(removed) | {chunk_id for chunk_id, _, _ in chunks})
         with self._writing():
@@ -223,8 +226,9 @@ class KeywordIndex:
                 count -= len(rows)
             self._db.executemany("DELETE FROM pending WHERE id = ?", ((i,) for i in settled))
             for chunk_id, text, metadata in chunks:
-                words = keywords(text)
-                vocabulary.update(set(words))
+                made = words.get(chunk_id)
+                terms = list(made) if made is not None else keywords(text)
+                vocabulary.update(set(terms))
                 rowid = self._db.execute(
                     f"INSERT INTO chunks(id, text, metadata, {', '.join(_FIELDS)}) "
                     f"VALUES (?, ?, ?, {', '.join('?' * len(_FIELDS))})",
@@ -236,7 +240,7 @@ class KeywordIndex:
                     ),
                 ).lastrowid
                 self._db.execute(
-                    "INSERT INTO terms(rowid, body) VALUES (?, ?)", (rowid, " ".join(words))
+                    "INSERT INTO terms(rowid, body) VALUES (?, ?)", (rowid, " ".join(terms))
                 )
             count += len(chunks)
             self._db.executemany(

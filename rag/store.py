@@ -120,6 +120,7 @@ class StoredChunk:
     text: str
     metadata: Metadata
     embedding: NDArray[np.float32]
+    words: Sequence[str] | None = None  # its keywords, when made already (by a worker)
 
 
 @dataclass(frozen=True)
@@ -612,7 +613,8 @@ class ChunkStore:
                     )
             for start in range(0, len(stale), self.max_batch):
                 self.collection.delete(ids=stale[start : start + self.max_batch])
-            self.index.update(indexed, removed=stale)
+            words = {c.id: c.words for c in [*chunks, *new_chunks] if c.words is not None}
+            self.index.update(indexed, removed=stale, words=words)
 
     def _stamp(self) -> Metadata:
         """What a write adds to each chunk's metadata (a server's clock)."""

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from rag import ingestion as ingestion_module
+from rag import keywords as keywords_module
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
@@ -189,6 +191,32 @@ def test_files_read_in_worker_processes_make_the_store_an_in_line_run_makes(
             assert len(submitted) == (0 if workers == 0 else 28 - 16), workers
     assert runs[2] == runs[0]
     assert [Path(path).name for path, _ in runs[2][1]] == ["zz-corrupt.pdf"]
+
+
+def test_the_workers_make_the_words_the_keyword_index_takes(
+    make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Splitting chunks into words is a fifth of writing them; the workers do it beside."""
+    settings = make_settings()
+    settings.ingest.prepare_workers = 2
+    docs = settings.data_dir.parent / "docs"
+    docs.mkdir(parents=True)
+    for n in range(40):
+        (docs / f"note{n:02d}.md").write_text("\n\n".join(paragraphs(f"moth{n}", 3)))
+    split: list[str] = []
+    real_keywords = keywords_module.keywords
+
+    def counted(text: str) -> list[str]:
+        split.append(text)
+        return real_keywords(text)
+
+    monkeypatch.setattr(keywords_module, "keywords", counted)
+    monkeypatch.setattr(ingestion_module, "keywords", counted, raising=False)
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        report = pipeline.ingestor.sync([docs])
+        in_line = len({text for text in split})  # the first 16 files', split in this process
+        assert 0 < in_line < report.chunks_in_store
+        assert pipeline.retriever.keyword_hits("moth39", 1)  # the last file's words, indexed
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
