@@ -277,7 +277,7 @@ class Ingestor:
                     ahead.append((file, record, submitted, len(data)))
                     in_flight += len(data)
                 else:
-                    loaded = _load(file.path, data, outcome, self._reading)
+                    loaded = _load(file.path, data, outcome, self._reading, self.chunker)
                     ahead.append((file, record, _done(loaded), 0))
                 changed += data is not None
                 # Enough ahead to keep the workers busy while a group is embedded and written.
@@ -434,8 +434,13 @@ def _read(file: SourceFile, held: tuple[str, str] | None) -> tuple[_Outcome, byt
     return _Outcome(file_hash), data
 
 
-def _load(path: Path, data: bytes, read: _Outcome, reading: _Reading) -> _Outcome:
-    """Load and chunk a new or changed file's ``data`` (in line, or in a worker process)."""
+def _load(
+    path: Path, data: bytes, read: _Outcome, reading: _Reading, chunker: Chunker | None = None
+) -> _Outcome:
+    """Load and chunk a new or changed file's ``data``.
+
+    In line with the ingestor's ``chunker``, or in a worker process with one made there.
+    """
     try:
         document = load(path, data, ocr=reading.ocr)
     except LoadError as error:
@@ -450,7 +455,7 @@ def _load(path: Path, data: bytes, read: _Outcome, reading: _Reading) -> _Outcom
     if document.parser_warnings:
         first = document.parser_warnings[0][:120]
         notes.append(f"{len(document.parser_warnings)} parser warnings, the first: {first}")
-    chunks = _chunker_for(reading).split(document)
+    chunks = (chunker or _chunker_for(reading)).split(document)
     words = [keywords(chunk.text) for chunk in chunks]  # here, beside the writes
     return _Outcome(read.file_hash, chunks, words, notes=notes)
 
