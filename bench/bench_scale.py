@@ -707,28 +707,21 @@ def main() -> None:
     parser.add_argument("--parts", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.phase == "ingest":
-        parts = [Path(part) for part in args.parts.split(",") if part]
-        print(json.dumps(phase_ingest(args.work, args.server, parts)))
-        return
-    if args.phase == "query":
-        print(json.dumps(phase_query(args.work, args.started)))
-        return
-    if args.phase == "parts":
-        print(json.dumps(phase_parts(args.work)))
-        return
-    if args.phase == "recall":
-        print(json.dumps(phase_recall(args.work, int(args.ef_search))))
-        return
-    if args.phase == "graph":
-        efs = [int(ef) for ef in args.ef_search.split(",")]
-        print(json.dumps(phase_graph(args.work, args.graph, efs)))
-        return
-    if args.phase == "write-costs":
-        print(json.dumps(phase_write_costs(args.work, args.write_costs)))
-        return
-    if args.phase == "graph-recall":
-        print(json.dumps(phase_graph_recall(args.work, args.graph, int(args.ef_search))))
+    run_phase: dict[str, Any] = {  # one phase, in a process of its own (see ``started``)
+        "ingest": lambda: phase_ingest(
+            args.work, args.server, [Path(part) for part in args.parts.split(",") if part]
+        ),
+        "query": lambda: phase_query(args.work, args.started),
+        "parts": lambda: phase_parts(args.work),
+        "recall": lambda: phase_recall(args.work, int(args.ef_search)),
+        "graph": lambda: phase_graph(
+            args.work, args.graph, [int(ef) for ef in args.ef_search.split(",")]
+        ),
+        "graph-recall": lambda: phase_graph_recall(args.work, args.graph, int(args.ef_search)),
+        "write-costs": lambda: phase_write_costs(args.work, args.write_costs),
+    }
+    if args.phase:
+        print(json.dumps(run_phase[args.phase]()))
         return
 
     sizes = [int(size) for size in args.sizes.split(",") if size]
