@@ -30,8 +30,9 @@ At each size, every figure from a new process (its own peak memory):
   the store's own vectors in vectors-only collections, each with its build time (vectors/s)
   against the first's, and its recall and query p50 at each ``--ef-search``;
 - ``--write-costs CHUNKS``: Chroma's own ``add`` of the store's first chunks, in the
-  pipeline's groups, holding everything, all but the texts, or vectors alone: the floor the
-  store puts under an ingest, against a GPU's embedding time.
+  pipeline's groups, holding everything, all but the texts, the vectors and the filter fields
+  (what an embedded store writes), or vectors alone: the floor the store puts under an
+  ingest, against a GPU's embedding time.
 Ratios are against the one-copy store, built in the same run.
 
 Then parallel writers: 1, 2 and 4 ingest processes, each a machine of its own (its own data
@@ -297,15 +298,26 @@ def phase_recall(work: Path, ef_search: int) -> dict[str, Any]:
     with Pipeline(settings, embedder=embedder) as pipeline:
         exact = exact_nearest(pipeline, vectors, work / "data" / "exact-nearest.json")
         pipeline.store.query(vectors[0], 10)  # the vector index loads
-        times = []
-        strict = tolerant = 0
-        for vector, (nearest, tenth) in zip(vectors, exact, strict=True):
-            begun = time.perf_counter()
-            hits = pipeline.store.query(vector, settings.retrieval.candidates)
-            times.append(time.perf_counter() - begun)
-            returned = hits[:10]
-            strict += len({hit.id for hit in returned} & set(nearest))
-            tolerant += sum(float(hit.embedding @ vector) >= tenth - 1e-3 for hit in returned)
+
+        def search(vector: np.ndarray) -> list[tuple[str, float]]:
+            hits = pipeline.store.query(vector, settings.retrieval.candidates)[:10]
+            return [(hit.id, float(hit.embedding @ vector)) for hit in hits]
+
+        return recall_of(search, vectors, exact)
+
+
+def recall_of(
+    search: Any, vectors: np.ndarray, exact: list[tuple[list[str], float]]
+) -> dict[str, Any]:
+    """Recall@10 of ``search`` (a vector -> its 10 (id, similarity)) against ``exact``, strict
+    and with ties counted, and its p50."""
+    times, strict, tolerant = [], 0, 0
+    for vector, (nearest, tenth) in zip(vectors, exact, strict=True):
+        begun = time.perf_counter()
+        returned = search(vector)
+        times.append(time.perf_counter() - begun)
+        strict += len({chunk_id for chunk_id, _ in returned} & set(nearest))
+        tolerant += sum(similarity >= tenth - 1e-3 for _, similarity in returned)
     asked = 10 * len(vectors)
     return {
         "recall_at_10": strict / asked,
@@ -411,20 +423,13 @@ def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]
     asked = HashingEmbedder(settings).embed(questions())
     exact = exact_nearest(None, asked, work / "data" / "exact-nearest.json")
     collection.query(query_embeddings=asked[:1], n_results=10, include=[])  # the index loads
-    times, strict, tolerant = [], 0, 0
-    for vector, (nearest, tenth) in zip(asked, exact, strict=True):
-        begun = time.perf_counter()
+
+    def search(vector: np.ndarray) -> list[tuple[str, float]]:
         found = collection.query(query_embeddings=vector[None], n_results=10, include=["distances"])
-        times.append(time.perf_counter() - begun)
-        strict += len(set(found["ids"][0]) & set(nearest))
-        distances = found["distances"] or [[]]
-        tolerant += sum(1 - distance >= tenth - 1e-3 for distance in distances[0])
-    asked_n = 10 * len(asked)
-    return {
-        "recall_at_10": strict / asked_n,
-        "recall_at_10_with_ties": tolerant / asked_n,
-        "dense_query_p50_ms": 1000 * statistics.median(times),
-    }
+        distances = (found["distances"] or [[]])[0]
+        return [(chunk_id, 1 - d) for chunk_id, d in zip(found["ids"][0], distances, strict=True)]
+
+    return recall_of(search, asked, exact)
 
 
 def phase_write_costs(work: Path, chunks: int) -> dict[str, Any]:
