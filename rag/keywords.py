@@ -297,9 +297,14 @@ class KeywordIndex:
             with self._lock:
                 self._db.execute(f"DROP TABLE {table}")
 
-    def hashes(self, chunk_ids: Sequence[str]) -> dict[str, str]:
-        """Content hash of these chunks, by id (those indexed)."""
-        return self._pairs("SELECT id, content_hash FROM chunks WHERE id IN ({})", chunk_ids)
+    def versions(self, chunk_ids: Sequence[str]) -> dict[str, tuple[str, float | None]]:
+        """(content hash, write stamp or None) of these chunks, by id (those indexed)."""
+        rows = self._paged(
+            "SELECT id, content_hash, json_extract(metadata, '$.written') FROM chunks "
+            "WHERE id IN ({})",
+            chunk_ids,
+        )
+        return {chunk_id: (content_hash, written) for chunk_id, content_hash, written in rows}
 
     def _pairs(self, sql: str, values: Sequence[str]) -> dict[str, str]:
         """The (key, value) rows of ``sql`` as a dict (see ``_paged``)."""

@@ -281,21 +281,20 @@ class ChunkStore:
     def _reconcile(self, where: Mapping[str, Any] | None = None) -> float:
         """Bring the keyword index in line with the chunks matching ``where``, or all of them.
 
-        Compares content hashes a page at a time and reads the text of changed chunks only;
-        with no ``where``, also forgets what the store no longer holds. Returns the newest
-        write stamp seen (0 when none).
+        Compares versions (content hash, and a server's write stamp) a page at a time and reads
+        the text of changed chunks only; with no ``where``, also forgets what the store no
+        longer holds. Returns the newest write stamp seen (0 when none).
         """
         newest = 0.0
         textless: list[str] = []
         with self.index.sweeping() if where is None else nullcontext(None) as keep:
             for page in self._read_pages(where, ["metadatas"]):
                 ids = [chunk_id for chunk_id, _, _ in page]
-                indexed = self.index.hashes(ids)
-                changed = [  # an id names its content: a lean chunk's metadata has no hash
+                indexed = self.index.versions(ids)
+                changed = [
                     chunk_id
                     for chunk_id, metadata, _ in page
-                    if chunk_id not in indexed
-                    or indexed[chunk_id] != metadata.get("content_hash", indexed[chunk_id])
+                    if not _same_version(metadata, indexed.get(chunk_id))
                 ]
                 if changed:
                     found = self.collection.get(ids=changed, include=["documents", "metadatas"])
@@ -768,6 +767,22 @@ class IndexedRecords(Records):
 
 
 Position = tuple[Any, Any, Any, int]  # root, source, file version, chunk index
+
+
+def _same_version(metadata: Metadata, indexed: tuple[str, float | None] | None) -> bool:
+    """True when Chroma's chunk is the one the keyword index holds.
+
+    An id names its content and position, but an edit earlier in its file moves its offsets
+    and changes the file's hash: a server's writer upserts it with a new write stamp, which
+    the index must take too. A lean chunk (an embedded store's) carries neither hash nor stamp.
+    """
+    if indexed is None:
+        return False
+    content_hash, written = indexed
+    return (
+        metadata.get("content_hash", content_hash) == content_hash
+        and metadata.get("written", written) == written
+    )
 
 
 def position(metadata: Metadata) -> Position:

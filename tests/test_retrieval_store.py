@@ -318,6 +318,41 @@ def test_a_machine_reads_records_and_listings_from_its_keyword_index(
         assert set(reader.store.sources()) == set(writer.store.sources())
 
 
+def test_another_machine_sees_an_edit_that_moves_chunks_it_already_holds(
+    make_settings: SettingsFactory, embedder: Embedder, tmp_path: Path
+) -> None:
+    """An edit keeps the ids of the chunks after it (ids name their content and position),
+    but moves their offsets and changes the file's hash: the writer upserts them, and every
+    machine's index must take their new metadata, not only their new texts."""
+    writer_settings, reader_settings, docs = _two_machines(make_settings, tmp_path)
+    sections = [f"# Part {n}\n\n" + f"Section {n} on herons and marshes. " * 30 for n in range(4)]
+    birds = docs / "birds.md"
+    birds.write_text("\n\n".join(sections))
+    root = str(docs.resolve())
+    with (
+        Pipeline(writer_settings, embedder=embedder) as writer,
+        Pipeline(reader_settings, embedder=embedder) as reader,
+    ):
+        writer.ingestor.sync([docs])
+        before = writer.store.records([root])[(root, "birds.md")]
+        assert reader.store.records([root])[(root, "birds.md")].chunk_ids == before.chunk_ids
+        edited = "# Part 0\n\nHerons nest in reeds. " + sections[0][len("# Part 0\n\n") :]
+        birds.write_text("\n\n".join([edited, *sections[1:]]))
+        report = writer.ingestor.sync([docs])
+        assert report.updated == ["birds.md"]
+        after = writer.store.records([root])[(root, "birds.md")]
+        kept = sorted(before.chunk_ids & after.chunk_ids)
+        assert len(kept) >= 2, "the edit must leave later chunks' content and ids as they were"
+        assert after.complete
+        seen = reader.store.records([root])[(root, "birds.md")]
+        assert seen.versions == after.versions
+        assert seen.complete
+        written = {c.id: c.metadata for c in writer.store.get(kept)}
+        assert {c.id: c.metadata for c in reader.store.get(kept)} == written
+        again = reader.ingestor.sync([docs])
+        assert (again.added, again.updated, again.removed) == ([], [], [])
+
+
 def _two_machines(
     make_settings: SettingsFactory, tmp_path: Path
 ) -> tuple[Settings, Settings, Path]:
