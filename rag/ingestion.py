@@ -20,7 +20,7 @@ import hashlib
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.chunking import Chunk, Chunker
+from rag.embedding_process import EmbeddingProcess
 from rag.embeddings import Embedder
 from rag.keywords import keywords
 from rag.loaders import LoadError, load
@@ -125,6 +126,46 @@ class _GroupWrite:
     stale: set[str] = field(default_factory=set)
 
 
+class _Embedding:
+    """A sync's embedding: its first group here, the next ones where the settings say.
+
+    ``ingest.embedding_process`` may move them to a process of its own (by default when the
+    model runs on a GPU): a watched folder's small sync never starts it, a large one once.
+    """
+
+    def __init__(self, embedder: Embedder, where: str) -> None:
+        self.embedder = embedder
+        self.where = where
+        self.calls = 0
+        self.own: EmbeddingProcess | None = None
+
+    @property
+    def on_gpu(self) -> bool:
+        """True when the model runs on a GPU."""
+        return self.embedder.on_gpu
+
+    def embed(
+        self, texts: list[str], on_batch: Callable[[int], None], token_counts: list[int]
+    ) -> NDArray[np.float32]:
+        """Unit-length embeddings of ``texts`` (see :meth:`Embedder.embed`)."""
+        self.calls += 1
+        if self.own is None and self.calls > 1 and self._own_process():
+            self.own = EmbeddingProcess(self.embedder.settings)
+        if self.own is not None:
+            return self.own.embed(texts, on_batch, token_counts)
+        return self.embedder.embed(texts, on_batch=on_batch, token_counts=token_counts)
+
+    def _own_process(self) -> bool:
+        return self.where == "own" or (self.where == "auto" and self.embedder.on_gpu)
+
+    def __enter__(self) -> _Embedding:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.own is not None:
+            self.own.close()
+
+
 class _GroupWriter:
     """Writes groups in order; in the background while a GPU embeds the next group.
 
@@ -133,7 +174,7 @@ class _GroupWriter:
     an error in a background write comes out of the next submit or the exit.
     """
 
-    def __init__(self, store: ChunkStore, embedder: Embedder) -> None:
+    def __init__(self, store: ChunkStore, embedder: _Embedding) -> None:
         self.store = store
         self.embedder = embedder
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
@@ -220,7 +261,10 @@ class Ingestor:
             group: list[_Prepared] = []
             group_chunks = 0
             added_hashes: dict[str, str] = {}  # file hash -> source, of files new to the store
-            with _GroupWriter(self.store, self.embedder) as writer:
+            with (
+                _Embedding(self.embedder, self.settings.ingest.embedding_process) as embedding,
+                _GroupWriter(self.store, embedding) as writer,
+            ):
                 for file, record, outcome in self._prepared(found.files, records):
                     prepared = self._taken(file, record, outcome, report)
                     self.progress.file_done()
@@ -230,10 +274,10 @@ class Ingestor:
                         if prepared.record is None:
                             added_hashes.setdefault(prepared.file_hash, file.source)
                     if group_chunks >= self.settings.ingest.group_chunks:
-                        writer.submit(self._embed_group(group, report))
+                        writer.submit(self._embed_group(group, embedding, report))
                         group, group_chunks = [], 0
                 if group:
-                    writer.submit(self._embed_group(group, report))
+                    writer.submit(self._embed_group(group, embedding, report))
             on_disk = {(file.root, file.source) for file in found.files}
             gone = [
                 records[key]
@@ -313,14 +357,16 @@ class Ingestor:
             return None
         return _Prepared(file, outcome.file_hash, outcome.chunks, outcome.words, record)
 
-    def _embed_group(self, group: list[_Prepared], report: IngestReport) -> _GroupWrite:
+    def _embed_group(
+        self, group: list[_Prepared], embedding: _Embedding, report: IngestReport
+    ) -> _GroupWrite:
         """Chunks of ``group`` with their embeddings, reused where the store has the text."""
         keyed = [[(_digest(chunk.text)[:32], chunk) for chunk in p.chunks] for p in group]
         unique = {content_hash: chunk for pairs in keyed for content_hash, chunk in pairs}
         vectors = self.store.embeddings_by_content(list(unique))
         report.chunks_reused += sum(h in vectors for pairs in keyed for h, _ in pairs)
         missing = {h: chunk for h, chunk in unique.items() if h not in vectors}
-        vectors.update(self._embed(missing))
+        vectors.update(self._embed(missing, embedding))
         report.chunks_embedded += len(missing)
 
         write = _GroupWrite()
@@ -347,15 +393,17 @@ class Ingestor:
                 report.updated.append(file.source)
         return write
 
-    def _embed(self, chunks: dict[str, Chunk]) -> dict[str, NDArray[np.float32]]:
+    def _embed(
+        self, chunks: dict[str, Chunk], embedding: _Embedding
+    ) -> dict[str, NDArray[np.float32]]:
         """Embed ``chunks`` (content hash -> chunk), reporting progress."""
         if not chunks:
             return {}
         self.progress.chunks_total(len(chunks))
-        vectors = self.embedder.embed(
+        vectors = embedding.embed(
             [chunk.text for chunk in chunks.values()],
-            on_batch=self.progress.chunks_done,
-            token_counts=[chunk.tokens for chunk in chunks.values()],
+            self.progress.chunks_done,
+            [chunk.tokens for chunk in chunks.values()],
         )
         return dict(zip(chunks, vectors, strict=True))
 

@@ -156,6 +156,13 @@ class IngestSettings(_Block):
         "module, as multiprocessing does: a script that ingests must guard its entry point "
         "with `if __name__ == '__main__':`.",
     )
+    embedding_process: Literal["auto", "own", "this"] = Field(
+        "auto",
+        description="Where an ingest runs the embedding model from its second group on: 'own' "
+        "in a process of its own, fed while this one writes (Chroma's add holds Python's lock "
+        "and would stall a model here); 'this' here; 'auto': its own when the model runs on a "
+        "GPU. Questions are always embedded here.",
+    )
 
 
 class RetrievalSettings(_Block):

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import shutil
+import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 
 from rag import ingestion as ingestion_module
 from rag import keywords as keywords_module
+from rag.embedding_process import EmbeddingProcess, EmbeddingProcessError
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
@@ -217,6 +219,69 @@ def test_the_workers_make_the_words_the_keyword_index_takes(
         in_line = len({text for text in split})  # the first 16 files', split in this process
         assert 0 < in_line < report.chunks_in_store
         assert pipeline.retriever.keyword_hits("moth39", 1)  # the last file's words, indexed
+
+
+def test_an_ingest_embeds_in_a_process_of_its_own_what_it_would_embed_here(
+    make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a GPU the model runs in a process of its own from a sync's second group on (Chroma's
+    add holds Python's lock, and would stall a model here): the same chunks and vectors as
+    here, one process per sync, gone when the sync ends. A process killed mid-sync fails the
+    sync with an error that says so, and the next sync finishes the job."""
+    settings = make_settings()
+    docs = settings.data_dir.parent / "docs"
+    write_mixed_folder(docs)
+    for n in range(12):
+        (docs / f"note{n:02d}.md").write_text("\n\n".join(paragraphs(f"moth{n}", 3)))
+    started: list[EmbeddingProcess] = []
+    real_init = EmbeddingProcess.__init__
+
+    def recorded(process: EmbeddingProcess, *args: Any) -> None:
+        real_init(process, *args)
+        started.append(process)
+
+    monkeypatch.setattr(EmbeddingProcess, "__init__", recorded)
+    runs = {}
+    for where in ("this", "own"):
+        ingest = settings.ingest.model_copy(update={"embedding_process": where, "group_chunks": 16})
+        store = settings.store.model_copy(
+            update={"collection": f"{settings.store.collection}-{where}"}
+        )
+        data = settings.data_dir / where
+        changed = settings.model_copy(update={"ingest": ingest, "store": store, "data_dir": data})
+        with Pipeline(changed, embedder=embedder) as pipeline:
+            report = pipeline.ingestor.sync([docs])
+            assert report.ok, report.summary()
+            assert report.chunks_embedded > 32, report.summary()
+            stored = pipeline.store.collection.get(include=["embeddings"])
+            vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
+            runs[where] = (snapshot(pipeline.store), vectors)
+            assert len(started) == (where == "own")
+    assert runs["own"][0] == runs["this"][0]
+    here, own = runs["this"][1], runs["own"][1]
+    assert max(float(abs(here[i] - own[i]).max()) for i in here) < 1e-5
+    assert started[0]._process.poll() is not None  # ended with its sync
+
+    # Killed after its first batch: the sync fails and says why; the next one finishes.
+    ingest = settings.ingest.model_copy(update={"embedding_process": "own", "group_chunks": 16})
+    killed = settings.model_copy(update={"ingest": ingest, "data_dir": settings.data_dir / "k"})
+
+    class Killing(ingestion_module.Progress):
+        def chunks_done(self, count: int) -> None:
+            if started[1:] and started[-1]._process.poll() is None:
+                os.kill(started[-1].pid, signal.SIGKILL)
+
+    with Pipeline(killed, embedder=embedder) as pipeline:
+        with pytest.raises(EmbeddingProcessError, match=r"embedding process \(pid \d+\) ended"):
+            pipeline.ingestor_reporting(Killing()).sync([docs])
+        assert len(started) == 2
+        assert pipeline.store.count() > 0
+        assert_consistent(pipeline.store)
+        report = pipeline.ingestor.sync([docs])
+        assert report.ok, report.summary()
+        assert report.added, report.summary()
+        assert snapshot(pipeline.store).keys() == runs["this"][0].keys()
+        assert_consistent(pipeline.store)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
