@@ -9,6 +9,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rag import ingestion as ingestion_module
@@ -254,7 +255,7 @@ def test_an_ingest_embeds_in_a_process_of_its_own_what_it_would_embed_here(
             assert report.ok, report.summary()
             assert report.chunks_embedded > 32, report.summary()
             stored = pipeline.store.collection.get(include=["embeddings"])
-            vectors = dict(zip(stored["ids"], stored["embeddings"], strict=True))
+            vectors = dict(zip(stored["ids"], np.asarray(stored["embeddings"]), strict=True))
             runs[where] = (snapshot(pipeline.store), vectors)
             assert len(started) == (where == "own")
     assert runs["own"][0] == runs["this"][0]
