@@ -68,10 +68,12 @@ class EmbeddingProcess:
             self._ready = (str(device), int(batch_size))
         return self._ready
 
-    @property
-    def on_gpu(self) -> bool:
-        """True when the model runs on a GPU (waits for it to load)."""
-        return self._started()[0] != "cpu"
+    def ready(self) -> bool:
+        """True once the model has loaded; never waits. Raises when it failed to load."""
+        if self._ready is None and not self._connection.poll():
+            return False
+        self._started()
+        return True
 
     def embed(
         self,

@@ -127,16 +127,17 @@ class _GroupWrite:
 
 
 class _Embedding:
-    """A sync's embedding: its first group here, the next ones where the settings say.
+    """A sync's embedding: here, or in a process of its own once that process has loaded.
 
-    ``ingest.embedding_process`` may move them to a process of its own (by default when the
-    model runs on a GPU): a watched folder's small sync never starts it, a large one once.
+    ``ingest.embedding_process``: 'own' starts the process with the sync's first chunks;
+    'auto' starts it on a GPU once a sync has embedded ``_OWN_PROCESS_AFTER`` chunks here (a
+    watched folder's small sync never pays for it). Chunks are embedded here until it is ready.
     """
 
     def __init__(self, embedder: Embedder, where: str) -> None:
         self.embedder = embedder
         self.where = where
-        self.calls = 0
+        self.embedded_here = 0
         self.own: EmbeddingProcess | None = None
 
     @property
@@ -148,15 +149,21 @@ class _Embedding:
         self, texts: list[str], on_batch: Callable[[int], None], token_counts: list[int]
     ) -> NDArray[np.float32]:
         """Unit-length embeddings of ``texts`` (see :meth:`Embedder.embed`)."""
-        self.calls += 1
-        if self.own is None and self.calls > 1 and self._own_process():
+        if self.own is None and self._wants_own_process():
             self.own = EmbeddingProcess(self.embedder.settings)
-        if self.own is not None:
+        if self.own is not None and self.own.ready():
             return self.own.embed(texts, on_batch, token_counts)
+        self.embedded_here += len(texts)
         return self.embedder.embed(texts, on_batch=on_batch, token_counts=token_counts)
 
-    def _own_process(self) -> bool:
-        return self.where == "own" or (self.where == "auto" and self.embedder.on_gpu)
+    def _wants_own_process(self) -> bool:
+        if self.where == "own":
+            return True
+        return (
+            self.where == "auto"
+            and self.embedded_here >= _OWN_PROCESS_AFTER
+            and self.embedder.on_gpu
+        )
 
     def __enter__(self) -> _Embedding:
         return self
@@ -429,6 +436,9 @@ class Ingestor:
         return metadata
 
 
+# Chunks a sync embeds on a GPU here before it starts the model's own process: a watched
+# folder's syncs stay below it, and a larger sync loads the process (seconds) beside embedding.
+_OWN_PROCESS_AFTER = 4096
 _POOL_MIN_FILES = 16  # changed files loaded in line first: starting the workers takes seconds
 _AHEAD_FILES = 256  # files each worker may be given before the embedding takes them: groups' worth
 _AHEAD_BYTES = 64 * 2**20  # file bytes the workers may hold at once

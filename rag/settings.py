@@ -158,10 +158,10 @@ class IngestSettings(_Block):
     )
     embedding_process: Literal["auto", "own", "this"] = Field(
         "auto",
-        description="Where an ingest runs the embedding model from its second group on: 'own' "
-        "in a process of its own, fed while this one writes (Chroma's add holds Python's lock "
-        "and would stall a model here); 'this' here; 'auto': its own when the model runs on a "
-        "GPU. Questions are always embedded here.",
+        description="Where an ingest runs the embedding model: 'own': in a process of its own, "
+        "fed while this one writes (Chroma's add holds Python's lock and would stall a model "
+        "here), once it has loaded; 'this': here; 'auto': its own on a GPU, for a sync of more "
+        "than 4,096 chunks. Questions are always embedded here.",
     )
 
 

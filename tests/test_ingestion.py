@@ -7,7 +7,8 @@ import shutil
 import signal
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -240,6 +241,7 @@ def test_an_ingest_embeds_in_a_process_of_its_own_what_it_would_embed_here(
     def recorded(process: EmbeddingProcess, *args: Any) -> None:
         real_init(process, *args)
         started.append(process)
+        process._started()  # loaded before the next chunks: until then they are embedded here
 
     monkeypatch.setattr(EmbeddingProcess, "__init__", recorded)
     runs = {}
@@ -283,6 +285,24 @@ def test_an_ingest_embeds_in_a_process_of_its_own_what_it_would_embed_here(
         assert report.added, report.summary()
         assert snapshot(pipeline.store).keys() == runs["this"][0].keys()
         assert_consistent(pipeline.store)
+
+
+def test_auto_starts_the_models_own_process_only_on_a_gpu_and_for_a_large_sync() -> None:
+    """A watched folder's small syncs, and any sync on a CPU, keep the model here."""
+    chosen = {}
+    for where, on_gpu, embedded in [
+        ("auto", True, 4095),
+        ("auto", True, 4096),
+        ("auto", False, 10**6),
+        ("this", True, 10**6),
+        ("own", False, 0),
+    ]:
+        embedding = ingestion_module._Embedding(
+            cast(Embedder, SimpleNamespace(on_gpu=on_gpu)), where
+        )
+        embedding.embedded_here = embedded
+        chosen[(where, on_gpu, embedded)] = embedding._wants_own_process()
+    assert [key for key, own in chosen.items() if own] == [("auto", True, 4096), ("own", False, 0)]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
