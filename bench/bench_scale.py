@@ -781,8 +781,9 @@ def main() -> None:
             )
             # On a GPU the pipeline writes one group while the GPU embeds the next; Chroma's add
             # holds Python's lock, so reading and chunking overlap the writes only when worker
-            # processes do them (ingest.prepare_workers). What is left besides the embedding
-            # is then what this process did, and the GPU's embedding runs beside it.
+            # processes do them (ingest.prepare_workers), and the model only when it runs in a
+            # process of its own (ingest.embedding_process; see bench_embed_process.py). What
+            # is left besides the embedding is then what this process did.
             embedding_s = chunks / gpu
             writing_s = full.get("writing_seconds")
             if writing_s is not None:
