@@ -10,8 +10,10 @@ at any moment is finished by the next one, which converges to what a clean run w
 
 With ``ingest.prepare_workers``, worker processes load and chunk new and changed files ahead of
 the embedding and the writes (a GPU machine's spare cores); Chroma's ``add`` holds Python's lock
-while it writes, so threads could not. Limits: the workers import the program's main module
-(``spawn``), so a script that ingests through them needs an ``if __name__ == "__main__":`` guard.
+while it writes, so threads could not. For the same reason a large sync on a GPU runs the model
+in a process of its own (``ingest.embedding_process``, ``rag.embedding_process``). Limits: the
+workers import the program's main module (``spawn``), so a script that ingests through them
+needs an ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
