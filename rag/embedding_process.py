@@ -7,7 +7,8 @@ keeps embedding the batches it was sent while this process writes.
 
 The process is a new Python running :func:`serve_fd`, not a ``multiprocessing`` child, which
 would import the calling program's main module again (an unguarded script would run twice).
-It talks over a socket pair and ends when its end closes, so it never outlives the program.
+It talks over a socket pair and ends when its end closes, so it never outlives the program
+(Ctrl-C does not reach it: its session is its own).
 Limits: batches are formed here (by length, as :meth:`Embedder.embed` forms them), and the
 model is loaded a second time (memory on the device for two copies); Unix only (fd passing).
 """
@@ -49,6 +50,7 @@ class EmbeddingProcess:
             [sys.executable, "-c", _MAIN, str(theirs.fileno())],
             pass_fds=[theirs.fileno()],
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C is the parent's: it closes the socket, this ends
         )
         theirs.close()
         self._connection = Connection(ours.detach())
@@ -90,17 +92,14 @@ class EmbeddingProcess:
         order = sorted(range(len(texts)), key=lambda i: token_counts[i], reverse=True)
         batches = [order[start : start + size] for start in range(0, len(order), size)]
         room = threading.Semaphore(_IN_FLIGHT)
-        failed: list[BaseException] = []
 
         def send() -> None:
-            try:
+            with contextlib.suppress(OSError):  # the process ended: the receiving side says why
                 for batch in batches:
                     room.acquire()
                     self._connection.send(
                         ([texts[i] for i in batch], [token_counts[i] for i in batch])
                     )
-            except OSError as error:  # the process ended: the receiving side says why
-                failed.append(error)
 
         sender = threading.Thread(target=send, name="embedding-sender", daemon=True)
         sender.start()

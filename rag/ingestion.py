@@ -183,15 +183,15 @@ class _GroupWriter:
     an error in a background write comes out of the next submit or the exit.
     """
 
-    def __init__(self, store: ChunkStore, embedder: _Embedding) -> None:
+    def __init__(self, store: ChunkStore, embedding: _Embedding) -> None:
         self.store = store
-        self.embedder = embedder
+        self.embedding = embedding
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self.pending: Future[None] | None = None
 
     def submit(self, write: _GroupWrite) -> None:
         self._wait()
-        if self.embedder.on_gpu:
+        if self.embedding.on_gpu:
             self.pending = self.pool.submit(
                 self.store.write, write.chunks, write.stale, write.new_chunks
             )

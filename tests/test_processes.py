@@ -38,14 +38,17 @@ def store_state(data_dir: Path, embedder: Embedder) -> tuple[int, set[str]]:
     return store.count(), ids
 
 
-def ingest_process(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+def ingest_process(
+    *args: str, env: dict[str, str] | None = None, job: bool = False
+) -> subprocess.Popen[str]:
+    """``ingest.py ARGS``; with ``job``, in a process group of its own, as a shell's job."""
     return subprocess.Popen(
         [sys.executable, str(ROOT / "ingest.py"), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
-        preexec_fn=_sigint_as_in_a_terminal,
+        preexec_fn=_as_a_job if job else _sigint_as_in_a_terminal,
     )
 
 
@@ -56,6 +59,12 @@ def _sigint_as_in_a_terminal() -> None:
     across exec: the ingest would then never see the Ctrl-C this file sends it.
     """
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _as_a_job() -> None:
+    """A process group of its own, which Ctrl-C reaches whole (every process the ingest ran)."""
+    _sigint_as_in_a_terminal()
+    os.setpgid(0, 0)
 
 
 def test_help_explains_every_option() -> None:
@@ -238,14 +247,25 @@ def test_watch_follows_create_edit_move_delete(tmp_path: Path) -> None:
     assert process.returncode == 0
 
 
-def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(tmp_path: Path, embedder: Embedder) -> None:
+@pytest.mark.parametrize("embedding_process", ["this", "own"])
+def test_ctrl_c_stops_cleanly_and_a_rerun_finishes(
+    tmp_path: Path, embedder: Embedder, embedding_process: str
+) -> None:
+    """Ctrl-C reaches the whole job, as a terminal sends it: the model's own process too."""
     docs = write_corpus(tmp_path / "docs", files=20)
     data = tmp_path / "data"
     process = ingest_process(
-        str(docs), "--data-dir", str(data), env={"RAG_INGEST__GROUP_CHUNKS": "8"}
+        str(docs),
+        "--data-dir",
+        str(data),
+        env={
+            "RAG_INGEST__GROUP_CHUNKS": "8",
+            "RAG_INGEST__EMBEDDING_PROCESS": embedding_process,
+        },
+        job=True,
     )
     wait_for_writes(data, 2, process)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "interrupted: what was written is consistent" in stderr
