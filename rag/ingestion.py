@@ -19,6 +19,7 @@ needs an ``if __name__ == "__main__":`` guard.
 from __future__ import annotations
 
 import hashlib
+import logging
 import multiprocessing
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.chunking import Chunk, Chunker
-from rag.embedding_process import EmbeddingProcess
+from rag.embedding_process import EmbeddingProcess, EmbeddingProcessError
 from rag.embeddings import Embedder
 from rag.keywords import keywords
 from rag.loaders import LoadError, load
@@ -41,6 +42,8 @@ from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
 
 # Bump when loading or chunking changes chunk texts: every file is then redone, its unchanged
 # chunks' vectors reused (3: hidden text left out; 4: PDF text NFKC, hyphenated words joined;
@@ -153,10 +156,25 @@ class _Embedding:
         """Unit-length embeddings of ``texts`` (see :meth:`Embedder.embed`)."""
         if self.own is None and self._wants_own_process():
             self.own = EmbeddingProcess(self.embedder.settings)
-        if self.own is not None and self.own.ready():
+        if self.own is not None and self._own_ready(self.own):
             return self.own.embed(texts, on_batch, token_counts)
         self.embedded_here += len(texts)
         return self.embedder.embed(texts, on_batch=on_batch, token_counts=token_counts)
+
+    def _own_ready(self, own: EmbeddingProcess) -> bool:
+        """Whether the process has loaded.
+
+        One that could not (a second copy of the model may not fit on the device) is given up
+        for the rest of the sync, which goes on here.
+        """
+        try:
+            return own.ready()
+        except EmbeddingProcessError as error:
+            log.warning("%s: embedding in the ingesting process instead", error)
+            own.close()
+            self.where = "this"
+            self.own = None
+            return False
 
     def _wants_own_process(self) -> bool:
         if self.where == "own":

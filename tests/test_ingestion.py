@@ -13,6 +13,7 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
+from rag import embedding_process as embedding_process_module
 from rag import ingestion as ingestion_module
 from rag import keywords as keywords_module
 from rag.embedding_process import EmbeddingProcess, EmbeddingProcessError
@@ -287,6 +288,38 @@ def test_an_ingest_embeds_in_a_process_of_its_own_what_it_would_embed_here(
         assert report.added, report.summary()
         assert snapshot(pipeline.store).keys() == runs["this"][0].keys()
         assert_consistent(pipeline.store)
+
+
+def test_a_model_process_that_cannot_load_leaves_the_sync_to_this_one(
+    make_settings: SettingsFactory,
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A second copy of the model may not fit on the GPU: the sync goes on here, and says so."""
+    settings = make_settings()
+    if settings.store.mode == "server":
+        pytest.skip("the model's process is the same whatever the store")
+    settings.ingest.embedding_process = "own"
+    settings.ingest.group_chunks = 4
+    docs = settings.data_dir.parent / "docs"
+    write_mixed_folder(docs)
+    out_of_memory = (
+        "import sys; from multiprocessing.connection import Connection; "
+        "c = Connection(int(sys.argv[1])); c.recv(); "
+        "c.send(('error', 'OutOfMemoryError: CUDA out of memory')); sys.exit(1)"
+    )
+    monkeypatch.setattr(embedding_process_module, "_MAIN", out_of_memory)
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        report = pipeline.ingestor.sync([docs])
+        assert report.ok, report.summary()
+        assert report.chunks_embedded == pipeline.store.count() > 0
+        assert_consistent(pipeline.store)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(
+        "OutOfMemoryError: CUDA out of memory: embedding in the ingesting process" in message
+        for message in warned
+    ), warned
 
 
 def test_auto_starts_the_models_own_process_only_on_a_gpu_and_for_a_large_sync() -> None:
