@@ -16,6 +16,7 @@ model is loaded a second time (memory on the device for two copies); Unix only (
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import subprocess
 import sys
@@ -53,7 +54,8 @@ class EmbeddingProcess:
             start_new_session=True,  # Ctrl-C is the parent's: it closes the socket, this ends
         )
         theirs.close()
-        self._connection = Connection(ours.detach())
+        self._socket = ours  # kept to shut down: that wakes a send blocked on a full socket
+        self._connection = Connection(os.dup(ours.fileno()))
         self._connection.send(settings.model_dump(mode="json"))
         self._closed = False
         self._ready: tuple[str, int] | None = None
@@ -143,7 +145,10 @@ class EmbeddingProcess:
         if self._closed:
             return
         self._closed = True
+        with contextlib.suppress(OSError):  # the process may have closed its end first
+            self._socket.shutdown(socket.SHUT_RDWR)
         self._connection.close()
+        self._socket.close()
         try:
             self._process.wait(timeout=30)
         except subprocess.TimeoutExpired:
