@@ -227,10 +227,10 @@ def test_the_workers_make_the_words_the_keyword_index_takes(
 def test_an_ingest_embeds_in_a_process_of_its_own_what_it_would_embed_here(
     make_settings: SettingsFactory, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On a GPU the model runs in a process of its own from a sync's second group on (Chroma's
-    add holds Python's lock, and would stall a model here): the same chunks and vectors as
-    here, one process per sync, gone when the sync ends. A process killed mid-sync fails the
-    sync with an error that says so, and the next sync finishes the job."""
+    """On a GPU a large sync runs the model in a process of its own (Chroma's add holds
+    Python's lock, and would stall a model here); 'own' does so on any device: the same
+    chunks and vectors as here, one process per sync, gone when the sync ends. A process
+    killed mid-sync fails the sync with an error that says so; the next sync finishes."""
     settings = make_settings()
     if settings.store.mode == "server":
         pytest.skip("the model's process is the same whatever the store")
