@@ -41,15 +41,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "eval" / "pydoc" / "corpus"
 
 
-def chunk_texts(embedder: Any, settings: Any, count: int) -> tuple[list[str], list[int]]:
-    """``count`` chunk texts of the corpus (copies, numbered) and their token counts."""
-    from rag.ingestion import make_chunker
-    from rag.loaders import load
+def numbered_copies(count: int) -> tuple[Any, list[str], list[int]]:
+    """A loaded-on-use embedder, ``count`` chunk texts (the corpus's, copies numbered), and
+    their token counts: the chunks ``bench_ingest`` embeds."""
+    from bench_ingest import chunk_texts
 
-    chunker = make_chunker(settings, embedder)
-    base = [c.text for path in sorted(CORPUS.glob("*.txt")) for c in chunker.split(load(path))]
+    embedder, base = chunk_texts(CORPUS)
     texts = [f"{base[n % len(base)]} ({n // len(base)})" for n in range(count)]
-    return texts, embedder.count_tokens(texts)
+    return embedder, texts, embedder.count_tokens(texts)
 
 
 class Writer:
@@ -112,14 +111,12 @@ def main() -> None:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch loads, and inherited
 
     from rag.embedding_process import EmbeddingProcess
-    from rag.embeddings import Embedder
     from rag.pipeline import Pipeline
     from rag.settings import load_settings
 
     with tempfile.TemporaryDirectory() as work:
         settings = load_settings(data_dir=Path(work))
-        embedder = Embedder(settings.embedding)
-        texts, counts = chunk_texts(embedder, settings, args.chunks)
+        embedder, texts, counts = numbered_copies(args.chunks)
         own = EmbeddingProcess(settings.embedding)
         with Pipeline(settings, embedder=embedder) as pipeline:
             embedder.embed(texts[:256], token_counts=counts[:256])  # loaded and warm
