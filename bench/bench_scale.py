@@ -21,7 +21,8 @@ At each size, every figure from a new process (its own peak memory):
 - a new process's first query: seconds from its start (imports, model, store, index) to the
   first hybrid retrieval, of which the embedding model's load, and its RSS then;
 - hybrid retrieval (the app's settings) over the pydoc questions, p50 and p95, 3 rounds;
-- listing the documents, taking one out, and the sync that puts it back;
+- listing the documents, taking one out, and the sync that puts it back; and meanwhile, in
+  another process that had answered a question, the next queries (it reopens the store);
 - dense recall@10 against exact search with numpy over every stored vector, and the dense
   query's own p50, at each ``--ef-search`` (Chroma's HNSW ``ef_search``; the app's default
   is 1,600). Strict (the very ids), and with ties counted as ann-benchmarks counts them.
@@ -32,7 +33,8 @@ At each size, every figure from a new process (its own peak memory):
 - ``--write-costs CHUNKS``: Chroma's own ``add`` of the store's first chunks, in the
   pipeline's groups, holding everything, all but the texts, the vectors and the filter fields
   (what an embedded store writes), or vectors alone: the floor the store puts under an
-  ingest, against a GPU's embedding time.
+  ingest, against a GPU's embedding time; and the vectors and filters again on one core
+  (Chroma inserts into its graph on every core: a machine with more writes faster).
 Ratios are against the one-copy store, built in the same run.
 
 Then parallel writers: 1, 2 and 4 ingest processes, each a machine of its own (its own data
@@ -280,6 +282,29 @@ def phase_parts(work: Path) -> dict[str, Any]:
     }
 
 
+def phase_reader(work: Path) -> dict[str, Any]:
+    """A process answering questions while another one writes: its queries after the write.
+
+    It opens the store and answers a question, says "ready", and waits for a line on its input
+    (another process has written meanwhile); then it answers three more. An embedded store
+    reopens its client after another process's write, and Chroma loads its vector index anew.
+    """
+    from rag.pipeline import Pipeline
+
+    settings = settings_for(work)
+    asked = questions()
+    with Pipeline(settings, embedder=HashingEmbedder(settings)) as pipeline:
+        pipeline.retriever.retrieve(asked[0])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        seconds = []
+        for question in asked[1:4]:
+            begun = time.perf_counter()
+            pipeline.retriever.retrieve(question)
+            seconds.append(time.perf_counter() - begun)
+    return {"query_after_a_write_s": seconds[0], "next_queries_s": seconds[1:]}
+
+
 def phase_recall(work: Path, ef_search: int) -> dict[str, Any]:
     """Dense recall@10 and the dense query's p50 at one ``ef_search``.
 
@@ -432,12 +457,18 @@ def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]
     return recall_of(search, asked, exact)
 
 
-def phase_write_costs(work: Path, chunks: int) -> dict[str, Any]:
+def phase_write_costs(work: Path, chunks: int, cores: int) -> dict[str, Any]:
     """What Chroma's own ``add`` costs, by what it is given: the store's first ``chunks``
     chunks (vectors, metadata, texts) added in the pipeline's groups to new collections with
     the app's HNSW settings, holding everything, everything but the texts, the vectors and what
     dense searches filter by (what an embedded store gives Chroma), or vectors alone.
-    The floor that the store puts under an ingest, whatever the rest of the pipeline does."""
+    The floor that the store puts under an ingest, whatever the rest of the pipeline does.
+
+    ``cores``: this process runs on that many cores (Chroma sizes its pool of insert threads
+    by them), and measures the vectors and filters alone; 0: every core, every set.
+    """
+    if cores:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
     import chromadb
 
     from rag.pipeline import Pipeline
@@ -460,7 +491,8 @@ def phase_write_costs(work: Path, chunks: int) -> dict[str, Any]:
     configuration: Any = {"hnsw": hnsw.model_dump() | {"space": "cosine"}}
     group = settings.ingest.group_chunks
     figures: dict[str, Any] = {"chunks": len(ids)}
-    for given in ("everything", "no texts", "vectors and filters", "vectors only"):
+    givens = ["everything", "no texts", "vectors and filters", "vectors only"]
+    for given in ["vectors and filters"] if cores else givens:
         folder = work / "write-costs" / given.replace(" ", "-")
         shutil.rmtree(folder, ignore_errors=True)
         client = chromadb.PersistentClient(path=str(folder))
@@ -569,16 +601,20 @@ def in_process(phase: str, work: Path, *options: str) -> dict[str, Any]:
     return finished(started(phase, work, *options))
 
 
-def started(phase: str, work: Path, *options: str) -> subprocess.Popen[str]:
+def started(
+    phase: str, work: Path, *options: str, stdin: int | None = None
+) -> subprocess.Popen[str]:
     """A new Python process running one phase."""
     command = [sys.executable, __file__, "--phase", phase, "--work", str(work)]
     command += ["--started", repr(time.time()), *options]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
-def finished(process: subprocess.Popen[str]) -> dict[str, Any]:
-    """The figures a phase's process printed, once it ends."""
-    out, err = process.communicate()
+def finished(process: subprocess.Popen[str], told: str | None = None) -> dict[str, Any]:
+    """The figures a phase's process printed, once it ends (``told``: its input)."""
+    out, err = process.communicate(told)
     if process.returncode != 0:
         raise SystemExit(f"phase {process.args!r} failed:\n{err[-3000:]}")
     figures: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
@@ -659,10 +695,17 @@ def measure(
         figures["recall"] = {
             ef: in_process("recall", work, "--ef-search", ef) for ef in ef_searches.split(",")
         }
-    if "parts" in phases:
+    if "parts" in phases:  # while another process answers questions
+        reader = started("reader", work, stdin=subprocess.PIPE)
+        assert reader.stdout is not None
+        if reader.stdout.readline().strip() != "ready":
+            finished(reader)  # says why it failed
         figures["parts"] = in_process("parts", work)
+        figures["reader"] = finished(reader, "the store was written\n")
     if write_costs:
-        figures["write_costs"] = in_process("write-costs", work, "--write-costs", str(write_costs))
+        costs = ("write-costs", work, "--write-costs", str(write_costs))
+        figures["write_costs"] = in_process(*costs)
+        figures["write_costs_one_core"] = in_process(*costs, "--cores", "1")
     figures["graphs"] = {
         graph: in_process("graph", work, "--graph", graph, "--ef-search", ef_searches)
         for graph in graphs
@@ -696,7 +739,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--phase",
-        choices=["ingest", "query", "recall", "parts", "graph", "graph-recall", "write-costs"],
+        choices=[
+            "ingest",
+            "query",
+            "recall",
+            "parts",
+            "reader",
+            "graph",
+            "graph-recall",
+            "write-costs",
+        ],
         help=argparse.SUPPRESS,
     )
     parser.add_argument("--graph", default="", help=argparse.SUPPRESS)
@@ -708,6 +760,7 @@ def main() -> None:
         help="also measure Chroma's add on this many of each store's chunks, by what it holds",
     )
     parser.add_argument("--started", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--cores", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--server", default="", help=argparse.SUPPRESS)
     parser.add_argument("--parts", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -718,12 +771,13 @@ def main() -> None:
         ),
         "query": lambda: phase_query(args.work, args.started),
         "parts": lambda: phase_parts(args.work),
+        "reader": lambda: phase_reader(args.work),
         "recall": lambda: phase_recall(args.work, int(args.ef_search)),
         "graph": lambda: phase_graph(
             args.work, args.graph, [int(ef) for ef in args.ef_search.split(",")]
         ),
         "graph-recall": lambda: phase_graph_recall(args.work, args.graph, int(args.ef_search)),
-        "write-costs": lambda: phase_write_costs(args.work, args.write_costs),
+        "write-costs": lambda: phase_write_costs(args.work, args.write_costs, args.cores),
     }
     if args.phase:
         print(json.dumps(run_phase[args.phase]()))
@@ -812,6 +866,13 @@ def main() -> None:
                 f"taking one out ({parts['chunks_removed']} chunks) {parts['removal_s']:.2f} s; "
                 f"a sync that adds it back {parts['sync_adding_it_back_s']:.2f} s"
             )
+            reader = r["reader"]
+            print(
+                "  a process answering questions meanwhile: its next query "
+                f"{reader['query_after_a_write_s']:.2f} s (it reopens the store), the two after "
+                + ", ".join(f"{1000 * s:.0f}" for s in reader["next_queries_s"])
+                + " ms"
+            )
         for ef, recall in r.get("recall", {}).items():
             print(
                 f"  ef_search {ef}: dense recall@10 {recall['recall_at_10']:.4f} (ties counted "
@@ -827,6 +888,12 @@ def main() -> None:
                     f"(x{GPU_CHUNKS_PER_S / costs[given]:.2f} a GPU's embedding time)"
                     for given in ("everything", "no texts", "vectors and filters", "vectors only")
                 )
+            )
+            one = r["write_costs_one_core"]["vectors and filters"]
+            every = costs["vectors and filters"]
+            print(
+                f"  on one core, the vectors and filters {one:.0f} chunks/s: on these "
+                f"{len(os.sched_getaffinity(0))} cores Chroma's add runs x{every / one:.2f} as fast"
             )
         for graph, built in r["graphs"].items():
             first_graph = r["graphs"][graphs[0]]
