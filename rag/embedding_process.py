@@ -8,7 +8,8 @@ keeps embedding the batches it was sent while this process writes.
 The process is a new Python running :func:`serve_fd`, not a ``multiprocessing`` child, which
 would import the calling program's main module again (an unguarded script would run twice).
 It talks over a socket pair and ends when its end closes, so it never outlives the program
-(Ctrl-C does not reach it: its session is its own).
+(Ctrl-C does not reach it: its session is its own). When it cannot load or dies, the
+ingest embeds the rest itself (``rag.ingestion``).
 Limits: batches are formed here (by length, as :meth:`Embedder.embed` forms them), and the
 model is loaded a second time (memory on the device for two copies); Unix only (fd passing).
 """

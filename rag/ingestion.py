@@ -157,7 +157,18 @@ class _Embedding:
         if self.own is None and self._wants_own_process():
             self.own = EmbeddingProcess(self.embedder.settings)
         if self.own is not None and self._own_ready(self.own):
-            return self.own.embed(texts, on_batch, token_counts)
+            counted = 0
+
+            def counting(count: int) -> None:
+                nonlocal counted
+                counted += count
+                on_batch(count)
+
+            try:
+                return self.own.embed(texts, counting, token_counts)
+            except EmbeddingProcessError as error:  # killed (the kernel's OOM killer, a user)
+                self._give_up(self.own, error)
+                on_batch = _counting_after(counted, on_batch)  # its batches are counted once
         self.embedded_here += len(texts)
         return self.embedder.embed(texts, on_batch=on_batch, token_counts=token_counts)
 
@@ -170,11 +181,15 @@ class _Embedding:
         try:
             return own.ready()
         except EmbeddingProcessError as error:
-            log.warning("%s: embedding in the ingesting process instead", error)
-            own.close()
-            self.where = "this"
-            self.own = None
+            self._give_up(own, error)
             return False
+
+    def _give_up(self, own: EmbeddingProcess, error: EmbeddingProcessError) -> None:
+        """Embed the rest of the sync here, and say why."""
+        log.warning("%s: embedding in the ingesting process instead", error)
+        own.close()
+        self.where = "this"
+        self.own = None
 
     def _wants_own_process(self) -> bool:
         if self.where == "own":
@@ -191,6 +206,20 @@ class _Embedding:
     def __exit__(self, *exc_info: object) -> None:
         if self.own is not None:
             self.own.close()
+
+
+def _counting_after(done: int, on_batch: Callable[[int], None]) -> Callable[[int], None]:
+    """``on_batch`` for embedding texts again whose first ``done`` were counted already."""
+    owed = done
+
+    def counting(count: int) -> None:
+        nonlocal owed
+        skipped = min(owed, count)
+        owed -= skipped
+        if count > skipped:
+            on_batch(count - skipped)
+
+    return counting
 
 
 class _GroupWriter:
