@@ -527,7 +527,8 @@ def check_stand_in(
 
     ``copies`` copies of the corpus, varied and chunked as for the stores, each set of vectors
     in a Chroma collection of its own with the app's HNSW settings: how far the stand-in's
-    recall figures can be trusted. The real model embeds every chunk (~80 chunks/s here).
+    recall figures can be trusted. The real model embeds every chunk (~80 chunks/s here), once:
+    its vectors are kept in ``work`` for a run with another graph (``RAG_STORE__HNSW__...``).
     """
     import chromadb
 
@@ -547,8 +548,16 @@ def check_stand_in(
     hnsw = settings.store.hnsw
     client = chromadb.EphemeralClient()
     recalls: dict[str, dict[int, float]] = {}
+    # The model's vectors of these very chunks are kept for the next run (another graph).
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    kept = work / f"model-vectors-{digest}.npy"
     for name, embedder in (("model", model), ("stand-in", HashingEmbedder(settings))):
-        vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+        if name == "model" and kept.exists():
+            vectors = np.load(kept)
+        else:
+            vectors = np.asarray(embedder.embed(texts), dtype=np.float32)
+            if name == "model":
+                np.save(kept, vectors)
         asked = np.asarray(embedder.embed(questions()), dtype=np.float32)
         exact = np.argsort(-(asked @ vectors.T), axis=1)[:, :10]
         recalls[name] = {}
