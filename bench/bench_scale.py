@@ -522,7 +522,7 @@ def phase_write_costs(work: Path, chunks: int, cores: int) -> dict[str, Any]:
 
 def check_stand_in(
     work: Path, copies: int, variation: str, ef_searches: list[int]
-) -> dict[str, dict[int, float]]:
+) -> dict[str, dict[int, dict[str, Any]]]:
     """Dense recall@10 of the real model's vectors and of the stand-in's, on the same chunks.
 
     ``copies`` copies of the corpus, varied and chunked as for the stores, each set of vectors
@@ -547,7 +547,7 @@ def check_stand_in(
     print(f"  {len(texts)} chunks", flush=True)
     hnsw = settings.store.hnsw
     client = chromadb.EphemeralClient()
-    recalls: dict[str, dict[int, float]] = {}
+    recalls: dict[str, dict[int, dict[str, Any]]] = {}
     # The model's vectors of these very chunks are kept for the next run (another graph).
     digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
     kept = work / f"model-vectors-{digest}.npy"
@@ -559,7 +559,11 @@ def check_stand_in(
             if name == "model":
                 np.save(kept, vectors)
         asked = np.asarray(embedder.embed(questions()), dtype=np.float32)
-        exact = np.argsort(-(asked @ vectors.T), axis=1)[:, :10]
+        similarities = asked @ vectors.T
+        order = np.argsort(-similarities, axis=1)[:, :10]
+        exact = [
+            ([str(i) for i in row], float(similarities[n, row[-1]])) for n, row in enumerate(order)
+        ]
         recalls[name] = {}
         for ef in ef_searches:
             configuration: Any = {"hnsw": hnsw.model_dump() | {"space": "cosine", "ef_search": ef}}
@@ -570,12 +574,20 @@ def check_stand_in(
                 block = vectors[start : start + 5000]
                 ids = [str(start + n) for n in range(len(block))]
                 collection.add(ids=ids, embeddings=block)
-            found = collection.query(query_embeddings=asked, n_results=10, include=[])["ids"]
-            recalls[name][ef] = statistics.mean(
-                len({int(i) for i in row} & set(nearest)) / 10
-                for row, nearest in zip(found, exact.tolist(), strict=True)
-            )
-        print(f"  {name}: recall@10 by ef_search {recalls[name]}", flush=True)
+
+            def search(vector: np.ndarray, collection: Any = collection) -> list[tuple[str, float]]:
+                found = collection.query(
+                    query_embeddings=[vector], n_results=10, include=["distances"]
+                )
+                distances = found["distances"][0]
+                return list(zip(found["ids"][0], [1 - d for d in distances], strict=True))
+
+            recalls[name][ef] = recall_of(search, asked, exact)
+        by_ef = {
+            ef: f"{r['recall_at_10']:.3f} (ties counted {r['recall_at_10_with_ties']:.3f})"
+            for ef, r in recalls[name].items()
+        }
+        print(f"  {name}: recall@10 by ef_search {by_ef}", flush=True)
     return recalls
 
 
@@ -796,7 +808,7 @@ def main() -> None:
     phases = set(args.phases.split(","))
     graphs = [graph for graph in args.graphs.split(",") if graph]
     work = args.work / args.variation
-    check: dict[str, dict[int, float]] = {}
+    check: dict[str, dict[int, dict[str, Any]]] = {}
     if args.check_stand_in:
         print(f"\nthe stand-in against the real model ({args.check_stand_in} copies):", flush=True)
         efs = [int(ef) for ef in args.ef_search.split(",")]
