@@ -34,7 +34,7 @@ At each size, every figure from a new process (its own peak memory):
   pipeline's groups, holding everything, all but the texts, the vectors and the filter fields
   (what an embedded store writes), or vectors alone: the floor the store puts under an
   ingest, against a GPU's embedding time; and the vectors and filters again on one core
-  (Chroma inserts into its graph on every core: a machine with more writes faster).
+  (Chroma inserts into its graph on every core: what more cores would give).
 Ratios are against the one-copy store, built in the same run.
 
 Then parallel writers: 1, 2 and 4 ingest processes, each a machine of its own (its own data
@@ -548,7 +548,6 @@ def check_stand_in(
     hnsw = settings.store.hnsw
     client = chromadb.EphemeralClient()
     recalls: dict[str, dict[int, dict[str, Any]]] = {}
-    # The model's vectors of these very chunks are kept for the next run (another graph).
     digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
     kept = work / f"model-vectors-{digest}.npy"
     for name, embedder in (("model", model), ("stand-in", HashingEmbedder(settings))):
