@@ -363,14 +363,29 @@ def exact_nearest(
     """
     if cache.exists():
         return [(ids, tenth) for ids, tenth in json.loads(cache.read_text())]
-    ids, vectors = stored_vectors(pipeline, cache.parent)
-    similarities = question_vectors @ vectors.T
-    order = np.argsort(-similarities, axis=1)[:, :10]
-    found = [
-        ([ids[i] for i in row], float(similarities[n, row[-1]])) for n, row in enumerate(order)
-    ]
+    found = nearest_ten(question_vectors, *stored_vectors(pipeline, cache.parent))
     cache.write_text(json.dumps(found))
     return found
+
+
+def nearest_ten(
+    question_vectors: np.ndarray, ids: list[str], vectors: np.ndarray
+) -> list[tuple[list[str], float]]:
+    """Each question's exact 10 nearest of ``vectors`` (numpy) and the 10th's similarity."""
+    similarities = question_vectors @ vectors.T
+    order = np.argsort(-similarities, axis=1)[:, :10]
+    return [([ids[i] for i in row], float(similarities[n, row[-1]])) for n, row in enumerate(order)]
+
+
+def searching(collection: Any) -> Any:
+    """A ``recall_of`` search over a vectors-only Chroma collection: its 10 nearest."""
+
+    def search(vector: np.ndarray) -> list[tuple[str, float]]:
+        found = collection.query(query_embeddings=vector[None], n_results=10, include=["distances"])
+        distances = (found["distances"] or [[]])[0]
+        return [(chunk_id, 1 - d) for chunk_id, d in zip(found["ids"][0], distances, strict=True)]
+
+    return search
 
 
 def stored_vectors(pipeline: Any, folder: Path) -> tuple[list[str], np.ndarray]:
@@ -448,13 +463,7 @@ def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]
     asked = HashingEmbedder(settings).embed(questions())
     exact = exact_nearest(None, asked, work / "data" / "exact-nearest.json")
     collection.query(query_embeddings=asked[:1], n_results=10, include=[])  # the index loads
-
-    def search(vector: np.ndarray) -> list[tuple[str, float]]:
-        found = collection.query(query_embeddings=vector[None], n_results=10, include=["distances"])
-        distances = (found["distances"] or [[]])[0]
-        return [(chunk_id, 1 - d) for chunk_id, d in zip(found["ids"][0], distances, strict=True)]
-
-    return recall_of(search, asked, exact)
+    return recall_of(searching(collection), asked, exact)
 
 
 def phase_write_costs(work: Path, chunks: int, cores: int) -> dict[str, Any]:
@@ -558,11 +567,7 @@ def check_stand_in(
             if name == "model":
                 np.save(kept, vectors)
         asked = np.asarray(embedder.embed(questions()), dtype=np.float32)
-        similarities = asked @ vectors.T
-        order = np.argsort(-similarities, axis=1)[:, :10]
-        exact = [
-            ([str(i) for i in row], float(similarities[n, row[-1]])) for n, row in enumerate(order)
-        ]
+        exact = nearest_ten(asked, [str(i) for i in range(len(vectors))], vectors)
         recalls[name] = {}
         for ef in ef_searches:
             configuration: Any = {"hnsw": hnsw.model_dump() | {"space": "cosine", "ef_search": ef}}
@@ -573,15 +578,7 @@ def check_stand_in(
                 block = vectors[start : start + 5000]
                 ids = [str(start + n) for n in range(len(block))]
                 collection.add(ids=ids, embeddings=block)
-
-            def search(vector: np.ndarray, collection: Any = collection) -> list[tuple[str, float]]:
-                found = collection.query(
-                    query_embeddings=[vector], n_results=10, include=["distances"]
-                )
-                distances = found["distances"][0]
-                return list(zip(found["ids"][0], [1 - d for d in distances], strict=True))
-
-            recalls[name][ef] = recall_of(search, asked, exact)
+            recalls[name][ef] = recall_of(searching(collection), asked, exact)
         by_ef = {
             ef: f"{r['recall_at_10']:.3f} (ties counted {r['recall_at_10_with_ties']:.3f})"
             for ef, r in recalls[name].items()
