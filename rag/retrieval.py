@@ -13,7 +13,10 @@ and the table a sentence introduces lands in the chunk after it. Limits: reading
 within one page; plural folding is English only.
 
 The keyword index is the store's (``rag.keywords``): a file every process shares, written with
-the chunks, so a new process searches at once and none re-reads the store.
+the chunks, so a new process searches at once and none re-reads the store. BM25 runs in a
+thread of its own while Chroma searches (SQLite leaves Python's lock while it works): at a
+million chunks each takes about as long as the other. Not while the model embeds the question:
+on 2 cores the two then slow each other down.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +65,9 @@ class Retriever:
         self.embedder = embedder
         self._sentence_vectors: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
         self._sentence_lock = threading.Lock()
+        # One thread: searches share one SQLite connection and its lock anyway.
+        self._keyword_thread = ThreadPoolExecutor(1, thread_name_prefix="keyword-search")
+        self.overlap_searches = True  # False: BM25 after Chroma's search (benchmarks compare)
 
     def retrieve(
         self,
@@ -79,6 +86,11 @@ class Retriever:
         if hybrid is not None:
             settings = settings.model_copy(update={"hybrid": hybrid})
         question = self.embedder.embed([query])[0]
+        keyword_search: Future[list[tuple[str, float]]] | None = None
+        if settings.hybrid and self.overlap_searches:
+            keyword_search = self._keyword_thread.submit(
+                self.keyword_hits, query, settings.candidates, sources, file_types
+            )
         where = _where(sources, file_types)
         candidates: dict[str, Retrieved] = {}
         fused: dict[str, float] = {}
@@ -90,7 +102,11 @@ class Retriever:
             fused[hit.id] = 1 / (settings.rrf_k + rank + 1)
 
         if settings.hybrid:
-            keyword_hits = self.keyword_hits(query, settings.candidates, sources, file_types)
+            keyword_hits = (
+                keyword_search.result()
+                if keyword_search
+                else self.keyword_hits(query, settings.candidates, sources, file_types)
+            )
             unseen = [chunk_id for chunk_id, _ in keyword_hits if chunk_id not in candidates]
             fetched = self.store.get(unseen)
             if len(fetched) < len(unseen):  # removed since the index last looked

@@ -1,5 +1,6 @@
 """Hybrid retrieval against the real store (embedded and server) and the real model."""
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 from rag.embeddings import Embedder
 from rag.ingestion import Ingestor
 from rag.pipeline import Pipeline
+from rag.retrieval import Retrieved
 from rag.settings import Settings, load_settings
 from rag.store import ChunkStore, ServerChunkStore, open_store
 from tests.conftest import SettingsFactory
@@ -28,6 +30,46 @@ def test_keywords_find_what_dense_search_ranks_low(pipeline: Pipeline, tmp_path:
     top = retriever.retrieve("XJ-4417", k=1)[0]
     assert top.metadata["source"] == "codes.md"
     assert top.keyword_score > 0
+
+
+def test_the_keyword_search_runs_while_chroma_searches(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BM25 needs no question vector: it runs beside the dense search, and ranks the same."""
+    docs = tmp_path / "docs"
+    write_mixed_folder(docs)
+    (docs / "codes.md").write_text("# Error codes\n\nCode XJ-4417 means the pump is blocked.\n")
+    pipeline.ingestor.sync([docs])
+    question = "What does code XJ-4417 mean for the heron's pump?"
+    retriever = pipeline.retriever_with(min_similarity=-1)
+    retriever.overlap_searches = False
+    one_after_the_other = retriever.retrieve(question)
+    retriever.overlap_searches = True
+
+    searching = threading.Event()
+    search = pipeline.store.index.search
+
+    def search_noted(*args: Any, **kwargs: Any) -> Any:
+        searching.set()
+        return search(*args, **kwargs)
+
+    query = pipeline.store.query
+    met = []
+
+    def query_meeting(*args: Any, **kwargs: Any) -> Any:
+        met.append(searching.wait(timeout=5))
+        return query(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline.store.index, "search", search_noted)
+    monkeypatch.setattr(pipeline.store, "query", query_meeting)
+    overlapped = retriever.retrieve(question)
+    assert met == [True]
+    assert [_ranked(c) for c in overlapped] == [_ranked(c) for c in one_after_the_other]
+    assert overlapped[0].metadata["source"] == "codes.md"
+
+
+def _ranked(chunk: Retrieved) -> tuple[str, float, float, float]:
+    return chunk.id, chunk.score, chunk.similarity, chunk.keyword_score
 
 
 def test_keyword_index_follows_writes_from_another_store(
