@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -86,11 +87,12 @@ class Retriever:
         if hybrid is not None:
             settings = settings.model_copy(update={"hybrid": hybrid})
         question = self.embedder.embed([query])[0]
+        search_keywords = partial(
+            self.keyword_hits, query, settings.candidates, sources, file_types
+        )
         keyword_search: Future[list[tuple[str, float]]] | None = None
         if settings.hybrid and self.overlap_searches:
-            keyword_search = self._keyword_thread.submit(
-                self.keyword_hits, query, settings.candidates, sources, file_types
-            )
+            keyword_search = self._keyword_thread.submit(search_keywords)
         where = _where(sources, file_types)
         candidates: dict[str, Retrieved] = {}
         fused: dict[str, float] = {}
@@ -102,11 +104,7 @@ class Retriever:
             fused[hit.id] = 1 / (settings.rrf_k + rank + 1)
 
         if settings.hybrid:
-            keyword_hits = (
-                keyword_search.result()
-                if keyword_search
-                else self.keyword_hits(query, settings.candidates, sources, file_types)
-            )
+            keyword_hits = keyword_search.result() if keyword_search else search_keywords()
             unseen = [chunk_id for chunk_id, _ in keyword_hits if chunk_id not in candidates]
             fetched = self.store.get(unseen)
             if len(fetched) < len(unseen):  # removed since the index last looked
