@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,9 +31,14 @@ from rag.keywords import keywords
 from rag.llm import LLM, LLMError, Prompt
 from rag.retrieval import Retrieved, Retriever, sentences
 from rag.settings import AnswerSettings, LLMSettings
+from rag.settling import cut_at_markup, loop_start, next_sentence
 from rag.store import next_position, position
 
 NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
+QUOTED_NOTICE = (
+    "The model's answer was not in the passage that matches the question best; "
+    "that passage is quoted instead."
+)
 _REFUSAL = re.compile(r"^\W*(i do not know|i don['’]?t know|i cannot tell|unknown)\b", re.I)
 _MARKER_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _UNDERLINE = re.compile(r"([=*~^#-])\1{3,}")  # reST/markdown heading rules: no words in them
@@ -129,6 +134,7 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     model_text: str | None = None  # what the model wrote, when no source held it and a quote
     # of the best passage replaced it
+    warnings: list[str] = field(default_factory=list)  # what the reader should know of it
 
     def to_json(self) -> dict[str, Any]:
         """The ``rag ask --json`` shape."""
@@ -138,6 +144,7 @@ class Answer:
             "refused": self.refused,
             "supported": self.supported,
             "model_text": self.model_text,
+            "warnings": self.warnings,
             "sources": [
                 {
                     "number": c.number,
@@ -168,33 +175,29 @@ class Turn:
 
 
 class AnswerStream:
-    """The answer's text piece by piece as the model writes it; ``answer`` once it is done."""
+    """The answer's text piece by piece as it settles; ``answer`` once it is done.
 
-    def __init__(self, pieces: Iterator[str], finish: Any) -> None:
+    Every piece is text of the final answer, so the pieces joined are ``answer.text``.
+    """
+
+    def __init__(self, pieces: Generator[str, None, Answer]) -> None:
         self._pieces = pieces
-        self._finish = finish
-        self._text: list[str] = []
         self.answer: Answer | None = None
 
     def __iter__(self) -> Iterator[str]:
-        for piece in self._pieces:
-            self._text.append(piece)
-            yield piece
         if self.answer is None:  # a second pass over a finished stream changes nothing
-            self.answer = self._finish("".join(self._text))
+            self.answer = yield from self._pieces
 
     def close(self) -> None:
         """Stop the model now (a reader gone): its stream lets go of the model at once."""
-        close = getattr(self._pieces, "close", None)
-        if close is not None:
-            close()
+        self._pieces.close()
 
     def result(self) -> Answer:
         """Read the rest of the stream and return the finished answer."""
+        for _ in self:
+            pass
         if self.answer is None:
-            for _ in self:
-                pass
-        assert self.answer is not None
+            raise RuntimeError("the answer's stream was closed before it finished")
         return self.answer
 
 
@@ -271,17 +274,12 @@ class Answerer:
         unknown = self._unknown_terms(question, found)
         timings = {"retrieval_s": time.perf_counter() - started}
         if not found or unknown:
-
-            def nothing(text: str) -> Answer:
-                timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
-                return Answer(question, text, [], [], [], True, True, timings)
-
             said = NOTHING_FOUND
             if found:
                 said = "I don't know: the documents never mention " + ", ".join(
                     f"“{term}”" for term in unknown
                 )
-            return AnswerStream(iter([said]), nothing)
+            return AnswerStream(self._said(question, said, timings, started))
 
         reserve = max_tokens or self.llm_settings.max_tokens
         numbered, left_out = self._fit(question, earlier, found, reserve)
@@ -290,18 +288,78 @@ class Answerer:
             temperature=temperature,
             max_tokens=max_tokens,
         )
+        return AnswerStream(self._settle(question, prompt, numbered, left_out, timings, started))
 
-        def pieces() -> Iterator[str]:
-            for piece in self.llm.stream(prompt):
-                timings.setdefault("first_token_s", time.perf_counter() - started)
-                yield piece
+    @staticmethod
+    def _said(
+        question: str, said: str, timings: dict[str, float], started: float
+    ) -> Generator[str, None, Answer]:
+        timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
+        yield said
+        return Answer(question, said, [], [], [], True, True, timings)
 
-        def finish(text: str) -> Answer:
-            timings["total_s"] = time.perf_counter() - started
-            timings.setdefault("first_token_s", timings["total_s"])
-            return self._checked(question, text, numbered, left_out, timings)
+    def _settle(
+        self,
+        question: str,
+        prompt: Prompt,
+        numbered: list[Source],
+        left_out: list[Retrieved],
+        timings: dict[str, float],
+        started: float,
+    ) -> Generator[str, None, Answer]:
+        """The model's text, a sentence at a time, each shown once the check has judged it.
 
-        return AnswerStream(pieces(), finish)
+        The first sentence gets the whole check (:meth:`_checked`): when a quote or a refusal
+        replaces it, that is the answer and the model is stopped. Each later sentence stands
+        when a source holds it (its marker moved there if need be); the first one no source
+        holds ends the answer, as does a repeated sentence or one with no words. Generation
+        stops at a chat-control spelling and when the text loops.
+        """
+        raw, judged, final = "", 0, False
+        first: Answer | None = None
+        later = _Later(self, numbered)
+        generation = self.llm.stream(prompt)
+        try:
+            while not final:
+                piece = next(generation, None)
+                if piece is None:
+                    final = True
+                else:
+                    timings.setdefault("model_first_token_s", time.perf_counter() - started)
+                    raw, final = _guarded(raw + piece, judged)
+                while True:
+                    rest = raw[judged:]
+                    body = rest.lstrip()
+                    end = next_sentence(body, final) if body else None
+                    if end is None:
+                        break
+                    gap, sentence = rest[: len(rest) - len(body)], body[:end]
+                    judged += len(gap) + end
+                    if first is None:
+                        first = self._checked(question, sentence, numbered, left_out, timings)
+                        shown, stop = first.text, first.model_text is not None or first.refused
+                    else:
+                        shown, stop = later.judge(sentence, gap)
+                    if shown:
+                        timings.setdefault("first_token_s", time.perf_counter() - started)
+                        yield shown
+                    if stop:
+                        final = True
+                        break
+        finally:
+            generation.close()
+        timings["total_s"] = time.perf_counter() - started
+        if first is None:  # the model wrote nothing, or only a loop: a refusal, or a quote
+            first = self._checked(question, "", numbered, left_out, timings)
+            timings["first_token_s"] = timings["total_s"]
+            yield first.text
+        timings.setdefault("first_token_s", timings["total_s"])
+        first.warnings += later.warnings
+        first.text += "".join(later.said)
+        numbers = {c.number for c in first.citations}
+        first.citations += [c for c in later.citations if c.number not in numbers]
+        first.supported = first.supported and later.supported
+        return first
 
     def _unknown_terms(self, question: str, found: list[Retrieved]) -> list[str]:
         """The question's names that no document holds, unless a chunk is close enough anyway.
@@ -370,11 +428,11 @@ class Answerer:
         by_number = {source.number: source for source in numbered}
         text, cited = resolve_markers(raw.strip(), set(by_number))
         text, labelled = _without_label(text, numbered)
-        refused = bool(_REFUSAL.match(text)) or not text
+        refused = bool(_REFUSAL.match(text)) or not _has_words(text)
         mode = self.settings.quote
         passages = best_passage(numbered) if mode != "never" else []
         if refused:
-            text = text or "I don't know."
+            text = text if _has_words(text) else "I don't know."
             best = passages[0][0] if passages else None
             if best is None or _best_window(best.chunk) < self.settings.quote_over_refusal:
                 return Answer(question, text, [], numbered, left_out, True, True, timings)
@@ -425,6 +483,61 @@ class Answerer:
     def _quote(self, passage: tuple[Source, str]) -> str:
         source, text = passage
         return f'"{_cut(text, self.settings.quote_chars)}" [{source.number}]'
+
+
+def _guarded(raw: str, judged: int) -> tuple[str, bool]:
+    """The model's text cut at a chat-control spelling or where it loops; whether it was.
+
+    Text already judged (the first ``judged`` characters) is never cut.
+    """
+    raw, markup = cut_at_markup(raw)
+    loop = loop_start(raw)
+    if loop is not None:
+        raw = raw[: max(loop, judged)].rstrip()
+    return raw, markup or loop is not None
+
+
+class _Later:
+    """The sentences after an answer's first: each stands when a source holds it."""
+
+    def __init__(self, answerer: Answerer, numbered: list[Source]) -> None:
+        self.settings = answerer.settings
+        self.by_number = {source.number: source for source in numbered}
+        self.said: list[str] = []
+        self.citations: list[Citation] = []
+        self.supported = True
+        self.warnings: list[str] = []
+        self._seen: set[str] = set()
+
+    def judge(self, sentence: str, gap: str) -> tuple[str, bool]:
+        """The sentence as shown (after ``gap``, its marker checked), and whether to stop."""
+        text, cited = resolve_markers(sentence, set(self.by_number))
+        said = " ".join(keywords(text))
+        if not _has_words(text) or said in self._seen:
+            return "", True  # markers or punctuation alone, or the model repeating itself
+        self._seen.add(said)
+        least = self.settings.min_support
+        by_model = [n for n in cited if _holds(text, self.by_number[n]) >= least]
+        if not by_model:
+            held = max(self.by_number.values(), key=lambda s: _holds(text, s))
+            if _holds(text, held) >= least:
+                text, cited = _cite(text, held.number), [held.number]
+            elif self.settings.quote != "never":
+                self.warnings.append(
+                    "the model went on beyond what its sources hold; the rest was left out"
+                )
+                return "", True
+            else:
+                self.supported = False
+        shown = (gap or " ") + text
+        self.said.append(shown)
+        self.citations += _citations(cited, self.by_number, bool(by_model))
+        return shown, False
+
+
+def _has_words(text: str) -> bool:
+    """Whether ``text`` says anything beyond ``[n]`` markers and punctuation."""
+    return bool(re.search(r"\w", _MARKER_GROUP.sub(" ", text)))
 
 
 def _citations(cited: list[int], by_number: dict[int, Source], by_model: bool) -> list[Citation]:

@@ -18,9 +18,9 @@ own models and queue; sync jobs are kept as files under the data dir, so any wor
 for any job.
 
 Limits: a worker's queue is its own (a busy worker answers 429 while another is idle);
-uploads are held in memory up to ``ui.max_upload_mb`` each; a streamed
-answer whose text the citation check replaces (a quote of the best passage) ends with that
-quote appended, and its final event carries the whole checked ``answer``.
+uploads are held in memory up to ``ui.max_upload_mb`` each. The streamed text is the checked
+answer, a sentence at a time (:class:`rag.answering.AnswerStream`): it always equals the
+non-streamed answer, and the final event carries it whole as ``answer``.
 """
 
 from __future__ import annotations
@@ -560,6 +560,8 @@ def _checked(answer: Answer) -> dict[str, Any]:
         "citations": shown["sources"],
         "refused": answer.refused,
         "supported": answer.supported,
+        "model_text": answer.model_text,
+        "warnings": answer.warnings,
         "timings": shown["timings"],
     }
 
@@ -598,18 +600,13 @@ async def _events(
     completion: str, model: str, generation: Generation, request: Request
 ) -> AsyncIterator[str]:
     """The answer as server-sent events; a client gone stops the generation."""
-    streamed: list[str] = []
     try:
         yield _chunk(completion, model, {"role": "assistant", "content": ""})
         while (next_piece := await generation.next())[0] == "piece":
             if await request.is_disconnected():
                 return
-            streamed.append(next_piece[1])
             yield _chunk(completion, model, {"content": next_piece[1]})
         answer: Answer = next_piece[1]
-        tail = _tail("".join(streamed), answer)
-        if tail:
-            yield _chunk(completion, model, {"content": tail})
         yield _chunk(
             completion,
             model,
@@ -621,15 +618,6 @@ async def _events(
         yield "data: [DONE]\n\n"
     finally:
         generation.stop()  # synchronous: runs even when the response is cancelled
-
-
-def _tail(streamed: str, answer: Answer) -> str:
-    """What to add after the streamed model text so that it ends as the checked answer does."""
-    if answer.text.startswith(streamed.strip()) and streamed.strip():
-        return answer.text[len(streamed.strip()) :]
-    if answer.model_text is not None:
-        return f"\n\nNot in the passage that matches the question best; it says: {answer.text}"
-    return "".join(f" [{c.number}]" for c in answer.citations if not c.by_model)
 
 
 def _report(report: IngestReport) -> dict[str, Any]:

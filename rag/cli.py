@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from rag.answering import Answer, Answerer, AnswerStream, Turn
+from rag.answering import QUOTED_NOTICE, Answer, Answerer, AnswerStream, Turn
 from rag.errors import RagError
 from rag.ingestion import Ingestor, IngestReport, Progress
 from rag.pipeline import Pipeline
@@ -374,16 +374,15 @@ def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
 
 
 def _print_streamed(stream: AnswerStream) -> Answer:
-    """Print the answer as it is written, the citation it was given afterwards, its sources."""
+    """Print the answer as it settles (every piece stands), then what to know of it, its sources."""
     for piece in stream:
         print(piece, end="", flush=True)
     answer = stream.result()
+    print()
     if answer.model_text is not None:
-        print("\nnot in the passage that matches the question best; quoting it instead:")
-        print(answer.text)
-    else:
-        inferred = [c.number for c in answer.citations if not c.by_model]
-        print("".join(f" [{n}]" for n in inferred))
+        print(f"note: {QUOTED_NOTICE} The model wrote: {printable(answer.model_text)}")
+    for warning in answer.warnings:
+        print(f"warning: {warning}")
     _print_sources(answer)
     return answer
 

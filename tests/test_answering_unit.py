@@ -3,18 +3,15 @@
 from typing import Any
 
 import numpy as np
-import pytest
 
 from rag.answering import (
     Answerer,
-    AnswerStream,
     Source,
     _numbers,
     is_follow_up,
     resolve_markers,
     support,
 )
-from rag.cli import _print_streamed
 from rag.retrieval import Retrieved
 from rag.settings import AnswerSettings, LLMSettings
 
@@ -178,25 +175,6 @@ def test_a_refusal_beside_a_passage_that_plainly_answers_becomes_a_quote() -> No
     weak = [chunk(1, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.45,))]
     assert checker()._checked("q", "I don't know.", weak, [], {}).refused
     assert checker(quote="never")._checked("q", "I don't know.", sources, [], {}).refused
-
-
-def test_the_cli_says_when_a_quote_replaced_the_models_text(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    sources = [
-        chunk(1, "The frame is made of aluminium. It weighs 2 kg.", (0,), (0.4,)),
-        chunk(2, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.8,)),
-    ]
-    model = "The frame is made of aluminium [1]."
-
-    def finish(text: str) -> Any:
-        return checker()._checked("q", text, sources, [], {})
-
-    answer = _print_streamed(AnswerStream(iter([model]), finish))
-    printed = capsys.readouterr().out
-    assert printed.startswith(model + "\nnot in the passage that matches the question best")
-    assert '"Charging is easy. A full charge takes 4.5 hours." [2]' in printed
-    assert answer.model_text == model
 
 
 def test_excerpts_keep_the_best_sentence_pairs_and_mark_omissions() -> None:

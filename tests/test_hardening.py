@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any, cast
 
@@ -314,13 +315,16 @@ def test_search_k_follows_the_setting_and_ask_prints_no_llama_log(sample_store: 
 def test_a_streamed_answer_is_finished_once() -> None:
     finished: list[str] = []
 
-    def finish(text: str) -> Any:
-        finished.append(text)
-        return text
+    def pieces() -> Generator[str, None, Any]:
+        yield "four "
+        yield "hours"
+        finished.append("four hours")
+        return "four hours"
 
-    stream = AnswerStream(iter(["four ", "hours"]), finish)
+    stream = AnswerStream(pieces())
     assert "".join(stream) == "four hours"
     assert cast(str, stream.result()) == "four hours"
+    assert "".join(stream) == ""  # a second pass over a finished stream changes nothing
     assert finished == ["four hours"]
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from rag.answering import Answer, Source
+from rag.answering import QUOTED_NOTICE, Answer, Source
 from rag.errors import RagError
 from rag.ingestion import IngestReport, Progress
 from rag.page_view import cited_page
@@ -133,17 +133,14 @@ def ask(services: Services, question: str, options: dict[str, Any]) -> None:
 def show_quoted(answer: Answer) -> None:
     """Say when a quote of the best passage replaced what the model wrote."""
     if answer.model_text is not None:
-        st.caption(
-            plain(
-                "The model's answer was not in the passage that matches the question best; "
-                "that passage is quoted instead. The model wrote: " + answer.model_text
-            )
-        )
+        st.caption(plain(f"{QUOTED_NOTICE} The model wrote: {answer.model_text}"))
 
 
 def show_sources(answer: Answer) -> None:
     """The citations under an answer: file, page, score and snippet, numbered as in the text."""
     show_quoted(answer)
+    for warning in answer.warnings:
+        st.warning(plain(warning[:1].upper() + warning[1:] + "."), icon=":material/warning:")
     if not answer.supported:
         st.warning(
             "The cited sources do not hold this answer's words: check it against them.",
