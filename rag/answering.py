@@ -3,19 +3,24 @@
 The retrieved chunks become numbered sources in the prompt, each labeled with its file (and
 page), fenced as data the model must not obey. They are added best first while they fit the
 token budget (context window minus the prompt's own text, the question and the answer's
-reserve); a source that does not fit is left out whole and reported, never cut. When the
-retriever finds nothing above its relevance floor the answer is "I don't know", without asking
-the model; so is a question naming something no document holds (:meth:`Retriever.unknown_terms`)
-when no chunk is close to it. Afterwards the ``[n]`` markers are checked: markers that point at
-no source are dropped, a marker whose source does not hold the claim moves to the source that
-does, and an answer is flagged as unsupported when its cited sources do not hold most of its
-words or any of its figures. Small models copy the wrong sentence as readily as the right one:
-an answer that the passage matching the question best does not hold (nor the text right after
-it, when that passage runs on) is replaced by a quote of that passage (``answer.quote``), the
-model's text kept aside; so is an "I don't know" beside a passage that plainly matches.
+reserve); a source that does not fit is left out whole and reported, never cut. The reserve is
+capped so that the best source always fits, and a question that leaves no room for one is
+refused with an error. When the retriever finds nothing above its relevance floor the answer is
+"I don't know", without asking the model; so is a question naming something no document holds
+(:meth:`Retriever.unknown_terms`) when no chunk is close to it. Afterwards the ``[n]`` markers
+are checked: markers that point at no source are dropped, a marker whose source does not hold
+the claim moves to the source that does, and an answer is flagged as unsupported when its cited
+sources do not hold most of its words or any of its figures. Small models copy the wrong
+sentence as readily as the right one: an answer that the passage matching the question best
+does not hold (nor the text right after it, when that passage runs on) is replaced by a quote
+of that passage (``answer.quote``), the model's text kept aside; so is an "I don't know" beside
+a passage that plainly matches.
 
-Small models answer better from less text: by default each source shows the model its two
-best-matching sentence pairs (``answer.excerpt_windows``), omissions marked with '…'.
+The answer streams a sentence at a time, each once the check has judged it (``_settle``), so
+the text shown is never taken back; generation stops at copied chat markup and at loops
+(:mod:`rag.settling`). Small models answer better from less text: by default each source
+shows the model its two best-matching sentence pairs (``answer.excerpt_windows``), omissions
+marked with '…'.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ QUOTED_NOTICE = (
     "The model's answer was not in the passage that matches the question best; "
     "that passage is quoted instead."
 )
+MIN_ANSWER_TOKENS = 32  # the least an answer's reserve may be capped to
 _REFUSAL = re.compile(r"^\W*(i do not know|i don['’]?t know|i cannot tell|unknown)\b", re.I)
 _MARKER_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _UNDERLINE = re.compile(r"([=*~^#-])\1{3,}")  # reST/markdown heading rules: no words in them
@@ -257,7 +263,8 @@ class Answerer:
         ``hybrid``, ``temperature`` and ``max_tokens`` override the settings for this question.
 
         Raises:
-            QuestionError: the question is empty or longer than ``answer.max_question_chars``.
+            QuestionError: the question is empty or longer than ``answer.max_question_chars``,
+                or it leaves no room for its best source and an answer in the context.
         """
         question = question.strip()
         if not question:
@@ -281,14 +288,42 @@ class Answerer:
                 )
             return AnswerStream(self._said(question, said, timings, started))
 
-        reserve = max_tokens or self.llm_settings.max_tokens
+        asked = max_tokens or self.llm_settings.max_tokens
+        reserve = self._capped_reserve(question, earlier, found[0], asked)
         numbered, left_out = self._fit(question, earlier, found, reserve)
         prompt = replace(
             build_prompt(question, earlier, numbered),
             temperature=temperature,
-            max_tokens=max_tokens,
+            max_tokens=reserve,
         )
-        return AnswerStream(self._settle(question, prompt, numbered, left_out, timings, started))
+        settled = self._settle(question, prompt, numbered, left_out, timings, started)
+        if reserve < asked:
+            settled = _warned(
+                settled,
+                f"max_tokens {asked} was capped at {reserve}, so that "
+                "the best source fits the model's context",
+            )
+        return AnswerStream(settled)
+
+    def _capped_reserve(
+        self, question: str, earlier: list[str], best: Retrieved, asked: int
+    ) -> int:
+        """The answer's token reserve: as asked, less what the best source needs to fit.
+
+        Raises:
+            QuestionError: not even the question and the best source fit the context.
+        """
+        frame = self.llm.count_tokens(build_prompt(question, earlier, []).completion)
+        source = self.llm.count_tokens(_source_block(Source(1, best, self._excerpt(best))))
+        room = self.llm_settings.n_ctx - frame - source
+        if room < MIN_ANSWER_TOKENS:
+            msg = (
+                f"the question and its best source take {frame + source} tokens, which leaves "
+                f"no room for an answer in the model's context of {self.llm_settings.n_ctx}; "
+                "ask a shorter question or raise llm.n_ctx"
+            )
+            raise QuestionError(msg)
+        return min(asked, room)
 
     @staticmethod
     def _said(
@@ -347,7 +382,9 @@ class Answerer:
                         final = True
                         break
         finally:
-            generation.close()
+            close = getattr(generation, "close", None)
+            if close is not None:
+                close()  # the model's stream lets go of the model at once
         timings["total_s"] = time.perf_counter() - started
         if first is None:  # the model wrote nothing, or only a loop: a refusal, or a quote
             first = self._checked(question, "", numbered, left_out, timings)
@@ -483,6 +520,12 @@ class Answerer:
     def _quote(self, passage: tuple[Source, str]) -> str:
         source, text = passage
         return f'"{_cut(text, self.settings.quote_chars)}" [{source.number}]'
+
+
+def _warned(settled: Generator[str, None, Answer], warning: str) -> Generator[str, None, Answer]:
+    answer = yield from settled
+    answer.warnings.insert(0, warning)
+    return answer
 
 
 def _guarded(raw: str, judged: int) -> tuple[str, bool]:

@@ -22,4 +22,4 @@ class ModelNotFoundError(RagError, FileNotFoundError):
 
 
 class QuestionError(RagError, ValueError):
-    """The question cannot be asked: empty, or longer than allowed."""
+    """The question cannot be asked: empty, longer than allowed, or no source fits with it."""

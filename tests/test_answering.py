@@ -8,6 +8,7 @@ import pytest
 
 from rag.answering import NOTHING_FOUND, Answerer, Turn, build_prompt
 from rag.embeddings import Embedder
+from rag.errors import QuestionError
 from rag.llm import LLM, Prompt, make_llm
 from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
@@ -186,6 +187,18 @@ def test_the_context_fits_the_token_budget_and_chunks_are_never_cut(
         assert " ".join(source.chunk.text.split()) in prompt  # whole, word for word
     for chunk in answer.left_out:
         assert " ".join(chunk.text.split())[:80] not in prompt
+
+
+def test_a_context_that_cannot_hold_a_source_refuses_the_question(
+    sample_settings: Settings, embedder: Embedder, model: LLM
+) -> None:
+    question = "How long does a full charge of the battery take?"
+    settings = sample_settings.model_copy(deep=True)
+    settings.llm.n_ctx = model.count_tokens(build_prompt(question, [], []).completion) + 40
+    counting = CountingLLM(model)
+    with pytest.raises(QuestionError, match="leaves no room for an answer"):
+        answerer_for(settings, embedder, counting).ask(question)
+    assert counting.requests == []
 
 
 def test_a_long_question_is_refused_with_a_reason(answerer: Answerer) -> None:

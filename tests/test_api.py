@@ -91,16 +91,33 @@ def test_the_official_client_gets_answers_with_citations(client: openai.OpenAI) 
 
 def test_the_stream_never_shows_text_the_answer_takes_back(client: openai.OpenAI) -> None:
     # The bundled model copies the warranty's exclusions here; the check quotes the passage.
-    asked = [{"role": "user", "content": "Where is the frame number engraved?"}]
-    whole = client.chat.completions.create(model="default", messages=asked)  # type: ignore[arg-type]
+    question = "Where is the frame number engraved?"
+    whole = client.chat.completions.create(
+        model="default", messages=[{"role": "user", "content": question}]
+    )
     text = whole.choices[0].message.content or ""
     assert "bottom bracket" in text
     assert (whole.model_extra or {})["model_text"], "the model's own text was replaced"
     events = list(
-        client.chat.completions.create(model="default", messages=asked, stream=True)  # type: ignore[arg-type]
+        client.chat.completions.create(
+            model="default", messages=[{"role": "user", "content": question}], stream=True
+        )
     )
     pieces = [e.choices[0].delta.content or "" for e in events if e.choices]
     assert "".join(pieces) == text
+
+
+@pytest.mark.parametrize("max_tokens", [4096, 100_000])
+def test_a_large_max_tokens_still_answers_from_a_source(
+    client: openai.OpenAI, max_tokens: int
+) -> None:
+    whole = client.chat.completions.create(
+        model="birds", messages=[{"role": "user", "content": KESTREL}], max_tokens=max_tokens
+    )
+    extra = whole.model_extra or {}
+    assert [c["source"] for c in extra["citations"]] == ["kestrel.md"]
+    assert "voles" in (whole.choices[0].message.content or "")
+    assert extra["warnings"][0].startswith(f"max_tokens {max_tokens} was capped at ")
 
 
 def test_langchain_chat_openai_asks_the_server(server: str) -> None:
