@@ -160,7 +160,7 @@ def overhead(answerer: Answerer, llm: LlamaCppLLM, questions: list[str], rounds:
             _, ours_rest, ours_pieces = timed_stream(iter(stream), time.perf_counter())
             assert stream.answer is not None
             timings = stream.answer.timings
-            ours_first = timings["first_token_s"] - timings["retrieval_s"]
+            ours_first = timings["model_first_token_s"] - timings["retrieval_s"]
             for with_bias, ttft, speed in (
                 (True, ttft_same, speed_same),
                 (False, ttft_plain, speed_plain),

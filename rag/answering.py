@@ -518,7 +518,9 @@ class Answerer:
         )
 
     def _quote(self, passage: tuple[Source, str]) -> str:
+        """The passage quoted and cited, up to any chat markup the document holds."""
         source, text = passage
+        text = cut_at_markup(text)[0]
         return f'"{_cut(text, self.settings.quote_chars)}" [{source.number}]'
 
 
