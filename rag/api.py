@@ -627,6 +627,7 @@ def _report(report: IngestReport) -> dict[str, Any]:
         "removed": report.removed,
         "unchanged": report.unchanged,
         "failed": [{"file": path, "reason": reason} for path, reason in report.failed],
+        "skipped": [{"file": path, "reason": reason} for path, reason in report.skipped],
         "notes": [{"file": path, "note": note} for path, note in report.notes],
         "chunks_embedded": report.chunks_embedded,
     }

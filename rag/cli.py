@@ -31,6 +31,7 @@ from rag.settings import Settings, load_settings
 from rag.store import ChunkStore
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+SKIPPED_SHOWN = 20  # skipped files an ingest names, unless --verbose
 EXIT_CHECK_FAILED = 1  # rag doctor
 
 
@@ -92,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "ingest",
         parents=[common],
         help="sync folders or files into the store",
-        description="Load, chunk and embed documents (txt, md, html, pdf, docx, csv) and bring "
+        description="Load, chunk and embed documents (txt, md, html, pdf, docx, csv; png, jpg "
+        "and tiff by OCR; files of any other name when they hold plain text) and bring "
         "the store exactly in line with them: new files are added, edited ones replaced, "
         "deleted ones removed, unchanged ones skipped without embedding anything.",
     )
@@ -108,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument(
         "--reset", action="store_true", help="empty the collection first (alone: just empty it)"
+    )
+    ingest.add_argument(
+        "--verbose",
+        action="store_true",
+        help=f"name every skipped file (else the first {SKIPPED_SHOWN})",
     )
 
     search = commands.add_parser(
@@ -266,18 +273,18 @@ def _ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
             _tell(f"error: no such file or folder: {printable(path)}")
         return EXIT_ERROR
     if args.watch:
-        return _watch(ingestor, args.paths)
+        return _watch(ingestor, args.paths, args.verbose)
     bars = BarProgress()
     ingestor.progress = bars
     try:
         report = ingestor.sync(args.paths)
     finally:
         bars.close()
-    _print_report(report)
+    _print_report(report, verbose=args.verbose)
     return EXIT_OK if report.ok else EXIT_FILES_FAILED
 
 
-def _watch(ingestor: Ingestor, paths: list[Path]) -> int:
+def _watch(ingestor: Ingestor, paths: list[Path], verbose: bool) -> int:
     """Until Ctrl-C (exit 130, at once, even mid-sync) or SIGTERM (exit 0, as a service stops)."""
     from rag.watching import watch
 
@@ -288,7 +295,7 @@ def _watch(ingestor: Ingestor, paths: list[Path]) -> int:
     _tell(f"watching {', '.join(map(str, paths))}; Ctrl-C stops")
 
     def on_sync(report: IngestReport) -> None:
-        _print_report(report)
+        _print_report(report, verbose=verbose)
         sys.stdout.flush()
 
     def on_error(error: RagError, retry_s: float) -> None:
@@ -305,13 +312,23 @@ class _Terminated(Exception):
     """SIGTERM arrived: stop watching now, as a sync killed at any moment allows."""
 
 
-def _print_report(report: IngestReport, out: TextIO = sys.stdout) -> None:
-    """Failures to stderr; renames and the summary to ``out`` (stderr where stdout is data)."""
+def _print_report(report: IngestReport, out: TextIO = sys.stdout, verbose: bool = False) -> None:
+    """Failures, notes and skipped files to stderr; renames and the summary to ``out``.
+
+    ``out`` is stderr where stdout is data. Past 20 skipped files, the rest are counted,
+    unless ``verbose``.
+    """
     stamp = time.strftime("%H:%M:%S")
     for path, reason in report.failed:
         print(f"failed: {printable(path)}: {reason}", file=sys.stderr)
     for path, note in report.notes:
         print(f"note: {printable(path)}: {note}", file=sys.stderr)
+    shown = report.skipped if verbose else report.skipped[:SKIPPED_SHOWN]
+    for path, reason in shown:
+        print(f"skipped: {printable(path)}: {reason}", file=sys.stderr)
+    if len(shown) < len(report.skipped):
+        more = len(report.skipped) - len(shown)
+        print(f"skipped: {more} more (--verbose names them)", file=sys.stderr)
     for old, new in report.renamed:
         print(f"renamed: {printable(old)} -> {printable(new)}", file=out)
     print(f"[{stamp}] {report.summary()}", file=out, flush=True)

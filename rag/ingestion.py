@@ -35,7 +35,7 @@ from rag.chunking import Chunk, Chunker
 from rag.embedding_process import EmbeddingProcess, EmbeddingProcessError
 from rag.embeddings import Embedder
 from rag.keywords import keywords
-from rag.loaders import LoadError, load
+from rag.loaders import LoadError, file_type, load
 from rag.scanning import SourceFile, scan
 from rag.settings import EmbeddingSettings, Settings
 from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
@@ -80,7 +80,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     renamed: list[tuple[str, str]] = field(default_factory=list)
     unchanged: int = 0
-    skipped: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # path, reason
     failed: list[tuple[str, str]] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)  # ingested, with a remark
     chunks_embedded: int = 0
@@ -309,7 +309,7 @@ class Ingestor:
             int(self.settings.ingest.max_file_mb * 2**20),
             exclude=(self.settings.chroma_path, self.settings.lock_dir),
         )
-        report.skipped = [str(path) for path in found.skipped]
+        report.skipped = [(str(path), reason) for path, reason in found.skipped]
         report.failed = [(str(path), reason) for path, reason in found.failed]
         self.progress.files_total(len(found.files))
         with self.store.lock.writer():
@@ -469,7 +469,7 @@ class Ingestor:
         metadata: Metadata = {
             "root": prepared.file.root,
             "source": prepared.file.source,
-            "file_type": prepared.file.path.suffix.lower().lstrip("."),
+            "file_type": file_type(prepared.file.path),
             "file_hash": prepared.file_hash,
             "pipeline": self.pipeline,
             "chunk_index": index,

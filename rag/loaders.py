@@ -44,6 +44,51 @@ IMAGE_TYPES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 SUPPORTED_TYPES = (
     frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv"}) | IMAGE_TYPES
 )
+# Files of any other name are read as plain text when their content is text (README, COPYING,
+# changelog, .rst, .log...); these are text that no reader wants as prose.
+NOT_PROSE = {".svg": "an SVG image (markup, not prose)"}
+SNIFF_BYTES = 8192  # how much of a file of another type is read to tell text from binary
+_MAGIC = (
+    (b"\x89PNG", "PNG image"),
+    (b"\xff\xd8\xff", "JPEG image"),
+    (b"GIF8", "GIF image"),
+    (b"%PDF", "PDF document without the .pdf extension"),
+    (b"PK\x03\x04", "ZIP archive or office document"),
+    (b"\x1f\x8b", "gzip archive"),
+    (b"BZh", "bzip2 archive"),
+    (b"\xfd7zXZ", "xz archive"),
+    (b"(\xb5/\xfd", "zstd archive"),
+    (b"\x7fELF", "ELF executable"),
+    (b"SQLite format 3", "SQLite database"),
+)
+
+
+def file_type(path: Path) -> str:
+    """The type a file is stored and filtered as: its listed suffix ('pdf'), else 'txt'."""
+    suffix = path.suffix.lower()
+    return suffix.lstrip(".") if suffix in SUPPORTED_TYPES else "txt"
+
+
+def binary_kind(path: Path, head: bytes) -> str | None:
+    """Why a file of a type not listed is not read as text ('binary (PNG image)'), or None.
+
+    ``head`` is the file's first :data:`SNIFF_BYTES` bytes: text has no NUL bytes (unless
+    UTF-16/32 with a byte-order mark) and decodes.
+    """
+    if path.suffix.lower() in NOT_PROSE:
+        return NOT_PROSE[path.suffix.lower()]
+    kind = next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+    if kind is not None:
+        return f"binary ({kind})"
+    if any(head.startswith(bom) for bom, _ in _BOMS):
+        return None
+    if b"\x00" in head:
+        return "binary"
+    try:
+        decode_text(path, head[: len(head) - 3] if len(head) == SNIFF_BYTES else head)
+    except LoadError:
+        return "binary"
+    return None
 
 
 class LoadError(RagError):
@@ -129,11 +174,9 @@ def load(path: Path, data: bytes | None = None, ocr: bool = True) -> LoadedDocum
     Raises:
         LoadError: the file is unreadable, corrupt, empty, binary or of another type.
     """
-    loader = _LOADERS.get(path.suffix.lower())
+    loader = _LOADERS.get(path.suffix.lower(), load_txt)  # another type: text, if it is
     if loader in (load_pdf, load_image):
         loader = functools.partial(loader, ocr=ocr)
-    if loader is None:
-        raise LoadError(path, f"unsupported file type {path.suffix or '(none)'}")
     if data is None:
         try:
             data = path.read_bytes()
@@ -197,15 +240,19 @@ def _checked_text(path: Path, text: str) -> str:
 # --- plain text and markdown ------------------------------------------------------------
 
 _ATX = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_ASCIIDOC = re.compile(r"^(={1,6})[ \t]+(.+?)[ \t]*$")
 _UNDERLINE = re.compile(r"^([=*\-~^#+])\1{2,}[ \t]*$")
 _FENCE = re.compile(r"^(```|~~~)")
 
 
-def _heading_lines(text: str, markdown: bool) -> Iterator[tuple[int, int, str]]:
+def _heading_lines(
+    text: str, markdown: bool, asciidoc: bool = False
+) -> Iterator[tuple[int, int, str]]:
     """Yield (offset, level, title) of each heading line.
 
     Setext/reStructuredText headings (a title over a line of ``=``, ``*``, ``-`` ...) are
-    found in both formats, ATX ``#`` headings in markdown only; fenced code is skipped.
+    found in every format, ATX ``#`` headings in markdown only, ``== Title`` in AsciiDoc
+    only; fenced code is skipped.
     Underline characters get levels in order of first use, as reStructuredText does.
     """
     levels: dict[str, int] = {}
@@ -219,7 +266,7 @@ def _heading_lines(text: str, markdown: bool) -> Iterator[tuple[int, int, str]]:
             in_fence = not in_fence
         if in_fence:
             continue
-        atx = _ATX.match(line) if markdown else None
+        atx = _ATX.match(line) if markdown else _ASCIIDOC.match(line) if asciidoc else None
         if atx:
             yield offsets[i], len(atx.group(1)), atx.group(2).strip()
             continue
@@ -242,7 +289,8 @@ def _load_plain(path: Path, data: bytes, markdown: bool) -> LoadedDocument:
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     start = 0
-    for offset, level, title in _heading_lines(text, markdown):
+    asciidoc = path.suffix.lower() in (".adoc", ".asciidoc")
+    for offset, level, title in _heading_lines(text, markdown, asciidoc):
         if offset > start:
             sections.append(Section(start, offset, tuple(t for _, t in stack)))
         while stack and stack[-1][0] >= level:
@@ -255,7 +303,7 @@ def _load_plain(path: Path, data: bytes, markdown: bool) -> LoadedDocument:
 
 
 def load_txt(path: Path, data: bytes) -> LoadedDocument:
-    """Plain text; underlined titles count as headings."""
+    """Plain text, and any type not listed; reST's and AsciiDoc's headings count as headings."""
     return _load_plain(path, data, markdown=False)
 
 

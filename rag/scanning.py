@@ -3,9 +3,11 @@
 A folder is synced whole: what is stored for it and no longer on disk gets removed. A single
 file is synced alone, so ingesting one file never removes its neighbours. A folder or entry
 that cannot be listed or stat'ed (permissions, a flaky network mount, EIO) is reported and
-marked unknown: its files may still exist, so their stored chunks are kept. Hidden entries
-(names starting with ".") are ignored; symlinks are followed, except back into a folder
-being walked (a loop).
+marked unknown: its files may still exist, so their stored chunks are kept. A file of a type
+the loaders do not list (README, COPYING, .rst, .log) is taken when its first 8 KB are text;
+binary files are skipped with their kind ("binary (PNG image)"). Hidden entries (names
+starting with ".") are ignored; symlinks are followed, except back into a folder being walked
+(a loop).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.loaders import SUPPORTED_TYPES
+from rag.loaders import SNIFF_BYTES, SUPPORTED_TYPES, binary_kind
 
 
 @dataclass(frozen=True)
@@ -43,11 +45,11 @@ class Scope:
 
 @dataclass
 class ScanResult:
-    """Files found, and the paths skipped (other types) or failed (with the reason)."""
+    """Files found, and the paths skipped (binary) or failed, each with the reason."""
 
     files: list[SourceFile] = field(default_factory=list)
     scopes: list[Scope] = field(default_factory=list)
-    skipped: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     unknown: set[tuple[str, str]] = field(default_factory=set)  # (root, source or folder)
     _seen: set[tuple[str, str]] = field(default_factory=set)
@@ -139,9 +141,19 @@ def _add_file(path: Path, root: str, source: str, max_bytes: int, result: ScanRe
         return
     if not stat.S_ISREG(info.st_mode):
         result.failed.append((path, "not a regular file"))
-    elif path.suffix.lower() not in SUPPORTED_TYPES:
-        result.skipped.append(path)
-    elif info.st_size > max_bytes:
+        return
+    if path.suffix.lower() not in SUPPORTED_TYPES:
+        try:
+            with path.open("rb") as file:
+                kind = binary_kind(path, file.read(SNIFF_BYTES))
+        except OSError as error:
+            result.failed.append((path, _reason(error)))
+            result.unknown.add((root, source))
+            return
+        if kind is not None:
+            result.skipped.append((path, kind))
+            return
+    if info.st_size > max_bytes:
         limit_mb = max_bytes / 2**20
         result.failed.append(
             (path, f"{info.st_size / 2**20:.1f} MB is over the {limit_mb:g} MB size limit")

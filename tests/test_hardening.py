@@ -400,3 +400,24 @@ def test_an_api_key_never_prints() -> None:
     assert "sk-secret-123" not in settings.model_dump_json()
     served = OpenAICompatibleLLM(settings.llm)
     assert served.client.auth_headers == {"Authorization": "Bearer sk-secret-123"}
+
+
+@pytest.mark.slow
+def test_ingest_names_skipped_files_and_every_one_when_verbose(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "README").write_text("The kestrel hovers over the meadow.\n")
+    for n in range(25):
+        (docs / f"photo{n:02}.raw").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    data = str(tmp_path / "data")
+    result = run_cli(str(docs), "--data-dir", data)
+    assert result.returncode == 0, result.stderr
+    assert "added 1," in result.stdout
+    assert "skipped 25," in result.stdout
+    named = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
+    assert named[0] == f"skipped: {docs / 'photo00.raw'}: binary (PNG image)"
+    assert named[20:] == ["skipped: 5 more (--verbose names them)"]
+    verbose = run_cli(str(docs), "--data-dir", data, "--verbose")
+    named = [line for line in verbose.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(named) == 25
+    assert named[-1].endswith("photo24.raw: binary (PNG image)")

@@ -153,10 +153,32 @@ def test_bad_inputs_are_reported_and_the_rest_is_ingested(
         "image.png": "not a readable image (a broken or partial file)",
     }
     assert "cannot parse .pdf file" in failed["corrupt.pdf"]
-    assert [Path(p).name for p in report.skipped] == ["movie.mp4"]
+    assert [(Path(p).name, reason) for p, reason in report.skipped] == [("movie.mp4", "binary")]
     assert not report.ok
     assert sources(ingestor.store) == set(phrases)
     assert_consistent(ingestor.store)
+
+
+def test_text_of_any_name_is_ingested_and_every_skipped_file_is_named(
+    ingestor: Ingestor, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "README").write_text("Kestrel tools\n\nThe kestrel tool sorts feathers by colour.\n")
+    (docs / "changelog.Debian").write_text("kestrel (1.2-1) unstable\n\n  * New release.\n")
+    (docs / "guide.rst").write_text("Guide\n=====\n\nInstall\n-------\n\nRun make install.\n")
+    (docs / "notes.adoc").write_text("= Notes\n\n== Usage\n\nCall kestrel --sort to sort.\n")
+    (docs / "logo").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
+    (docs / "data.bin").write_bytes(b"\x00\x01\x02" * 100)
+    report = ingestor.sync([docs])
+    assert sorted(report.added) == ["README", "changelog.Debian", "guide.rst", "notes.adoc"]
+    skipped = sorted((Path(path).name, reason) for path, reason in report.skipped)
+    assert skipped == [("data.bin", "binary"), ("logo", "binary (PNG image)")]
+    chunks = ingestor.store.get(ingestor.store.collection.get(include=[])["ids"])
+    headings = {str(c.metadata["source"]): c.metadata.get("headings") for c in chunks}
+    assert headings["guide.rst"] == "Guide > Install"
+    assert headings["notes.adoc"] == "Notes > Usage"
+    assert {c.metadata["file_type"] for c in chunks} == {"txt"}
 
 
 def test_files_read_in_worker_processes_make_the_store_an_in_line_run_makes(

@@ -323,6 +323,8 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
         st.caption(plain(f"{Path(name).name}: {reason}"))
     for name, note in report.notes:
         st.caption(plain(f"{Path(name).name}: {note}"))
+    for name, reason in report.skipped:
+        st.caption(plain(f"{Path(name).name}: skipped: {reason}"))
     for name in replaced:
         st.caption(plain(f"{name}: replaced the earlier upload of that name"))
 
