@@ -110,7 +110,7 @@ def test_csv_in_latin1(tmp_path: Path) -> None:
         ("corrupt.pdf", b"%PDF-1.4\n garbage that is no pdf at all", "cannot parse .pdf"),
         ("corrupt.docx", b"PK\x03\x04 not really a zip", "cannot parse .docx"),
         ("photo.jpg", b"\xff\xd8\xff", "not a readable image (a broken or partial file)"),
-        ("movie.mp4", b"\x00\x00\x00\x18ftypmp42", "unsupported file type"),
+        ("movie.mp4", b"\x00\x00\x00\x18ftypmp42", "binary data, not text"),
     ],
 )
 def test_bad_input_names_file_and_reason(
