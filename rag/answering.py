@@ -463,8 +463,8 @@ class Answerer:
         and so is a refusal when that passage matches well (``answer.quote_over_refusal``).
         """
         by_number = {source.number: source for source in numbered}
-        text, cited = resolve_markers(raw.strip(), set(by_number))
-        text, labelled = _without_label(text, numbered)
+        text, labelled = _without_label(raw.strip(), numbered)
+        text, cited = resolve_markers(text, set(by_number))
         refused = bool(_REFUSAL.match(text)) or not _has_words(text)
         mode = self.settings.quote
         passages = best_passage(numbered) if mode != "never" else []
@@ -681,10 +681,15 @@ def _without_label(text: str, numbered: list[Source]) -> tuple[str, int | None]:
     """
     named = None
     labels = {_fence(source.label) + ":": source.number for source in numbered}
-    while label := next((label for label in labels if text.startswith(label)), None):
-        text = text[len(label) :].strip().lstrip("…").strip()
+    while label := next((lb for lb in labels if _unmarked(text).startswith(lb)), None):
+        text = _unmarked(text)[len(label) :].strip().lstrip("…").strip()
         named = labels[label] if named is None else named
     return text, named
+
+
+def _unmarked(text: str) -> str:
+    """``text`` less a leading ``[n]`` marker ("[1] R-data.pdf, page 19: …", as numbered)."""
+    return re.sub(r"^\[\d+\]\s*", "", text)
 
 
 _FOLLOW_UP_START = re.compile(r"^\W*(and|but|or|also|so|then|what about|how about)\b", re.I)

@@ -6,7 +6,8 @@ spelling (the model copying document markup such as ``<end_of_turn>``) and when 
 starts repeating itself ("zpipe.c: zpipe.c: …", "[44] [44] [44]"). The sentence rule is
 English punctuation: a sentence ends at '.', '!' or '?' (with closing quotes and ``[n]``
 markers) followed by a capital, a digit or a quote, or at a line break; a period after a
-digit ends none ("version 3. 4 items" stays one), nor does an open double quote.
+digit or an initial ends none ("version 3. 4 items", "Philip A. Nelson"), nor does one inside
+an open double quote.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ CONTROL_SPELLING = re.compile(
 _MARKER = re.compile(r"\[\d+(?:\s*,\s*\d+)*\][.,;:]?")
 _TOKEN = re.compile(r"\S+")
 _SENTENCE_END = re.compile(
-    r"(?:(?<!\d)\.|[!?])[.!?]*[\"'”’)\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*[.,;:]?(?=\s)|\n"
+    r"(?:(?<!\d)(?<!\b[A-Z])\.|[!?])[.!?]*[\"'”’)\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*[.,;:]?(?=\s)|\n"
 )
 _OPEN_MARKER = re.compile(r"\[[\d,\s]*")  # a marker still being written
 _LONGEST_UNIT = 16  # tokens: a longer repeated run is a repeated paragraph, not a loop
+_REPEATED_CHARS = re.compile(r"(\S{2,12}?)\1{5,}")  # "1.1.1.1.1.1.1" inside one word
 
 
 def cut_at_markup(text: str) -> tuple[str, bool]:
@@ -41,9 +43,13 @@ def loop_start(text: str) -> int | None:
     """Where the text starts repeating itself, if it does; None when it does not.
 
     A loop is a phrase of up to 16 words said three times running (a single word or a pair
-    four times), or a run of four ``[n]`` markers with no word between them. The text before
+    four times), a run of four ``[n]`` markers with no word between them, or a few characters
+    repeated six times inside a word ("2.4.1.1.1.1.1.1.1"). The text before
     the loop's first copy is what the model said before it looped.
     """
+    chars = _REPEATED_CHARS.search(text)
+    if chars is not None:
+        return chars.start()
     spans = [(m.start(), m.group()) for m in _TOKEN.finditer(text)]
     words = [word for _, word in spans]
     markers = 0

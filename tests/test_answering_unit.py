@@ -113,6 +113,10 @@ def test_the_citation_goes_to_the_passage_that_holds_the_answer() -> None:
         "q", "doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources, [], {}
     )
     assert labelled.text == "The battery charges in 4.5 hours. [2]"
+    numbered = check._checked(
+        "q", "[2] doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources, [], {}
+    )
+    assert numbered.text == "The battery charges in 4.5 hours. [2]"
     # Labels and nothing else say nothing: a refusal.
     only = check._checked("q", "doc2.pdf, page 12: … doc1.pdf, page 11: …", sources, [], {})
     assert only.refused

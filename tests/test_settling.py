@@ -24,6 +24,8 @@ def test_a_loop_is_found_where_it_starts() -> None:
     assert loop_start("It takes 4.5 hours [1] [2].") is None
     assert loop_start("Water the roses weekly, the tomatoes daily, the basil weekly.") is None
     assert loop_start("zpipe.c: zpipe.c: zpipe.c:") is None  # not yet: a word four times
+    assert loop_start("[OPTION] page 10: 2.4.1.1.1.1.1.1.1.1.1.1") == len("[OPTION] page 10: 2.4")
+    assert loop_start("It costs 1000000 euros, see section 2.1.1.") is None
 
 
 def test_markup_ends_the_text() -> None:
@@ -49,6 +51,9 @@ def test_a_sentence_ends_once_what_follows_is_known() -> None:
     quoted = '"It charges. It is fast." [2]'
     assert next_sentence(quoted + " More", final=False) == len(quoted)
     assert next_sentence("Version 3. 4 items\nNext", final=False) == len("Version 3. 4 items")
+    assert next_sentence("Philip A. Nelson wrote it. He", final=False) == len(
+        "Philip A. Nelson wrote it."
+    )
 
 
 class ScriptedLLM:
