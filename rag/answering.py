@@ -278,6 +278,8 @@ class Answerer:
             earlier = [turn.question for turn in history][-self.settings.history_turns :]
         query = " ".join([*earlier, question])
         found = self.retriever.retrieve(query, k, sources, file_types, hybrid)
+        # An index or contents page only points at the answer: never shown, quoted or cited.
+        found = [chunk for chunk in found if not chunk.metadata.get("navigation")]
         unknown = self._unknown_terms(question, found)
         timings = {"retrieval_s": time.perf_counter() - started}
         if not found or unknown:

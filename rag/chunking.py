@@ -8,6 +8,11 @@ packed greedily back up to the limit. When a paragraph has to be cut, the next c
 up to ``overlap_tokens`` of its tail so a sentence is not lost at the seam.
 
 The document is tokenized once with offsets, so the size of any span is two bisections.
+
+:func:`is_navigation` tells a chunk that only points elsewhere (an index, a table of contents,
+a manual's "Next: … Previous: … Up: …" line) from content; ingest marks such chunks and
+retrieval ranks them below content. It reads English-language layouts: dot leaders, page
+numbers at line ends, texinfo's navigation words.
 """
 
 from __future__ import annotations
@@ -197,3 +202,29 @@ def _is_heading_only(section: Section, text: str) -> bool:
         return False
     underlined_or_alone = len(lines) == 1 or len(set(lines[1])) == 1
     return lines[0].lstrip("#").strip() == section.headings[-1] and underlined_or_alone
+
+
+_LEADER_ENTRY = re.compile(r"(?:\.\s?){3,}\s*(?:\d{1,4}|[ivxlc]{1,6})\b")
+_PAGE_LINE = re.compile(r"^[^\d\s:][^:]{1,80}?[\s,]\d{1,4}(?:\s*[,–-]\s*\d{1,4})*\s*$")
+_NAV_WORDS = re.compile(r"\b(Next|Previous|Prev|Up|Top|Contents|Index):", re.I)
+_NAV_LINE = re.compile(r"^.*\b(?:Next|Previous|Prev|Up):.*$", re.I | re.M)
+
+
+def is_navigation(text: str) -> bool:
+    """Whether a chunk only points elsewhere: an index, a table of contents, navigation.
+
+    Half its lines (three or more) dot-leader entries ("Invoking asn1Parser . . . . 5"), most
+    lines ending in page numbers ("threads, 1, 12"), or navigation lines of two or more of "Next:",
+    "Previous:", "Up:" making up most of the text.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return False
+    leaders = sum(bool(_LEADER_ENTRY.search(line)) for line in lines)
+    if leaders >= 3 and leaders >= 0.5 * len(lines):
+        return True
+    paged = sum(bool(_PAGE_LINE.match(line)) for line in lines)
+    if len(lines) >= 6 and paged >= 0.6 * len(lines):
+        return True
+    nav = [line for line in _NAV_LINE.findall(text) if len(set(_NAV_WORDS.findall(line))) >= 2]
+    return sum(len(line) for line in nav) >= 0.5 * len(text.strip())

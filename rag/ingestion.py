@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.chunking import Chunk, Chunker
+from rag.chunking import Chunk, Chunker, is_navigation
 from rag.embedding_process import EmbeddingProcess, EmbeddingProcessError
 from rag.embeddings import Embedder
 from rag.keywords import keywords
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 # Bump when loading or chunking changes chunk texts: every file is then redone, its unchanged
 # chunks' vectors reused (3: hidden text left out; 4: PDF text NFKC, hyphenated words joined;
-# 5: two-column PDF pages read column by column).
-CHUNKER_VERSION = 5
+# 5: two-column PDF pages read column by column; 6: HTML navigation left out, index and
+# contents chunks marked).
+CHUNKER_VERSION = 6
 
 
 class Progress:
@@ -482,6 +483,8 @@ class Ingestor:
         }
         if chunk.page is not None:
             metadata["page"] = chunk.page
+        if is_navigation(chunk.text):
+            metadata["navigation"] = True  # an index, a contents page: ranked below content
         return metadata
 
 
@@ -557,6 +560,8 @@ def _load(
         notes.append(
             f"hidden text left out: {document.hidden_chars} characters a reader would not see"
         )
+    if document.navigation_chars:
+        notes.append(f"navigation left out: {document.navigation_chars} characters")
     if document.ocr_pages:
         notes.append(f"read by OCR: {document.ocr_pages} pages")
     if document.parser_warnings:

@@ -117,6 +117,7 @@ class LoadedDocument:
     text: str
     sections: list[Section] = field(default_factory=list)
     hidden_chars: int = 0  # characters of hidden text left out
+    navigation_chars: int = 0  # characters of page navigation left out (HTML)
     parser_warnings: list[str] = field(default_factory=list)  # kept off the terminal
     ocr_pages: int = 0  # pages (or pictures) whose text was read by OCR
 
@@ -143,6 +144,7 @@ class _Builder:
         self.length = 0
         self.sections: list[Section] = []
         self.hidden_chars = 0
+        self.navigation_chars = 0
 
     def add(self, text: str, headings: tuple[str, ...] = (), page: int | None = None) -> None:
         text, hidden = strip_invisible(text)
@@ -163,7 +165,9 @@ class _Builder:
             self.sections.append(Section(start, self.length, headings, page))
 
     def build(self) -> LoadedDocument:
-        return LoadedDocument("".join(self.parts), self.sections, self.hidden_chars)
+        document = LoadedDocument("".join(self.parts), self.sections, self.hidden_chars)
+        document.navigation_chars = self.navigation_chars
+        return document
 
 
 def load(path: Path, data: bytes | None = None, ocr: bool = True) -> LoadedDocument:
@@ -358,7 +362,13 @@ _SPACES = re.compile(r"[ \t\r\n\f\v]+")
 
 
 def load_html(path: Path, data: bytes) -> LoadedDocument:
-    """HTML text without scripts and styles; h1-h6 start sections."""
+    """HTML text without scripts, styles and navigation; h1-h6 start sections.
+
+    Navigation is left out and counted: ``nav`` elements and ARIA navigation, banner and
+    footer landmarks, page-level ``header`` and ``footer``, breadcrumbs, texinfo's header
+    panels, lists and tables of links alone (contents, an index), and paragraphs that are "Next: …
+    Previous: … Up: …" lines.
+    """
     from bs4 import BeautifulSoup
     from bs4.element import Comment, Doctype, NavigableString, Tag
 
@@ -369,7 +379,11 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     paragraph: list[str] = []
 
     def flush() -> None:
-        builder.add(_SPACES.sub(" ", "".join(paragraph)), tuple(t for _, t in stack))
+        text = _SPACES.sub(" ", "".join(paragraph))
+        if is_navigation_line(text):
+            builder.navigation_chars += len(text.strip())
+        else:
+            builder.add(text, tuple(t for _, t in stack))
         paragraph.clear()
 
     # Depth first with a stack of its own, not recursion: any nesting depth reads.
@@ -396,6 +410,9 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
             if _hidden(child, style, shown_on):
                 builder.hidden_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
                 continue
+            if _navigation(child):
+                builder.navigation_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
+                continue
             level = _HEADING_TAGS.get(child.name)
             if level is not None:
                 flush()
@@ -412,6 +429,34 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
 
 
 _END = object()
+_NAVIGATION_ROLES = frozenset({"navigation", "banner", "contentinfo"})
+_NAVIGATION_CLASSES = frozenset({"breadcrumb", "breadcrumbs", "nav-panel", "navbar", "navigation"})
+_SECTIONING = frozenset({"article", "aside", "main", "section", "nav"})
+_NAVIGATION_LINE = re.compile(r"\b(Next|Previous|Prev|Up):", re.I)
+_WORD = re.compile(r"\w+")
+
+
+def _navigation(tag: Any) -> bool:
+    """Whether an element is the page's navigation, not its content."""
+    if tag.name == "nav" or tag.get("role") in _NAVIGATION_ROLES:
+        return True
+    classes = set(tag.get("class") or ())
+    if classes & _NAVIGATION_CLASSES:
+        return True
+    if tag.name in ("ul", "ol", "menu", "table") and len(tag.find_all(("li", "tr"))) >= 3:
+        # Links and little else: a table of contents, an index.
+        words = len(_WORD.findall(tag.get_text(" ")))
+        linked = sum(len(_WORD.findall(a.get_text(" "))) for a in tag.find_all("a"))
+        return words > 0 and linked >= 0.8 * words
+    if tag.name in ("header", "footer") or (tag.name == "div" and "header" in classes):
+        # A page's header or footer is navigation; an article's holds its title and byline.
+        return not any(parent.name in _SECTIONING for parent in tag.parents)
+    return False
+
+
+def is_navigation_line(text: str) -> bool:
+    """A manual's "Next: Index, Previous: Memory Usage, Up: libffi [Index]" line."""
+    return len(set(m.lower() for m in _NAVIGATION_LINE.findall(text))) >= 2 and len(text) < 300
 
 
 _WHITE = (255, 255, 255)

@@ -128,18 +128,20 @@ class Retriever:
             for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1])
             if chunk_id in relevant
         ]
-        ranked = _without_near_duplicates(ranked, settings.duplicate_similarity)
+        ranked = _content_first(_without_near_duplicates(ranked, settings.duplicate_similarity))
         top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
         if not settings.sentence_rerank:
-            return top
+            return _content_first(top)
         weights = self._term_weights(query, settings)
         found = self._by_best_sentence(top, question, weights)
         if not settings.read_on:
-            return found
+            return _content_first(found)
         found, absorbed = self._read_on(found, question, weights)
         taken = absorbed | {chunk.id for chunk in top}
         spare = [chunk for chunk in ranked if chunk.id not in taken][: k - len(found)]
-        return self._by_best_sentence(found + spare, question, weights) if spare else found
+        if spare:
+            found = self._by_best_sentence(found + spare, question, weights)
+        return _content_first(found)
 
     def _relevant(
         self,
@@ -353,6 +355,11 @@ def _continued(chunk: Retrieved, after: StoredChunk) -> Retrieved:
 
 def _with(chunk: Retrieved, **changes: Any) -> Retrieved:
     return Retrieved(**{**chunk.__dict__, **changes})
+
+
+def _content_first(chunks: list[Retrieved]) -> list[Retrieved]:
+    """Content before navigation (an index, a contents page), each in its order."""
+    return sorted(chunks, key=lambda chunk: bool(chunk.metadata.get("navigation")))
 
 
 def _without_near_duplicates(ranked: list[Retrieved], threshold: float) -> list[Retrieved]:

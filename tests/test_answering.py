@@ -13,6 +13,7 @@ from rag.llm import LLM, Prompt, make_llm
 from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
 from tests.conftest import ROOT, ingest, run_rag
+from tests.docgen import write_pdf
 
 pytestmark = pytest.mark.slow
 
@@ -138,6 +139,41 @@ def test_an_answer_never_carries_the_documents_chat_markup(
     assert "18 bar" in answer.text
     assert "PWNED" not in answer.text
     assert "turn>" not in answer.text
+
+
+def test_an_index_or_contents_page_is_never_quoted_or_cited(
+    tmp_path: Path, embedder: Embedder, model: LLM
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    leaders = " . . . . . . . . . . . . . . . . . . . . "
+    write_pdf(
+        folder / "kestrel-manual.pdf",
+        [
+            ["Table of Contents"]
+            + [f"{n} {title}{leaders}{n + 1}" for n, title in enumerate(TOPICS, 1)],
+            [
+                "2 The kestrel tool",
+                "The kestrel tool sorts feathers by colour and writes a report of the count.",
+                "It reads one folder of scans at a time.",
+            ],
+            ["Concept Index"] + [f"{title}{leaders}2" for title in TOPICS],
+        ],
+    )
+    settings = load_settings(data_dir=tmp_path / "data")
+    assert ingest(settings, embedder, folder).ok
+    answerer = answerer_for(settings, embedder, model)
+    # Before: the index ranked first for one, and "The count report." was cited to the contents.
+    for question in ("Which tool sorts feathers?", "What is the count report?"):
+        found = answerer.retriever.retrieve(question, k=3)
+        assert [c.metadata.get("page") for c in found][0] == 2  # content ranks first
+        assert [bool(c.metadata.get("navigation")) for c in found] == [False, True, True]
+        answer = answerer.ask(question)
+        assert [s.page for s in answer.sources] == [2]
+        assert [c.page for c in answer.citations] == [2]
+
+
+TOPICS = ["The kestrel tool", "Sorting feathers by colour", "The count report", "Scans"]
 
 
 def test_pdf_sources_name_their_page(answerer: Answerer) -> None:

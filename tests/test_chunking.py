@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunker
+from rag.chunking import Chunker, is_navigation
 from rag.embeddings import TOKENIZE_WINDOW, Embedder
 from rag.loaders import LoadedDocument, Section, load
 from rag.settings import EmbeddingSettings
@@ -122,3 +122,23 @@ def test_long_text_is_tokenized_in_windows_like_whole(tokenizer_only: Embedder) 
     starts, ends = tokenizer_only.token_spans(text)
     whole = tokenizer_only.tokenizer.encode(text, add_special_tokens=False).offsets
     assert list(zip(starts, ends, strict=True)) == whole
+
+
+def test_an_index_a_contents_page_and_navigation_lines_are_told_from_content() -> None:
+    contents = "Table of Contents\n" + "".join(
+        f"{n} Chapter {n} . . . . . . . . . . . . . {n * 3}\n" for n in range(1, 7)
+    )
+    index = "Concept Index\nA\n" + "".join(
+        f"{word} program . . . . . . . . . . {n}\n" for n, word in enumerate("abcdef", 2)
+    )
+    back_of_book = "Index\n" + "".join(f"{w}, {n}, {n + 4}\n" for n, w in enumerate("ghijkl"))
+    assert is_navigation(contents)
+    assert is_navigation(index)
+    assert is_navigation(back_of_book)
+    assert is_navigation("Next: Index, Previous: Memory Usage, Up: libffi [Index]")
+    prose = "libffi is missing a few features. We welcome patches to add support for these."
+    assert not is_navigation(prose)
+    assert not is_navigation("Next: Index, Previous: Memory Usage, Up: libffi\n" + prose * 2)
+    table = "Part: brake pad\nprice_eur: 12\nPart: chain\nprice_eur: 30\n" * 2
+    assert not is_navigation(table)  # a CSV's "column: value" rows end in numbers too
+    assert not is_navigation("It was released in 1999.\nThe next one came in 2004.")

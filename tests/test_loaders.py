@@ -185,3 +185,32 @@ def test_a_two_column_page_is_read_column_by_column(tmp_path: Path) -> None:
     # A table's short cells are rows, not columns: each part keeps its value.
     table = load(two_column_pdf(tmp_path / "table.pdf", cells=True)).text
     assert "Part 3 3 bar" in " ".join(table.split())
+
+
+def test_html_navigation_is_left_out_and_counted(tmp_path: Path) -> None:
+    page = tmp_path / "manual.html"
+    page.write_text(
+        "<html><body>"
+        '<header><a href="/">Home</a> <a href="/docs">Docs</a></header>'
+        '<nav aria-label="breadcrumb"><a href="/">Home</a> &gt; Manual</nav>'
+        '<div class="header"><p>Next: <a href="i.html">Index</a>, Previous: '
+        '<a href="m.html">Memory Usage</a>, Up: <a href="t.html">libffi</a></p></div>'
+        "<main><article><header><h1>Missing Features</h1></header>"
+        "<p>Up: the main page lists every chapter.</p>"
+        "<p>libffi is missing a few features.</p>"
+        '<ul><li><a href="a.html">Introduction</a></li><li><a href="b.html">Using</a></li>'
+        '<li><a href="c.html">Memory</a></li></ul>'
+        "<ul><li>Variadic closures.</li><li>Bit fields.</li><li>The raw API.</li></ul>"
+        "<p>Previous: Memory Usage, Next: Index</p>"
+        "</article></main><footer>Copyright notice and site links</footer></body></html>"
+    )
+    document = load(page)
+    assert document.text.split("\n\n") == [
+        "Missing Features",
+        "Up: the main page lists every chapter.",  # one navigation word is prose
+        "libffi is missing a few features.",
+        "Variadic closures.",
+        "Bit fields.",
+        "The raw API.",
+    ]
+    assert document.navigation_chars > 100
