@@ -280,14 +280,9 @@ class Answerer:
         found = self.retriever.retrieve(query, k, sources, file_types, hybrid)
         # An index or contents page only points at the answer: never shown, quoted or cited.
         found = [chunk for chunk in found if not chunk.metadata.get("navigation")]
-        unknown = self._unknown_terms(question, found)
         timings = {"retrieval_s": time.perf_counter() - started}
-        if not found or unknown:
-            said = NOTHING_FOUND
-            if found:
-                said = "I don't know: the documents never mention " + ", ".join(
-                    f"“{term}”" for term in unknown
-                )
+        said = NOTHING_FOUND if not found else self._unknown_subject(question, found)
+        if said is not None:
             return AnswerStream(self._said(question, said, timings, started))
 
         asked = max_tokens or self.llm_settings.max_tokens
@@ -400,15 +395,29 @@ class Answerer:
         first.supported = first.supported and later.supported
         return first
 
-    def _unknown_terms(self, question: str, found: list[Retrieved]) -> list[str]:
-        """The question's names that no document holds, unless a chunk is close enough anyway.
+    def _unknown_subject(self, question: str, found: list[Retrieved]) -> str | None:
+        """The refusal for a question about something the passages found do not cover, if it is.
 
-        Such a question is about something the documents do not cover.
+        That is a question naming something (a name or identifier: :meth:`Retriever.names`)
+        that the documents hold but none of the passages found mentions, whatever passage
+        happens to be closest; or a name no document holds, unless a chunk is close enough to
+        the question anyway (``retrieval.min_similarity_unknown_term``: "the Shimano battery"
+        of a bike manual that names no make).
         """
+        unknown = self.retriever.unknown_terms(question)
         floor = self.retriever.settings.min_similarity_unknown_term
-        if not found or max(chunk.similarity for chunk in found) >= floor:
-            return []
-        return self.retriever.unknown_terms(question)
+        if unknown and max(chunk.similarity for chunk in found) < floor:
+            return "I don't know: the documents never mention " + _listed(unknown)
+        held = {word for chunk in found for word in keywords(chunk.text)}
+        absent = [
+            name
+            for name in self.retriever.names(question)
+            if name not in unknown
+            and not {name, name.removesuffix("s"), name.removesuffix("es")} & held
+        ]
+        if absent:
+            return "I don't know: no passage found for this question mentions " + _listed(absent)
+        return None
 
     def _fit(
         self, question: str, earlier: list[str], found: list[Retrieved], reserve: int
@@ -524,6 +533,10 @@ class Answerer:
         source, text = passage
         text = cut_at_markup(text)[0]
         return f'"{_cut(text, self.settings.quote_chars)}" [{source.number}]'
+
+
+def _listed(terms: list[str]) -> str:
+    return ", ".join(f"“{term}”" for term in terms)
 
 
 def _warned(settled: Generator[str, None, Answer], warning: str) -> Generator[str, None, Answer]:

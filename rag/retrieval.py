@@ -249,21 +249,29 @@ class Retriever:
             return index.weights(query)
 
     def unknown_terms(self, query: str) -> list[str]:
-        """The query's names and identifiers that no chunk holds ('xgboost', 'middlemarch').
+        """The query's names (:meth:`names`) that no chunk holds ('xgboost', 'middlemarch').
 
-        A name is a word the embedding model's vocabulary spells in more than one piece, with a
-        letter in it: common words and plain numbers are one piece or are left alone. A plural
-        counts as known when its singular is ('exceptiongroups').
+        A plural counts as known when its singular is ('exceptiongroups').
         """
         unknown = []
         with self.store.searching() as index:
-            for term in dict.fromkeys(keywords(query)):
-                if not any(c.isalpha() for c in term) or len(self.embedder.word_pieces(term)) < 2:
-                    continue
+            for term in self.names(query):
                 forms = {term, term.removesuffix("s"), term.removesuffix("es")}
                 if not any(index.vocabulary_has(form) for form in forms):
                     unknown.append(term)
         return unknown
+
+    def names(self, query: str) -> list[str]:
+        """The query's names and identifiers, as keywords ('xgboost', 'zlib', 'lru_cache').
+
+        A name is a word the embedding model's vocabulary spells in more than one piece, with a
+        letter in it: common words and plain numbers are one piece or are left alone.
+        """
+        return [
+            term
+            for term in dict.fromkeys(keywords(query))
+            if any(c.isalpha() for c in term) and len(self.embedder.word_pieces(term)) >= 2
+        ]
 
     def keyword_hits(
         self,

@@ -166,7 +166,7 @@ def test_an_index_or_contents_page_is_never_quoted_or_cited(
     # Before: the index ranked first for one, and "The count report." was cited to the contents.
     for question in ("Which tool sorts feathers?", "What is the count report?"):
         found = answerer.retriever.retrieve(question, k=3)
-        assert [c.metadata.get("page") for c in found][0] == 2  # content ranks first
+        assert found[0].metadata.get("page") == 2  # content ranks first
         assert [bool(c.metadata.get("navigation")) for c in found] == [False, True, True]
         answer = answerer.ask(question)
         assert [s.page for s in answer.sources] == [2]
@@ -208,6 +208,43 @@ def test_a_question_naming_what_no_document_holds_is_refused(
     assert counting.requests == []
     # A question close enough to a passage is answered, an unknown word or not.
     assert not answerer.ask("How long does a full charge of the Shimano battery take?").refused
+
+
+def test_a_question_whose_subject_no_passage_found_mentions_is_refused(
+    tmp_path: Path, embedder: Embedder, model: LLM
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for name, license_name in LICENSES.items():
+        (folder / f"{name}-license.md").write_text(
+            f"# {name.title()} license\n\nThe {name} package is distributed under the "
+            f"{license_name}.\n"
+        )
+    (folder / "scanning.md").write_text(
+        "# Scanning\n\nThe scanner reads each page at 300 dots per inch, straightens it, "
+        "crops the margins and stores the picture as a PNG file whose pixels are packed "
+        "with zlib at level 9. A page that comes out too dark is scanned again with a "
+        "longer exposure, and a page that is blank is dropped from the batch.\n"
+    )
+    settings = load_settings(data_dir=tmp_path / "data")
+    assert ingest(settings, embedder, folder).ok
+    counting = CountingLLM(model)
+    answerer = answerer_for(settings, embedder, counting)
+    # zlib is in the documents, but in no passage about licenses: the closest is another's.
+    answer = answerer.ask("What license is zlib distributed under?")
+    assert answer.refused
+    assert answer.text == "I don't know: no passage found for this question mentions “zlib”"
+    assert counting.requests == []
+    assert "MIT" in answerer.ask("What license is the kestrel package distributed under?").text
+
+
+LICENSES = {
+    "kestrel": "MIT license",
+    "falcon": "GNU General Public License, version 2 or later",
+    "owl": "SIL Open Font License",
+    "heron": "BSD license",
+    "crane": "Apache License 2.0",
+}
 
 
 def test_a_follow_up_retrieves_with_the_conversation(answerer: Answerer) -> None:
