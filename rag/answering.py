@@ -36,7 +36,7 @@ from rag.keywords import keywords
 from rag.llm import LLM, LLMError, Prompt
 from rag.retrieval import Retrieved, Retriever, sentences
 from rag.settings import AnswerSettings, LLMSettings
-from rag.settling import cut_at_markup, loop_start, next_sentence
+from rag.settling import cut_at_markup, loop_start, next_sentence, only_repeats
 from rag.store import next_position, position
 
 NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
@@ -347,7 +347,7 @@ class Answerer:
         holds ends the answer, as does a repeated sentence or one with no words. Generation
         stops at a chat-control spelling and when the text loops.
         """
-        raw, judged, final = "", 0, False
+        raw, looped, judged, final = "", "", 0, False
         first: Answer | None = None
         later = _Later(self, numbered)
         generation = self.llm.stream(prompt)
@@ -358,7 +358,7 @@ class Answerer:
                     final = True
                 else:
                     timings.setdefault("model_first_token_s", time.perf_counter() - started)
-                    raw, final = _guarded(raw + piece, judged)
+                    raw, looped, final = _guarded(raw + piece, judged)
                 while True:
                     rest = raw[judged:]
                     body = rest.lstrip()
@@ -384,7 +384,7 @@ class Answerer:
                 close()  # the model's stream lets go of the model at once
         timings["total_s"] = time.perf_counter() - started
         if first is None:  # the model wrote nothing, or only a loop: a refusal, or a quote
-            first = self._checked(question, "", numbered, left_out, timings)
+            first = self._checked(question, raw or looped[:200], numbered, left_out, timings)
             timings["first_token_s"] = timings["total_s"]
             yield first.text
         timings.setdefault("first_token_s", timings["total_s"])
@@ -480,6 +480,7 @@ class Answerer:
         mode = self.settings.quote
         passages = best_passage(numbered) if mode != "never" else []
         if refused:
+            written = text or "I don't know."
             text = text if _has_words(text) else "I don't know."
             best = passages[0][0] if passages else None
             if best is None or _best_window(best.chunk) < self.settings.quote_over_refusal:
@@ -487,7 +488,7 @@ class Answerer:
             quote = self._quote(passages[0])  # the documents plainly hold a passage on it
             citations = _citations([best.number], by_number, False)
             return Answer(
-                question, quote, citations, numbered, left_out, False, True, timings, text
+                question, quote, citations, numbered, left_out, False, True, timings, written
             )
         least = self.settings.min_support
         by_model = bool(cited) and any(_holds(text, by_number[n]) >= least for n in cited)
@@ -545,16 +546,17 @@ def _warned(settled: Generator[str, None, Answer], warning: str) -> Generator[st
     return answer
 
 
-def _guarded(raw: str, judged: int) -> tuple[str, bool]:
-    """The model's text cut at a chat-control spelling or where it loops; whether it was.
+def _guarded(raw: str, judged: int) -> tuple[str, str, bool]:
+    """The model's text up to a chat-control spelling or a loop; the loop; whether it was cut.
 
     Text already judged (the first ``judged`` characters) is never cut.
     """
     raw, markup = cut_at_markup(raw)
     loop = loop_start(raw)
-    if loop is not None:
-        raw = raw[: max(loop, judged)].rstrip()
-    return raw, markup or loop is not None
+    if loop is None:
+        return raw, "", markup
+    cut = max(loop, judged)
+    return raw[:cut].rstrip(), raw[cut:], True
 
 
 class _Later:
@@ -596,8 +598,8 @@ class _Later:
 
 
 def _has_words(text: str) -> bool:
-    """Whether ``text`` says anything beyond ``[n]`` markers and punctuation."""
-    return bool(re.search(r"\w", _MARKER_GROUP.sub(" ", text)))
+    """Whether ``text`` says anything: more than markers, punctuation or one phrase repeated."""
+    return bool(re.search(r"\w", _MARKER_GROUP.sub(" ", text))) and not only_repeats(text)
 
 
 def _citations(cited: list[int], by_number: dict[int, Source], by_model: bool) -> list[Citation]:

@@ -92,3 +92,12 @@ def next_sentence(text: str, final: bool) -> int | None:
 def _open_quote(text: str) -> bool:
     straight = text.count('"') % 2 == 1
     return straight or text.count("“") > text.count("”")
+
+
+def only_repeats(text: str) -> bool:
+    """Whether ``text`` is one phrase said over and over ("zpipe.c: zpipe.c: …"), markers aside."""
+    words = [w for w in _TOKEN.findall(_MARKER.sub(" ", text)) if w not in ("…", "...")]
+    for unit in range(1, len(words) // 2 + 1):
+        if len(words) % unit == 0 and words == words[:unit] * (len(words) // unit):
+            return True
+    return False

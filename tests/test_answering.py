@@ -176,6 +176,39 @@ def test_an_index_or_contents_page_is_never_quoted_or_cited(
 TOPICS = ["The kestrel tool", "Sorting feathers by colour", "The count report", "Scans"]
 
 
+class PieceCountingLLM(CountingLLM):
+    """The real model, counting the pieces it writes."""
+
+    pieces = 0
+
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        for piece in self.llm.stream(prompt):
+            self.pieces += 1
+            yield piece
+
+
+def test_a_loop_is_cut_short_and_never_kept_as_the_answer(
+    tmp_path: Path, embedder: Embedder, model: LLM
+) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "zpipe.txt").write_text(
+        "Examples\n\nThe example programs are " + "zpipe.c: " * 30 + "\n\nThe zpipe.c "
+        "example compresses standard input to standard output.\n"
+    )
+    settings = load_settings(data_dir=tmp_path / "data", answer={"excerpt_windows": 0})
+    assert ingest(settings, embedder, folder).ok
+    counting = PieceCountingLLM(model)
+    stream = answerer_for(settings, embedder, counting).stream("What are the example programs?")
+    shown = "".join(stream)
+    answer = stream.result()
+    # Unguarded, the bundled model writes "zpipe.c:" until its 256 tokens run out.
+    assert counting.pieces < 40
+    assert shown == answer.text
+    assert answer.text.count("zpipe.c") <= 1
+    assert answer.model_text is not None or answer.refused
+
+
 def test_pdf_sources_name_their_page(answerer: Answerer) -> None:
     answer = answerer.ask("How many years is the frame covered by the warranty?")
     assert "5 years" in answer.text

@@ -10,7 +10,7 @@ from rag.answering import Answer, Answerer, AnswerStream
 from rag.cli import _print_streamed
 from rag.llm import Prompt
 from rag.settings import AnswerSettings, LLMSettings
-from rag.settling import cut_at_markup, loop_start, next_sentence
+from rag.settling import cut_at_markup, loop_start, next_sentence, only_repeats
 from tests.test_answering_unit import chunk
 
 
@@ -26,6 +26,13 @@ def test_a_loop_is_found_where_it_starts() -> None:
     assert loop_start("zpipe.c: zpipe.c: zpipe.c:") is None  # not yet: a word four times
     assert loop_start("[OPTION] page 10: 2.4.1.1.1.1.1.1.1.1.1.1") == len("[OPTION] page 10: 2.4")
     assert loop_start("It costs 1000000 euros, see section 2.1.1.") is None
+
+
+def test_one_phrase_said_over_and_over_says_nothing() -> None:
+    assert only_repeats("zpipe.c: zpipe.c: … [1]")
+    assert only_repeats("It works. It works.")
+    assert not only_repeats("It takes 4.5 hours [1].")
+    assert not only_repeats("Run it. Run it again.")
 
 
 def test_markup_ends_the_text() -> None:
@@ -127,6 +134,7 @@ def test_a_later_sentence_no_source_holds_ends_the_answer() -> None:
         ("[1] [2] [3] [4] [5] [44] [44] [44] [44]",),
         ("[ [1]",),
         ("zpipe.c: zpipe.c: ", "zpipe.c: zpipe.c: zpipe.c: zpipe.c:"),
+        ("zpipe.c: zpipe.c: … [2]",),
     ],
 )
 def test_markers_punctuation_or_a_loop_are_never_an_answer(pieces: tuple[str, ...]) -> None:
