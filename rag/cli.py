@@ -27,7 +27,7 @@ from rag.ingestion import Ingestor, IngestReport, Progress
 from rag.pipeline import Pipeline
 from rag.retrieval import Retriever
 from rag.scanning import printable
-from rag.settings import Settings, load_settings
+from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
 from rag.store import ChunkStore
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--reset", action="store_true", help="empty the collection first (alone: just empty it)"
     )
     ingest.add_argument(
+        "--create",
+        action="store_true",
+        help="create the workspace named by --workspace when it does not exist yet",
+    )
+    ingest.add_argument(
         "--verbose",
         action="store_true",
         help=f"name every skipped file (else the first {SKIPPED_SHOWN})",
@@ -151,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, answering],
         help="ask questions in a loop; follow-ups use the conversation (Ctrl-D ends)",
     )
-    commands.add_parser(
+    ui = commands.add_parser(
         "ui",
         parents=[common],
         help="start the chat app in the browser (on ui.host:ui.port, 127.0.0.1:8501 by default)",
     )
+    ui.add_argument("--host", help="address to listen on (default: ui.host)")
+    ui.add_argument("--port", type=int, help="port (default: ui.port)")
     doctor = commands.add_parser(
         "doctor",
         parents=[common],
@@ -218,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "eval":
             return _eval(args, settings)
         if args.command == "ui":
-            return _ui(settings, args.settings)
+            return _ui(settings, args)
         if args.command == "doctor":
             return _doctor(settings, args)
         if args.command == "serve":
@@ -226,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "workspaces":
             return _workspaces(settings, args)
         reset = args.command == "ingest" and args.reset
+        _check_workspace(settings, create=args.command == "ingest" and args.create)
         with Pipeline(settings, on_wait=_tell, check_embedder=not reset) as pipeline:
             return _run(args, pipeline)
     except RagError as error:
@@ -234,6 +242,35 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _tell("interrupted: what was written is consistent; run the same command to finish")
         return EXIT_INTERRUPTED
+
+
+def _check_workspace(settings: Settings, create: bool) -> None:
+    """Make sure the workspace the settings name exists (``create``: make it if not).
+
+    Raises:
+        WorkspaceError: it does not exist, naming the ones that do.
+    """
+    if settings.workspace == DEFAULT_WORKSPACE:
+        return
+    from rag.workspaces import WorkspaceError, Workspaces
+
+    served = Workspaces(settings, on_wait=_tell)
+    try:
+        names = served.names()
+        if settings.workspace in names:
+            return
+        if create:
+            served.create(settings.workspace)
+            _tell(f"created workspace {settings.workspace!r}")
+            return
+        msg = (
+            f"no workspace is named {settings.workspace!r}; the workspaces are: "
+            f"{', '.join(names)} (`rag workspaces --create NAME` or `rag ingest --create` "
+            "makes one)"
+        )
+        raise WorkspaceError(msg)
+    finally:
+        served.close()
 
 
 def _run(args: argparse.Namespace, pipeline: Pipeline) -> int:
@@ -458,8 +495,13 @@ def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
-def _ui(settings: Settings, settings_file: Path | None) -> int:
-    """Run the Streamlit app with the address, port and upload limit from the settings."""
+def _ui(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the Streamlit app with the address, port and upload limit from the settings.
+
+    ``--host`` and ``--port`` override ``ui.host`` and ``ui.port``.
+    """
+    host, port = args.host or settings.ui.host, args.port or settings.ui.port
+    settings_file: Path | None = args.settings
     app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
     command = [
         sys.executable,
@@ -467,8 +509,8 @@ def _ui(settings: Settings, settings_file: Path | None) -> int:
         "streamlit",
         "run",
         str(app),
-        f"--server.address={settings.ui.host}",
-        f"--server.port={settings.ui.port}",
+        f"--server.address={host}",
+        f"--server.port={port}",
         f"--server.maxUploadSize={settings.ui.max_upload_mb}",
         "--server.headless=true",
         "--client.toolbarMode=viewer",
@@ -481,7 +523,9 @@ def _ui(settings: Settings, settings_file: Path | None) -> int:
     environment = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir.resolve())}
     if settings_file is not None:
         environment["RAG_SETTINGS_FILE"] = str(settings_file.resolve())
-    _tell(f"chat app on http://{settings.ui.host}:{settings.ui.port} (Ctrl-C stops)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _tell(f"warning: the chat app has no login: anyone who reaches {host}:{port} can read")
+    _tell(f"chat app on http://{host}:{port} (Ctrl-C stops)")
     sys.stdout.flush()
     os.execve(sys.executable, command, environment)  # becomes the app: signals reach it
 

@@ -32,11 +32,10 @@ Pilots wrote <script>alert('xss')</script> and <img src=x onerror=alert(1)> in t
 
 def start_app(data_dir: Path, port: int, log: Path, **settings: str) -> subprocess.Popen[bytes]:
     """``rag ui`` on 127.0.0.1:port, waited for until healthy; ``settings`` as RAG_ variables."""
-    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), "RAG_UI__PORT": str(port), **settings}
+    env = {**os.environ, "RAG_DATA_DIR": str(data_dir), **settings}
+    command = [sys.executable, "-m", "rag.cli", "ui", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "rag.cli", "ui"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     health = f"http://127.0.0.1:{port}/_stcore/health"
     wait_until_serving(health, lambda response: response.text == "ok", process, log)
     return process

@@ -72,8 +72,14 @@ def test_the_cli_keeps_workspaces_apart(tmp_path: Path) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
     assert run_rag("ingest", str(SAMPLE), *data).returncode == 0
     birds = write_birds(tmp_path / "birds")
-    added = run_rag("ingest", str(birds), "--workspace", "birds", *data)
+    refused = run_rag("ingest", str(birds), "--workspace", "birds", *data)
+    assert refused.returncode == 2
+    assert "no workspace is named 'birds'; the workspaces are: default" in refused.stderr
+    added = run_rag("ingest", str(birds), "--workspace", "birds", "--create", *data)
     assert added.returncode == 0, added.stderr
+    typo = run_rag("ask", "--workspace", "brids", CHARGE, *data)
+    assert typo.returncode == 2
+    assert "no workspace is named 'brids'; the workspaces are: default, birds" in typo.stderr
     listed = run_rag("workspaces", *data)
     assert listed.returncode == 0, listed.stderr
     assert [line.split()[-1] for line in listed.stdout.splitlines()] == ["default", "birds"]
