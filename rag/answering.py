@@ -115,7 +115,7 @@ class Citation:
     source: str
     page: int | None
     snippet: str
-    score: float  # cosine similarity of the chunk to the question
+    similarity: float  # cosine similarity of the chunk to the question
     also_in: tuple[str, ...]  # other files holding the same passage
     by_model: bool  # False: the model cited nothing and the best-supporting source was added
 
@@ -156,7 +156,7 @@ class Answer:
                     "number": c.number,
                     "source": c.source,
                     "page": c.page,
-                    "score": round(c.score, 4),
+                    "similarity": round(c.similarity, 4),
                     "snippet": c.snippet,
                     "also_in": list(c.also_in),
                     "cited_by_model": c.by_model,
@@ -164,7 +164,13 @@ class Answer:
                 for c in self.citations
             ],
             "retrieved": [
-                {"number": s.number, "source": s.source, "page": s.page, "score": s.chunk.score}
+                {
+                    "number": s.number,
+                    "source": s.source,
+                    "page": s.page,
+                    "similarity": round(s.chunk.similarity, 4),
+                    "fused_score": round(s.chunk.fused_score, 4),
+                }
                 for s in self.sources
             ],
             "left_out": [str(chunk.metadata["source"]) for chunk in self.left_out],

@@ -42,9 +42,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.answering import Answer, AnswerStream, Turn
 from rag.errors import QuestionError, RagError
@@ -343,9 +345,18 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
     async def rag_error(request: Request, error: RagError) -> JSONResponse:
         return _error(503, str(error))
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's, and a route that is not there
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         return _error(error.status_code, str(error.detail), error.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc'] if part != 'body') or 'body'}: "
+            f"{problem['msg']}"
+            for problem in error.errors()
+        )
+        return _error(400, f"invalid request: {problems}")
 
     @app.get("/health")
     def health() -> dict[str, Any]:

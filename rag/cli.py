@@ -447,7 +447,9 @@ def _print_sources(answer: Answer) -> None:
     if not answer.supported:
         print("warning: the cited sources do not hold this answer's words; check it")
     for citation in answer.citations:
-        print(f"[{citation.number}] {printable(citation.label)}  similarity {citation.score:.2f}")
+        print(
+            f"[{citation.number}] {printable(citation.label)}  similarity {citation.similarity:.2f}"
+        )
         print(f"    {citation.snippet[:300]}")
     if not answer.citations and answer.sources:
         shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in answer.sources)

@@ -40,7 +40,7 @@ class HybridRetriever(BaseRetriever):
                     **chunk.metadata,
                     "similarity": chunk.similarity,
                     "keyword_score": chunk.keyword_score,
-                    "score": chunk.score,
+                    "fused_score": chunk.fused_score,
                 },
             )
             for chunk in found

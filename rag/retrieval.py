@@ -50,7 +50,7 @@ class Retrieved:
     metadata: Metadata
     similarity: float  # cosine similarity to the question
     keyword_score: float  # BM25; 0 when no question word is in the chunk
-    score: float  # fused rank score; higher is better
+    fused_score: float  # reciprocal rank fusion of the dense and keyword ranks; higher is better
     embedding: NDArray[np.float32]
     also_in: tuple[str, ...] = ()  # other sources holding a near-identical passage
     best_windows: tuple[int, ...] = ()  # sentence windows, best match first (sentence_rerank)
@@ -124,7 +124,7 @@ class Retriever:
 
         relevant = self._relevant(candidates, question, settings, k)
         ranked = [
-            _with(candidates[chunk_id], score=score)
+            _with(candidates[chunk_id], fused_score=score)
             for chunk_id, score in sorted(fused.items(), key=lambda item: -item[1])
             if chunk_id in relevant
         ]

@@ -376,7 +376,7 @@ def test_cli_ask_json_and_plain(sample_settings: Settings) -> None:
     assert answer["refused"] is False
     assert "4.5 hours" in answer["answer"]
     assert answer["sources"][0]["source"] == "user-guide.md"
-    assert set(answer["sources"][0]) >= {"source", "page", "score", "snippet"}
+    assert set(answer["sources"][0]) >= {"source", "page", "similarity", "snippet"}
     timings = {"retrieval_s", "first_token_s", "model_first_token_s", "total_s"}
     assert set(answer["timings"]) == timings
 

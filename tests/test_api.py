@@ -107,6 +107,25 @@ def test_the_stream_never_shows_text_the_answer_takes_back(client: openai.OpenAI
     assert (whole.model_extra or {})["model_text"], "the model's own text was replaced"
 
 
+def test_every_error_comes_in_openais_shape(server: str) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    url = f"{server}/v1/chat/completions"
+    empty = httpx.post(url, json={"model": "default", "messages": []}, headers=headers)
+    malformed = httpx.post(url, content=b"{not json", headers=headers)
+    nowhere = httpx.get(f"{server}/v1/nowhere", headers=headers)
+    unknown = httpx.post(
+        url,
+        json={"model": "nosuch", "messages": [{"role": "user", "content": "hi"}]},
+        headers=headers,
+    )
+    for response, status in ((empty, 400), (malformed, 400), (nowhere, 404), (unknown, 404)):
+        assert response.status_code == status, response.text
+        error = response.json()["error"]
+        assert error["code"] == status
+        assert error["message"]
+    assert "messages" in empty.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("max_tokens", [4096, 100_000])
 def test_a_large_max_tokens_still_answers_from_a_source(
     client: openai.OpenAI, max_tokens: int

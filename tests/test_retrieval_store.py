@@ -69,7 +69,7 @@ def test_the_keyword_search_runs_while_chroma_searches(
 
 
 def _ranked(chunk: Retrieved) -> tuple[str, float, float, float]:
-    return chunk.id, chunk.score, chunk.similarity, chunk.keyword_score
+    return chunk.id, chunk.fused_score, chunk.similarity, chunk.keyword_score
 
 
 def test_keyword_index_follows_writes_from_another_store(

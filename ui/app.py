@@ -159,7 +159,7 @@ def show_sources(answer: Answer) -> None:
         by_number = {source.number: source for source in answer.sources}
         for citation in answer.citations:
             line = f"[{citation.number}] {printable(citation.label)} · "
-            line += f"similarity {citation.score:.2f}"
+            line += f"similarity {citation.similarity:.2f}"
             st.markdown(plain(line))
             st.caption(plain(citation.snippet))
             show_page(by_number[citation.number], citation.snippet)
