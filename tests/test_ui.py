@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
 from rag.answering import Turn
@@ -97,6 +98,31 @@ def test_chat_answers_with_sources_and_starts_over(
 
     page.sidebar.button[0].click().run()  # new chat
     assert len(page.chat_message) == 0
+
+
+@pytest.mark.slow
+def test_the_chat_never_shows_text_the_answer_takes_back(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
+    shown: list[str] = []
+    markdown = DeltaGenerator.markdown
+
+    def recorded(self: DeltaGenerator, body: Any, *args: Any, **kwargs: Any) -> Any:
+        shown.append(str(body).replace("\\", ""))
+        return markdown(self, body, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaGenerator, "markdown", recorded)
+    page = app(monkeypatch, sample_dir)
+    # The bundled model copies the warranty's exclusions here; the check quotes the passage.
+    page.chat_input[0].set_value("Where is the frame number engraved?").run()
+    answer = page.chat_message[1]
+    final = answer.markdown[0].value.replace("\\", "")
+    assert "bottom bracket" in final
+    quoted = " ".join(c.value for c in answer.caption).replace("\\", "")
+    model_text = quoted.split("The model wrote: ")[1]  # said below the answer, as a note
+    streamed = [text for text in shown if text and final.startswith(text)]
+    assert streamed, "the answer was drawn as it came"
+    assert not [text for text in shown if model_text[:30] in text]
 
 
 @pytest.mark.slow
