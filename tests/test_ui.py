@@ -166,6 +166,14 @@ def test_empty_store_shows_how_to_add_documents_and_removal_works(
     remove = next(b for b in page.sidebar.button if b.key and b.key.startswith("remove:"))
     remove.click().run()
     assert not page.exception
+    assert not page.info, "one click asks first; nothing is removed yet"
+    assert "Take note.md out of the index?" in page.sidebar.warning[0].value.replace("\\", "")
+    next(b for b in page.sidebar.button if b.label == "Keep it").click().run()
+    assert not page.sidebar.warning
+    assert not page.info
+    remove.click().run()
+    next(b for b in page.sidebar.button if b.label == "Remove it").click().run()
+    assert not page.exception
     assert "No documents yet" in page.info[0].value
     assert (tmp_path / "docs" / "note.md").exists()  # only the index entry went
 

@@ -330,7 +330,7 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
 
 
 def documents(services: Services) -> None:
-    """Every stored document with its chunk count, and a button to take it out."""
+    """Every stored document with its chunk count, and a button to take it out (asks first)."""
     try:
         records = services.store.records()
     except RagError as error:
@@ -339,12 +339,26 @@ def documents(services: Services) -> None:
     if not records:
         st.caption("Nothing indexed yet.")
         return
+    state: Any = st.session_state
     for (root, source), record in sorted(records.items(), key=lambda item: item[0][1]):
         name, remove = st.columns([5, 1])
         name.markdown(plain(f"{printable(source)} · {len(record.chunk_ids)} chunks"))
         if remove.button(
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):
+            state.removing = (root, source)  # asked first: one click never deletes
+            st.rerun()
+        if getattr(state, "removing", None) != (root, source):
+            continue
+        st.warning(
+            plain(f"Take {printable(source)} out of the index? An uploaded file is deleted too.")
+        )
+        sure, keep = st.columns(2)
+        if keep.button("Keep it", key=f"keep:{root}:{source}"):
+            del state.removing
+            st.rerun()
+        if sure.button("Remove it", key=f"confirm:{root}:{source}", type="primary"):
+            del state.removing
             try:
                 services.pipeline.remove_document(root, source)
             except (RagError, OSError) as error:
