@@ -1,6 +1,7 @@
 """``rag doctor`` against the real models and a real store."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -48,6 +49,13 @@ def test_doctor_reports_every_section_and_a_healthy_machine(data: Path) -> None:
     assert "generated tokens/s: " in out
     assert "chunks embedded/s: " in out
     assert "expected on " in out
+    for figure, low, high in re.findall(
+        r"/s: ([\d,]+) \(expected on [^:]+: ([\d,]+)-([\d,]+)\)", out
+    ):
+        # This machine measures inside the ranges given for its kind, not past their top.
+        assert (
+            int(low.replace(",", "")) <= int(figure.replace(",", "")) <= int(high.replace(",", ""))
+        ), out
     assert "documents: 6" in out
     assert "chunks without a file record: none" in out
     assert "keyword index: in step: " in out
