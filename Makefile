@@ -62,11 +62,13 @@ test: lint $(CHROMIUM)
 	$(BIN)/python -m pytest
 
 ## bench: the ingestion and answering figures on the shared pydoc set, answering on the R
-## manuals (real PDFs), PDF extraction and OCR, then the chat app's
+## manuals (real PDFs) and on a real documentation folder, PDF extraction and OCR, then the
+## chat app's
 bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_ingest.py
 	$(BIN)/python bench/bench_answer.py
 	$(BIN)/python bench/bench_answer.py --eval ../shared/eval/rmanuals --no-overhead
+	$(BIN)/python bench/bench_realfolder.py
 	$(BIN)/python bench/bench_pdf.py
 	$(BIN)/python bench/bench_ui.py
 

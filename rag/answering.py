@@ -414,12 +414,11 @@ class Answerer:
         floor = self.retriever.settings.min_similarity_unknown_term
         if unknown and max(chunk.similarity for chunk in found) < floor:
             return "I don't know: the documents never mention " + _listed(unknown)
-        held = {word for chunk in found for word in keywords(chunk.text)}
+        held = {_stem(word) for chunk in found for word in keywords(chunk.text)}
         absent = [
             name
             for name in self.retriever.names(question)
-            if name not in unknown
-            and not {name, name.removesuffix("s"), name.removesuffix("es")} & held
+            if name not in unknown and _stem(name) not in held
         ]
         if absent:
             return "I don't know: no passage found for this question mentions " + _listed(absent)
@@ -540,6 +539,18 @@ class Answerer:
         source, text = passage
         text = cut_at_markup(text)[0]
         return f'"{_cut(text, self.settings.quote_chars)}" [{source.number}]'
+
+
+_SUFFIXES = ("ations", "ation", "ings", "ing", "ions", "ion", "ers", "er", "ed", "es", "s")
+
+
+def _stem(word: str) -> str:
+    """``word`` less an English inflection: "delete", "deleting", "deletion" are "delet"."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 4 else word
 
 
 def _listed(terms: list[str]) -> str:

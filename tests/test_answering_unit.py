@@ -8,6 +8,7 @@ from rag.answering import (
     Answerer,
     Source,
     _numbers,
+    _stem,
     is_follow_up,
     resolve_markers,
     support,
@@ -204,3 +205,9 @@ def test_follow_ups_are_told_from_new_questions() -> None:
         assert is_follow_up(question), question
     for question in ("Who won the 2022 football world cup?", "How long does a charge take?"):
         assert not is_follow_up(question), question
+
+
+def test_inflections_share_a_stem() -> None:
+    assert _stem("deleting") == _stem("deletion") == _stem("delete") == "delet"
+    assert _stem("caches") == _stem("cache")
+    assert _stem("zlib") == "zlib"
