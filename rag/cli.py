@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--data-dir",
         type=Path,
-        help="folder of the embedded store (default: data, or $RAG_DATA_DIR)",
+        help="folder of the store (default: $RAG_DATA_DIR, else data beside the settings file, "
+        "else the user's data folder)",
     )
     common.add_argument(
         "--settings",
@@ -318,7 +319,12 @@ def _ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
     finally:
         bars.close()
     _print_report(report, verbose=args.verbose)
+    print(f"store: {pipeline.store.location} ({_named(pipeline.settings)})")
     return EXIT_OK if report.ok else EXIT_FILES_FAILED
+
+
+def _named(settings: Settings) -> str:
+    return f"collection {settings.collection_name!r}, workspace {settings.workspace!r}"
 
 
 def _watch(ingestor: Ingestor, paths: list[Path], verbose: bool) -> int:
@@ -386,6 +392,7 @@ def _search(query: str, k: int | None, retriever: Retriever) -> int:
             where += f" ({chunk.metadata['headings']})"
         snippet = " ".join(chunk.text.split())[:200]
         print(f"{rank}. [similarity {chunk.similarity:.2f}] {where}\n   {snippet}")
+    print(f"searched {retriever.store.location}")
     return EXIT_OK
 
 

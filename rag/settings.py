@@ -3,7 +3,8 @@
 Precedence, highest first: values passed in code (the CLI's flags), environment variables
 prefixed ``RAG_`` (nested with ``__``, e.g. ``RAG_STORE__MODE=server``), a TOML settings
 file, then the defaults below. The file is ``--settings FILE``, else ``$RAG_SETTINGS_FILE``,
-else ``rag.toml`` in the working directory when it exists.
+else ``rag.toml`` in the working directory when it exists. The data dir, unless given, is
+``data`` beside that file, else the user's data folder (:func:`default_data_dir`).
 """
 
 from __future__ import annotations
@@ -401,7 +402,12 @@ class Settings(BaseSettings):
         env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
 
-    data_dir: Path = Field(Path("data"), description="Home of the embedded store and uploads.")
+    data_dir: Path = Field(
+        Path("data"),
+        description="Home of the embedded store and uploads. Unset: 'data' beside the settings "
+        "file in effect, else the user's data folder (~/.local/share/rag on Linux); relative in "
+        "a settings file: to that file.",
+    )
     workspace: str = Field(
         DEFAULT_WORKSPACE,
         pattern=WORKSPACE_NAME,
@@ -481,13 +487,34 @@ def load_settings(settings_file: Path | None = None, **overrides: Any) -> Settin
     if named and not path.is_file():
         msg = f"settings file {path} does not exist"
         raise SettingsError(msg)
+    in_effect = path.resolve() if path.is_file() else None
 
     class FileSettings(Settings):
-        model_config = SettingsConfigDict(toml_file=path if path.is_file() else None)
+        model_config = SettingsConfigDict(toml_file=in_effect)
 
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return FileSettings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = FileSettings(**given)
     except ValueError as error:  # pydantic's ValidationError, TOML syntax errors
-        where = f" (settings file {path})" if path.is_file() else ""
+        where = f" (settings file {path})" if in_effect else ""
         msg = f"invalid settings{where}: {error}"
         raise SettingsError(msg) from error
+    if "data_dir" in given or os.environ.get("RAG_DATA_DIR"):
+        return settings  # as given: relative to where the command runs
+    return settings.model_copy(update={"data_dir": default_data_dir(settings, in_effect)})
+
+
+def default_data_dir(settings: Settings, settings_file: Path | None) -> Path:
+    """The data dir when neither ``--data-dir`` nor ``$RAG_DATA_DIR`` names one.
+
+    The settings file's ``data_dir``, relative to that file; else ``data`` beside the settings
+    file in effect; else the user's data folder (``~/.local/share/rag`` on Linux), so that a
+    command finds the same store wherever it runs.
+    """
+    if settings_file is None:
+        import platformdirs
+
+        return Path(platformdirs.user_data_dir("rag", appauthor=False))
+    if "data_dir" in settings.model_fields_set:
+        return settings_file.parent / settings.data_dir  # an absolute one stays as it is
+    return settings_file.parent / "data"

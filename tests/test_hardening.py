@@ -417,7 +417,31 @@ def test_ingest_names_skipped_files_and_every_one_when_verbose(tmp_path: Path) -
     named = [line for line in result.stderr.splitlines() if line.startswith("skipped: ")]
     assert named[0] == f"skipped: {docs / 'photo00.raw'}: binary (PNG image)"
     assert named[20:] == ["skipped: 5 more (--verbose names them)"]
+    assert f"store: {tmp_path / 'data' / 'chroma'} (collection 'documents'" in result.stdout
     verbose = run_cli(str(docs), "--data-dir", data, "--verbose")
     named = [line for line in verbose.stderr.splitlines() if line.startswith("skipped: ")]
     assert len(named) == 25
     assert named[-1].endswith("photo24.raw: binary (PNG image)")
+
+
+@pytest.mark.slow
+def test_without_a_data_dir_every_command_finds_the_users_store(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.md").write_text("# Note\n\nThe kestrel hovers over the meadow.\n")
+    ingested = run_cli(str(docs))  # in tmp_path, which has no settings file
+    assert ingested.returncode == 0, ingested.stderr
+    store = tmp_path / "user-data" / "rag" / "chroma"
+    assert f"store: {store} " in ingested.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listed = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "sources"],
+        capture_output=True,
+        text=True,
+        cwd=elsewhere,
+        check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "note.md" in listed.stdout
+    assert str(store) in listed.stdout

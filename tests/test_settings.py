@@ -7,12 +7,32 @@ from rag.errors import SettingsError
 from rag.settings import load_settings
 
 
-def test_defaults() -> None:
+def test_defaults(tmp_path: Path) -> None:
     settings = load_settings()
-    assert settings.data_dir == Path("data")
+    # No settings file here: the user's data folder, the same wherever a command runs.
+    assert settings.data_dir == tmp_path / "user-data" / "rag"
     assert settings.store.mode == "embedded"
     assert settings.store.collection == "documents"
-    assert settings.chroma_path == Path("data/chroma")
+    assert settings.chroma_path == tmp_path / "user-data" / "rag" / "chroma"
+
+
+def test_the_store_is_beside_the_settings_file_wherever_a_command_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    (project / "sub").mkdir(parents=True)
+    (project / "rag.toml").write_text("[retrieval]\nk = 5\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    named = load_settings(project / "rag.toml")
+    assert named.data_dir == project / "data"
+    monkeypatch.setenv("RAG_SETTINGS_FILE", str(project / "rag.toml"))
+    assert load_settings().data_dir == project / "data"
+    (project / "rag.toml").write_text('data_dir = "store"\n')
+    assert load_settings().data_dir == project / "store"  # relative to the file
+    monkeypatch.delenv("RAG_SETTINGS_FILE")
+    assert load_settings().data_dir == tmp_path / "user-data" / "rag"
 
 
 def test_file_then_environment_then_arguments(
@@ -23,7 +43,7 @@ def test_file_then_environment_then_arguments(
         "[store.server]\nport = 9001\n"
     )
     settings = load_settings()
-    assert settings.data_dir == Path("from-file")
+    assert settings.data_dir == tmp_path / "from-file"  # beside the file
     assert settings.store.server.port == 9001
 
     monkeypatch.setenv("RAG_DATA_DIR", "from-env")
