@@ -190,6 +190,7 @@ def test_documents_are_uploaded_listed_removed_and_synced_over_http(
     folder = tmp_path / "pond"
     folder.mkdir()
     (folder / "carp.txt").write_text("Carp feed at dusk in warm shallow water.\n")
+    (folder / "carp-photo").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     job = api.post("/workspaces/fish/sync", json={"path": str(folder)}).json()
     for _ in range(600):
         job = api.get(f"/jobs/{job['id']}").json()
@@ -199,6 +200,9 @@ def test_documents_are_uploaded_listed_removed_and_synced_over_http(
     assert job["state"] == "done", job
     assert job["files_done"] == job["files_total"] == 1
     assert job["report"]["added"] == ["carp.txt"]
+    assert job["report"]["skipped"] == [
+        {"file": str(folder / "carp-photo"), "reason": "binary (PNG image)"}
+    ]
     sources = {d["source"] for d in api.get("/workspaces/fish/documents").json()["data"]}
     assert sources == {"trout.md", "carp.txt"}
 

@@ -445,3 +445,11 @@ def test_without_a_data_dir_every_command_finds_the_users_store(tmp_path: Path) 
     assert listed.returncode == 0, listed.stderr
     assert "note.md" in listed.stdout
     assert str(store) in listed.stdout
+
+
+def test_ingest_help_names_every_format() -> None:
+    helped = run_rag_env(["ingest", "--help"], {})
+    assert helped.returncode == 0
+    text = " ".join(helped.stdout.split())
+    for kind in ("txt", "md", "html", "pdf", "docx", "csv", "png", "jpg", "tiff", "any other name"):
+        assert kind in text, kind
