@@ -409,13 +409,15 @@ def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bo
     if as_json:
         print(json.dumps(stream.result().to_json(), ensure_ascii=False, indent=2))
         return EXIT_OK
-    _print_streamed(stream)
+    if _print_streamed(stream).sources:
+        print(f"store: {answerer.retriever.store.location}")
     return EXIT_OK
 
 
 def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
     history: list[Turn] = []
-    _tell("ask about your documents; an empty line starts over, Ctrl-D ends")
+    store = answerer.retriever.store.location
+    _tell(f"ask about your documents in {store}; an empty line starts over, Ctrl-D ends")
     while True:
         try:
             question = input("> ").strip()

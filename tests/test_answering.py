@@ -388,6 +388,7 @@ def test_cli_ask_json_and_plain(sample_settings: Settings) -> None:
     result = run_rag("ask", "--data-dir", data_dir, "How long does a full charge take?")
     assert "4.5 hours" in result.stdout
     assert "[1] user-guide.md" in result.stdout
+    assert result.stdout.splitlines()[-1] == f"store: {sample_settings.chroma_path}"
 
 
 def test_cli_chat_keeps_the_conversation(sample_settings: Settings) -> None:
