@@ -5,9 +5,8 @@ manual with navigation lines, two PDF manuals with a table of contents or an ind
 copyright files and specs without an extension or with one this project does not list, and a
 gzip changelog that must be skipped); ``bench/realfolder/qa.jsonl`` holds the questions with
 their gold files and pages, and questions the folder cannot answer. It prints the scoring of
-:mod:`rag.evaluation` and the first-token time of the text that stands (the first settled
-sentence) against when the first text that would have stood was shown before: the model's
-first token when the check kept its text, the whole answer when a quote replaced it.
+:mod:`rag.evaluation` and when the first text that stands is shown, against before answers
+settled (``bench_answer.first_text_that_stands``).
 
 Usage: python bench/bench_realfolder.py [--docs /usr/share/doc] [--json FILE]
 """
@@ -17,10 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import statistics
 import sys
 import tempfile
 from pathlib import Path
+
+from bench_answer import first_text_that_stands, print_first_text
 
 from rag.evaluation import evaluate, load_questions
 from rag.pipeline import Pipeline
@@ -58,17 +58,7 @@ def main() -> None:
             pipeline.answerer.load()
             result = evaluate(pipeline.answerer, questions, settings.retrieval.k)
     print(result.table())
-    asked = [row.answer for row in result.rows if "model_first_token_s" in row.answer.timings]
-    standing = [a.timings["first_token_s"] for a in asked]
-    before = [
-        a.timings["model_first_token_s"] if a.model_text is None else a.timings["total_s"]
-        for a in asked
-    ]
-    if asked:
-        now, then = statistics.median(standing), statistics.median(before)
-        print(f"first text that stands, p50: {now:.2f} s; as shown before: {then:.2f} s")
-        print(f"ratio (now / before): {now / then:.2f}")
-    print(f"answers replaced by a quote: {sum(a.model_text is not None for a in asked)}")
+    print_first_text(first_text_that_stands(result))
     if args.json:
         args.json.write_text(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
 

@@ -355,7 +355,7 @@ class Answerer:
         """
         raw, looped, judged, final = "", "", 0, False
         first: Answer | None = None
-        later = _Later(self, numbered)
+        later = _Later(self.settings, numbered)
         generation = self.llm.stream(prompt)
         try:
             while not final:
@@ -578,8 +578,8 @@ def _guarded(raw: str, judged: int) -> tuple[str, str, bool]:
 class _Later:
     """The sentences after an answer's first: each stands when a source holds it."""
 
-    def __init__(self, answerer: Answerer, numbered: list[Source]) -> None:
-        self.settings = answerer.settings
+    def __init__(self, settings: AnswerSettings, numbered: list[Source]) -> None:
+        self.settings = settings
         self.by_number = {source.number: source for source in numbered}
         self.said: list[str] = []
         self.citations: list[Citation] = []

@@ -56,8 +56,6 @@ from rag.settings import Settings, load_settings
 from rag.uploads import save_upload
 from rag.workspaces import WorkspaceError, Workspaces
 
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
-
 
 class ChatMessage(BaseModel):
     """One message of an OpenAI chat request."""

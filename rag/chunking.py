@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from rag.errors import SettingsError
-from rag.loaders import LoadedDocument, Section
+from rag.loaders import LoadedDocument, Section, is_navigation_line
 
 # Boundaries tried in order, coarsest first. Overlap applies from the second one on.
 _BOUNDARIES = (
@@ -206,16 +206,14 @@ def _is_heading_only(section: Section, text: str) -> bool:
 
 _LEADER_ENTRY = re.compile(r"(?:\.\s?){3,}\s*(?:\d{1,4}|[ivxlc]{1,6})\b")
 _PAGE_LINE = re.compile(r"^[^\d\s:][^:]{1,80}?[\s,]\d{1,4}(?:\s*[,–-]\s*\d{1,4})*\s*$")
-_NAV_WORDS = re.compile(r"\b(Next|Previous|Prev|Up|Top|Contents|Index):", re.I)
-_NAV_LINE = re.compile(r"^.*\b(?:Next|Previous|Prev|Up):.*$", re.I | re.M)
 
 
 def is_navigation(text: str) -> bool:
     """Whether a chunk only points elsewhere: an index, a table of contents, navigation.
 
     Half its lines (three or more) dot-leader entries ("Invoking asn1Parser . . . . 5"), most
-    lines ending in page numbers ("threads, 1, 12"), or navigation lines of two or more of "Next:",
-    "Previous:", "Up:" making up most of the text.
+    lines ending in page numbers ("threads, 1, 12"), or navigation lines
+    (:func:`rag.loaders.is_navigation_line`) making up most of the text.
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
@@ -226,5 +224,5 @@ def is_navigation(text: str) -> bool:
     paged = sum(bool(_PAGE_LINE.match(line)) for line in lines)
     if len(lines) >= 6 and paged >= 0.6 * len(lines):
         return True
-    nav = [line for line in _NAV_LINE.findall(text) if len(set(_NAV_WORDS.findall(line))) >= 2]
-    return sum(len(line) for line in nav) >= 0.5 * len(text.strip())
+    navigation = sum(len(line) for line in lines if is_navigation_line(line))
+    return navigation >= 0.5 * len(text.strip())

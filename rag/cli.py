@@ -31,6 +31,7 @@ from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
 from rag.store import ChunkStore
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 SKIPPED_SHOWN = 20  # skipped files an ingest names, unless --verbose
 EXIT_CHECK_FAILED = 1  # rag doctor
 
@@ -534,7 +535,7 @@ def _ui(settings: Settings, args: argparse.Namespace) -> int:
     environment = {**os.environ, "RAG_DATA_DIR": str(settings.data_dir.resolve())}
     if settings_file is not None:
         environment["RAG_SETTINGS_FILE"] = str(settings_file.resolve())
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    if host not in LOOPBACK:
         _tell(f"warning: the chat app has no login: anyone who reaches {host}:{port} can read")
     _tell(f"chat app on http://{host}:{port} (Ctrl-C stops)")
     sys.stdout.flush()
@@ -545,7 +546,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     """Run the API until Ctrl-C or SIGTERM."""
     import uvicorn
 
-    from rag.api import LOOPBACK, create_app
+    from rag.api import create_app
     from rag.workspaces import Workspaces
 
     host, port = args.host or settings.serve.host, args.port or settings.serve.port

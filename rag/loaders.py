@@ -165,9 +165,12 @@ class _Builder:
             self.sections.append(Section(start, self.length, headings, page))
 
     def build(self) -> LoadedDocument:
-        document = LoadedDocument("".join(self.parts), self.sections, self.hidden_chars)
-        document.navigation_chars = self.navigation_chars
-        return document
+        return LoadedDocument(
+            "".join(self.parts),
+            self.sections,
+            self.hidden_chars,
+            navigation_chars=self.navigation_chars,
+        )
 
 
 def load(path: Path, data: bytes | None = None, ocr: bool = True) -> LoadedDocument:

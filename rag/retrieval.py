@@ -129,18 +129,16 @@ class Retriever:
             if chunk_id in relevant
         ]
         ranked = _content_first(_without_near_duplicates(ranked, settings.duplicate_similarity))
-        top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
-        if not settings.sentence_rerank:
-            return _content_first(top)
-        weights = self._term_weights(query, settings)
-        found = self._by_best_sentence(top, question, weights)
-        if not settings.read_on:
-            return _content_first(found)
-        found, absorbed = self._read_on(found, question, weights)
-        taken = absorbed | {chunk.id for chunk in top}
-        spare = [chunk for chunk in ranked if chunk.id not in taken][: k - len(found)]
-        if spare:
-            found = self._by_best_sentence(found + spare, question, weights)
+        found = top = _mmr(ranked, question, k, settings.mmr_lambda) if settings.mmr else ranked[:k]
+        if settings.sentence_rerank:
+            weights = self._term_weights(query, settings)
+            found = self._by_best_sentence(top, question, weights)
+            if settings.read_on:
+                found, absorbed = self._read_on(found, question, weights)
+                taken = absorbed | {chunk.id for chunk in top}
+                spare = [chunk for chunk in ranked if chunk.id not in taken][: k - len(found)]
+                if spare:
+                    found = self._by_best_sentence(found + spare, question, weights)
         return _content_first(found)
 
     def _relevant(
