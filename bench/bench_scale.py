@@ -34,9 +34,9 @@ At each size, every figure from a new process (its own peak memory):
   the store's own vectors in vectors-only collections, each with its build time (vectors/s)
   against the first's, and its recall and query p50 at each ``--ef-search``;
 - ``--write-costs CHUNKS``: Chroma's own ``add`` of the store's first chunks, in the
-  pipeline's groups, holding everything, all but the texts, the vectors and the filter fields
-  (what an embedded store writes), or vectors alone: the floor the store puts under an
-  ingest, against a GPU's embedding time; and the vectors and filters again on one core
+  pipeline's groups, holding everything (what the store writes), all but the texts, the
+  vectors and the filter fields, or vectors alone: the floor the store puts under an
+  ingest, against a GPU's embedding time; and everything again on one core
   (Chroma inserts into its graph on every core: what more cores would give).
 Ratios are against the one-copy store, built in the same run.
 
@@ -76,13 +76,13 @@ import numpy as np
 from rag.embeddings import Embedder
 from rag.keywords import keywords
 from rag.settings import Settings, load_settings
-from rag.store import FILTERED
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval" / "pydoc"
 GPU_CHUNKS_PER_S = 2000  # the embedding model on a data-centre GPU, for the projection
 BASE_CHUNKS = 685  # chunks of one copy of the corpus, as the pipeline cuts it today
 DIMENSION = 384
+FILTERED_BY = ("source", "file_type")  # what dense searches filter by (rag.retrieval)
 _WORD = re.compile(r"\w+")
 _SENTENCE = re.compile(r"(?<=[.!?:])\s+")
 
@@ -492,12 +492,12 @@ def phase_graph_recall(work: Path, graph: str, ef_search: int) -> dict[str, Any]
 def phase_write_costs(work: Path, chunks: int, cores: int) -> dict[str, Any]:
     """What Chroma's own ``add`` costs, by what it is given: the store's first ``chunks``
     chunks (vectors, metadata, texts) added in the pipeline's groups to new collections with
-    the app's HNSW settings, holding everything, everything but the texts, the vectors and what
-    dense searches filter by (what an embedded store gives Chroma), or vectors alone.
+    the app's HNSW settings, holding everything (what the store gives Chroma), everything but the
+    texts, the vectors and what dense searches filter by, or vectors alone.
     The floor that the store puts under an ingest, whatever the rest of the pipeline does.
 
     ``cores``: this process runs on that many cores (Chroma sizes its pool of insert threads
-    by them), and measures the vectors and filters alone; 0: every core, every set.
+    by them), and measures everything alone; 0: every core, every set.
     """
     if cores:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))
@@ -517,14 +517,14 @@ def phase_write_costs(work: Path, chunks: int, cores: int) -> dict[str, Any]:
     ids = [chunk.id for chunk in read]
     vectors = np.asarray([chunk.embedding for chunk in read], dtype=np.float32)
     metadatas: list[Any] = [chunk.metadata for chunk in read]
-    filtered: list[Any] = [{key: m[key] for key in FILTERED if key in m} for m in metadatas]
+    filtered: list[Any] = [{key: m[key] for key in FILTERED_BY if key in m} for m in metadatas]
     documents = [chunk.text for chunk in read]
     hnsw = settings.store.hnsw
     configuration: Any = {"hnsw": hnsw.model_dump() | {"space": "cosine"}}
     group = settings.ingest.group_chunks
     figures: dict[str, Any] = {"chunks": len(ids)}
     givens = ["everything", "no texts", "vectors and filters", "vectors only"]
-    for given in ["vectors and filters"] if cores else givens:
+    for given in ["everything"] if cores else givens:
         folder = work / "write-costs" / given.replace(" ", "-")
         shutil.rmtree(folder, ignore_errors=True)
         client = chromadb.PersistentClient(path=str(folder))
@@ -935,10 +935,10 @@ def main() -> None:
                     for given in ("everything", "no texts", "vectors and filters", "vectors only")
                 )
             )
-            one = r["write_costs_one_core"]["vectors and filters"]
-            every = costs["vectors and filters"]
+            one = r["write_costs_one_core"]["everything"]
+            every = costs["everything"]
             print(
-                f"  on one core, the vectors and filters {one:.0f} chunks/s: on these "
+                f"  on one core, everything {one:.0f} chunks/s: on these "
                 f"{len(os.sched_getaffinity(0))} cores Chroma's add runs x{every / one:.2f} as fast"
             )
         for graph, built in r["graphs"].items():

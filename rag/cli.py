@@ -178,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--no-workload", action="store_true", help="skip the timed workload (a few seconds)"
     )
+    doctor.add_argument(
+        "--repair",
+        action="store_true",
+        help="rebuild the keyword index from the Chroma collection first",
+    )
     evaluation = commands.add_parser(
         "eval",
         parents=[common],
@@ -499,7 +504,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 def _doctor(settings: Settings, args: argparse.Namespace) -> int:
     from rag.doctor import diagnose
 
-    report = diagnose(settings, args.settings, workload=not args.no_workload)
+    report = diagnose(settings, args.settings, workload=not args.no_workload, repair=args.repair)
     if args.json:
         print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
     else:

@@ -135,11 +135,13 @@ def diagnose(
     store: ChunkStore | None = None,
     llm: LLM | None = None,
     workload: bool = True,
+    repair: bool = False,
 ) -> Report:
     """Check the installation, the models, the store and the settings.
 
     Components already built (the app's) are used as they are; missing ones are built here
-    and a failure to build one is reported, never raised.
+    and a failure to build one is reported, never raised. ``repair`` rebuilds the keyword
+    index from the Chroma collection before the store is checked.
     """
     report = Report()
     _versions(report)
@@ -154,7 +156,7 @@ def diagnose(
     if workload:
         _workload(report, llm, embedder, settings)
     if embedder is not None:
-        _store(report, settings, embedder, store)
+        _store(report, settings, embedder, store, repair)
     _settings(report, settings, settings_file)
     return report
 
@@ -394,7 +396,11 @@ def time_embedder(embedder: Embedder, chunks: int = 64) -> float:
 
 
 def _store(
-    report: Report, settings: Settings, embedder: Embedder, store: ChunkStore | None
+    report: Report,
+    settings: Settings,
+    embedder: Embedder,
+    store: ChunkStore | None,
+    repair: bool = False,
 ) -> None:
     report.add("store", "mode", settings.store.mode)
     own = store is None
@@ -415,6 +421,9 @@ def _store(
                 "re-run the ingest with --reset",
                 "fail",
             )
+        if repair:
+            rebuilt = store.rebuild_index()
+            report.add("store", "keyword index rebuilt", f"{rebuilt} chunks from Chroma", "ok")
         for check in store_consistency(store):
             report.checks.append(check)
     finally:
@@ -468,7 +477,8 @@ def _keyword_index(store: ChunkStore, count: int) -> Check:
         return Check("store", "keyword index", f"in step: {indexed} chunks", "ok")
     value = (
         f"{indexed} chunks of {count}, {unsettled} unsettled by a stopped write; the next "
-        "search settles a stopped write, the next opening of the store compares every chunk"
+        "search settles a stopped write, the next opening of the store compares every chunk, "
+        "`rag doctor --repair` rebuilds it"
     )
     return Check("store", "keyword index", value, "warn")
 

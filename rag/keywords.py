@@ -2,9 +2,10 @@
 
 Dense embeddings miss exact words a question shares with the right passage (an identifier such
 as ``popitem``, a rare term); BM25 finds them. The index is a file, so every process on the
-machine shares it and none rebuilds it at start; the store writes it in the same step as the
-chunks (see ``rag.store``), and what a write left half done is named in a journal
-(``pending``) that the next reader or writer settles.
+machine shares it and none rebuilds it at start. It is derived from the Chroma collection, which
+the store rebuilds it from when it is lost (see ``rag.store``); the store writes it in the same
+step as the chunks, and what a write left half done is named in a journal (``pending``) that
+the next reader or writer settles.
 
 Words are Unicode words, case-folded with accents removed ("Größe" and "Grosse" match). Chinese,
 Japanese and Korean text has no spaces between words, so it is indexed by character pairs
@@ -15,8 +16,8 @@ the rest of retrieval agree on what a word is. A search scores at most ``budget`
 BM25, which bounds a search's time at any size (FTS5 scores ~1.5 µs a posting on one core).
 Limits: stop words are English only; BM25 does no stemming in any language ("pumps" does not
 match "pump"); ``singular`` folds English plurals only, for ranking sentences; the file keeps
-the chunks' text and metadata too (an embedded store keeps them nowhere else) and takes about
-3.7 times as much disk as their text (246 MB for 70 MB at 100,000 chunks, beside Chroma's 216).
+a copy of the chunks' text and metadata (for searches and per-file records without a call to
+Chroma) and takes about 3.7 times as much disk as their text.
 """
 
 from __future__ import annotations
@@ -150,37 +151,17 @@ class KeywordIndex:
                 "INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", values.items()
             )
 
-    def intend(
-        self,
-        chunk_ids: Iterable[str],
-        rows: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
-    ) -> None:
-        """Note that these chunks are about to change in the store (the journal).
-
-        With the (text, metadata) ``rows`` of those written: a store that keeps them here alone
-        settles from them.
-        """
-        rows = rows or {}
+    def intend(self, chunk_ids: Iterable[str]) -> None:
+        """Note that these chunks are about to change in the store (the journal)."""
         with self._writing():
             self._db.executemany(
-                "INSERT OR REPLACE INTO pending(id, text, metadata) VALUES (?, ?, ?)",
-                (
-                    (i, *((rows[i][0], json.dumps(rows[i][1])) if i in rows else (None, None)))
-                    for i in chunk_ids
-                ),
+                "INSERT OR REPLACE INTO pending(id) VALUES (?)", ((i,) for i in chunk_ids)
             )
 
     def pending(self) -> list[str]:
         """Chunks a write meant to change and did not confirm: the store must say what they are."""
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT id FROM pending")]
-
-    def pending_rows(self, chunk_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
-        """The (text, metadata) the journal holds for these chunks (those a write wrote)."""
-        return self._rows(
-            "SELECT id, text, metadata FROM pending WHERE text IS NOT NULL AND id IN ({})",
-            chunk_ids,
-        )
 
     def rows(self, chunk_ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """The (text, metadata) of these chunks, by id (those indexed)."""
@@ -480,8 +461,7 @@ CREATE INDEX IF NOT EXISTS chunks_content ON chunks(content_hash);
 CREATE VIRTUAL TABLE IF NOT EXISTS terms USING fts5(body, tokenize="ascii tokenchars '_'");
 CREATE TABLE IF NOT EXISTS vocabulary (term TEXT PRIMARY KEY, chunks INTEGER NOT NULL)
     WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY, text TEXT, metadata TEXT)
-    WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending (id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
 """
 

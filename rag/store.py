@@ -1,34 +1,25 @@
-"""The Chroma collection that holds chunks: embedded under the data dir, or on a server.
+"""The Chroma collection that holds every chunk whole: id, text, metadata and vector.
 
-The per-file record lives in the chunks' own metadata: every chunk of a file carries the file's
-content hash, the pipeline that made it, its index and the file's chunk count. A file is stored
-*completely* when all its chunks share one hash and pipeline and the indexes run 0..count-1.
-Because the record and the chunks are the same rows, they can never disagree, whatever moment
-an ingest is killed at.
+Chroma is the store of record: any Chroma client (LangChain's ``Chroma`` too) reads the chunks'
+texts and metadata from it. The per-file record lives in the chunks' own metadata: every chunk
+of a file carries the file's content hash, the pipeline that made it, its index and the file's
+chunk count. A file is stored *completely* when all its chunks share one hash and pipeline and
+the indexes run 0..count-1, so the record and the chunks can never disagree.
 
-An embedded client keeps the vector index it loaded in memory: a process that reads while
-another one writes would go on answering from the old index, and a writer holding an old
-index could overwrite a newer one. So every write bumps a generation number beside the store,
-and every read or write first reopens the client when the generation moved.
+The keyword index (``rag.keywords``, a file per machine under ``data/keywords``) is derived: it
+is rebuilt from Chroma when it is missing, of another version or out of count. A write first
+notes the ids it will touch in the index's journal, then writes Chroma, then updates the index
+and clears those notes in one transaction; the next reader or writer settles notes a killed
+write left from what Chroma holds.
 
-The keyword index (``rag.keywords``) is written in the same step as the chunks: the write
-first notes the chunks it will touch (with their rows) in the index's journal, then writes
-Chroma, then updates the index and clears those notes in one transaction. A write killed half
-way leaves notes, and the next reader or writer settles them from what Chroma and the journal
-hold, so a reader never finds one without the other. Embedded, the index is one file beside the
-store, shared by every process on the machine under the store's lock, and the only place the
-chunks' texts and metadata are kept (``rows_in_chroma``; Chroma keeps the vectors and what
-dense searches filter by): a store that lost it takes out the chunks whose text it held, for
-the next sync to embed again. With a Chroma server, each machine keeps its
-own index file (``data/keywords/HOST_PORT/``), and the server keeps the texts: every chunk is
-stamped with the server's clock when written, and a reader that sees the server's generation
-move reads the chunks stamped since it last looked (less a margin for writes still landing)
-before it searches, and compares every id when the counts disagree (at most every
-``FULL_RECONCILE_S``); a search's hit that the server no longer holds is dropped as it is met.
-Records and listings are read from the index as well (one file at a time); before a server
-store's records are trusted, every id is compared whenever the counts disagree, so that an
-ingest never acts on a deletion it has not seen. Limits: a server write that lands more than
-``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a comparison.
+An embedded client keeps the vector index it loaded in memory, so every write bumps a
+generation number beside the store, and every read or write first reopens the client when the
+generation moved. With a Chroma server, every chunk is stamped with the server's clock when
+written; a reader that sees the server's generation move reads the chunks stamped since it last
+looked (less ``CATCH_UP_MARGIN_S``), and compares every id when the counts disagree (at most
+every ``FULL_RECONCILE_S``, and always before an ingest trusts the records); a search's hit
+that the server no longer holds is dropped as it is met. Limits: a server write that lands more
+than ``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a comparison.
 """
 
 from __future__ import annotations
@@ -57,8 +48,8 @@ if TYPE_CHECKING:
 
 Metadata = dict[str, str | int | float | bool]
 log = logging.getLogger(__name__)
-# The metadata an embedded store gives Chroma: what dense searches filter by (rag.retrieval).
-FILTERED = ("source", "file_type")
+# What a read of chunks asks Chroma for beside their ids.
+ROWS = ["documents", "metadatas"]
 
 # Records per read: embedded Chroma fails a read of more than about 32,766 ("too many SQL
 # variables"), and a page bounds the memory one read takes.
@@ -156,11 +147,6 @@ class ChunkStore:
 
     lock: StoreLock | NoLock
     _advice: str  # what to check when Chroma fails, for the error message
-    # Whether Chroma holds each chunk's text and metadata too: a server does, for every machine
-    # to read; an embedded store keeps them in the keyword index alone and gives Chroma the
-    # vectors and what dense filters need (FILTERED), as Chroma's add takes four times as long
-    # with them (it indexes texts for a search of its own that nothing here uses).
-    rows_in_chroma: bool
 
     def __init__(
         self,
@@ -183,6 +169,7 @@ class ChunkStore:
                 self._tune()
                 self.keywords = KeywordIndex(settings.keywords_path())
                 self._settle()
+                self._fill_chroma()
                 self._check_index()
             except BaseException:
                 self.close()  # a refused store keeps no files or threads open
@@ -260,21 +247,28 @@ class ChunkStore:
         if len(self.index) != self.collection.count():
             self._reconcile()
 
+    def rebuild_index(self) -> int:
+        """Build the keyword index again from the collection; returns the chunks it holds."""
+        with self.writing():
+            self._fill_chroma()
+            self.index.clear()
+            self._reconcile()
+            self.index.set_meta(chroma_rows=1)
+            return len(self.index)
+
     def _catch_up(self) -> None:
         """Before a search: see what other machines wrote (each one's writes keep it in step)."""
 
     def _settle(self) -> None:
         """Finish the keyword index's part of a write that was killed after it began.
 
-        A chunk Chroma holds is indexed with its text (from Chroma, or the journal when Chroma
-        keeps none); one it lacks is forgotten. Chunk ids name their content, so the journal's
-        text is the text of the chunk Chroma holds under that id.
+        A chunk Chroma holds is indexed as Chroma holds it; one it lacks is forgotten.
         """
         pending = self.index.pending()
         for start in range(0, len(pending), READ_PAGE):
             page = pending[start : start + READ_PAGE]
-            found = self.collection.get(ids=page, include=self._with_rows([]))
-            chunks, _ = self._from_chroma(found, self.index.pending_rows(page))
+            found = self.collection.get(ids=page, include=cast(Any, ROWS))
+            chunks, _ = self._from_chroma(found)
             held = set(found["ids"])
             self.index.update(chunks, removed=[i for i in page if i not in held], settled=page)
 
@@ -297,8 +291,8 @@ class ChunkStore:
                     if not _same_version(metadata, indexed.get(chunk_id))
                 ]
                 if changed:
-                    found = self.collection.get(ids=changed, include=["documents", "metadatas"])
-                    chunks, missing = self._from_chroma(found, {})
+                    found = self.collection.get(ids=changed, include=cast(Any, ROWS))
+                    chunks, missing = self._from_chroma(found)
                     self.index.update(chunks)
                     textless += missing
                 newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
@@ -308,32 +302,42 @@ class ChunkStore:
             self._drop_textless(textless)
         return newest
 
-    def _from_chroma(
-        self, found: Any, journal: Mapping[str, tuple[str, Mapping[str, Any]]]
-    ) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
-        """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless.
-
-        Chroma's own text and metadata where it keeps them (a server's, an older version's),
-        else the ``journal``'s.
-        """
-        documents = found.get("documents") or [None] * len(found["ids"])
-        metadatas = found.get("metadatas") or [None] * len(found["ids"])
+    def _from_chroma(self, found: Any) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
+        """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless."""
         rows, textless = [], []
-        for chunk_id, text, metadata in zip(found["ids"], documents, metadatas, strict=True):
+        for chunk_id, text, metadata in zip(
+            found["ids"], found["documents"], found["metadatas"], strict=True
+        ):
             if text is not None:
                 rows.append((chunk_id, text, cast(Metadata, metadata)))
-            elif chunk_id in journal:
-                text, metadata = journal[chunk_id]
-                rows.append((chunk_id, text, cast(Metadata, dict(metadata))))
             else:
                 textless.append(chunk_id)
         return rows, textless
 
-    def _drop_textless(self, chunk_ids: list[str]) -> None:
-        """Take out chunks whose text only a lost keyword index held.
+    def _fill_chroma(self) -> None:
+        """Give Chroma the texts and metadata an older embedded store kept in the index alone.
 
-        The next sync embeds their files again: their records, read from the index, are gone
-        with it.
+        Such a chunk's metadata has what dense filters need alone (no ``content_hash``). Once
+        per index (its ``chroma_rows`` mark); the vectors stay as they are.
+        """
+        if self.index.meta("chroma_rows"):
+            return
+        for page in self._read_pages(None, ["metadatas"]):
+            bare = [chunk_id for chunk_id, metadata, _ in page if "content_hash" not in metadata]
+            rows = self.index.rows(bare)
+            if rows:
+                self.collection.update(
+                    ids=list(rows),
+                    documents=[text for text, _ in rows.values()],
+                    metadatas=cast(Any, [metadata for _, metadata in rows.values()]),
+                )
+                self._wrote()
+        self.index.set_meta(chroma_rows=1)
+
+    def _drop_textless(self, chunk_ids: list[str]) -> None:
+        """Take out chunks without a text: an older store's whose keyword index was lost.
+
+        The next sync embeds their files again.
         """
         log.warning(
             "%d chunks had no text in %s (the keyword index that held it was lost): taken out; "
@@ -496,19 +500,9 @@ class ChunkStore:
             yield self.index
 
     def metadatas(self) -> Iterator[tuple[str, Metadata]]:
-        """Id and metadata of every chunk Chroma holds, read a page at a time.
-
-        Where Chroma keeps no more than the filters need, the rest comes from the keyword
-        index; a chunk the index lacks keeps Chroma's part alone.
-        """
-        with self.reading():
-            for page in self._read_pages(None, ["metadatas"]):
-                rows = {} if self.rows_in_chroma else self.index.rows([i for i, _, _ in page])
-                for chunk_id, metadata, _ in page:
-                    yield (
-                        chunk_id,
-                        cast(Metadata, rows[chunk_id][1]) if chunk_id in rows else metadata,
-                    )
+        """Id and metadata of every chunk Chroma holds, read a page at a time."""
+        for chunk_id, metadata, _ in self._pages(None, ["metadatas"]):
+            yield chunk_id, metadata
 
     def _pages(
         self, where: Mapping[str, Any] | None, include: list[str]
@@ -581,12 +575,7 @@ class ChunkStore:
         if not keep and not stale:
             return
         with self.writing():
-            rows = (
-                {}
-                if self.rows_in_chroma
-                else {c.id: (c.text, c.metadata) for c in [*chunks, *new_chunks]}
-            )
-            self.index.intend([*keep, *stale], rows)
+            self.index.intend([*keep, *stale])
             indexed: list[tuple[str, str, Metadata]] = []
             for write, items in (
                 (self.collection.add, new_chunks),
@@ -599,13 +588,8 @@ class ChunkStore:
                     write(
                         ids=[chunk.id for chunk in batch],
                         embeddings=np.stack([chunk.embedding for chunk in batch]),
-                        documents=[c.text for c in batch] if self.rows_in_chroma else None,
-                        metadatas=cast(
-                            Any,
-                            metadatas
-                            if self.rows_in_chroma
-                            else [{key: m[key] for key in FILTERED if key in m} for m in metadatas],
-                        ),
+                        documents=[c.text for c in batch],
+                        metadatas=cast(Any, metadatas),
                     )
                     indexed += zip(
                         [c.id for c in batch], [c.text for c in batch], metadatas, strict=True
@@ -628,7 +612,7 @@ class ChunkStore:
                 query_embeddings=embedding.reshape(1, -1),
                 n_results=k,
                 where=cast(Any, where),
-                include=self._with_rows(["distances", "embeddings"]),
+                include=cast(Any, ["distances", "embeddings", *ROWS]),
             )
             ids = result["ids"][0]
             rows = self._stored_rows(
@@ -645,23 +629,13 @@ class ChunkStore:
             if chunk_id in rows
         ]
 
-    def _with_rows(self, include: list[str]) -> Any:
-        """What a Chroma read includes: texts and metadata too, where Chroma keeps them."""
-        return [*include, "documents", "metadatas"] if self.rows_in_chroma else include
-
     def _stored_rows(
         self,
         ids: Sequence[str],
         documents: Sequence[str | None] | None,
         metadatas: Sequence[Any] | None,
     ) -> dict[str, tuple[str, Metadata]]:
-        """The (text, metadata) of chunks Chroma returned: its own, or the keyword index's.
-
-        A caller holds the lock. A chunk without a text is left out: a lost index's, taken out
-        at the next open.
-        """
-        if not self.rows_in_chroma:
-            return cast(dict[str, tuple[str, Metadata]], self.index.rows(ids))
+        """The (text, metadata) of chunks Chroma returned, but a textless one's."""
         return {
             i: (text, cast(Metadata, metadata))
             for i, text, metadata in zip(ids, documents or [], metadatas or [], strict=True)
@@ -687,7 +661,7 @@ class ChunkStore:
             with self.reading():
                 result = self.collection.get(
                     ids=list(ids[start : start + READ_PAGE]),
-                    include=self._with_rows(["embeddings"]),
+                    include=cast(Any, ["embeddings", *ROWS]),
                 )
                 found += self._stored(result)
         return found
@@ -702,7 +676,7 @@ class ChunkStore:
             ids = list(index.at(wanted).values())
             if not ids:
                 return found
-            result = self.collection.get(ids=ids, include=self._with_rows(["embeddings"]))
+            result = self.collection.get(ids=ids, include=cast(Any, ["embeddings", *ROWS]))
             stored = self._stored(result)
         for chunk in stored:
             if (key := position(chunk.metadata)) in wanted:
@@ -719,7 +693,7 @@ class ChunkStore:
         for start in range(0, len(ids), READ_PAGE):
             with self.reading():
                 result = self.collection.get(
-                    ids=list(ids[start : start + READ_PAGE]), include=self._with_rows([])
+                    ids=list(ids[start : start + READ_PAGE]), include=cast(Any, ROWS)
                 )
                 rows = self._stored_rows(
                     result["ids"], result.get("documents"), result.get("metadatas")
@@ -824,7 +798,6 @@ class EmbeddedChunkStore(ChunkStore):
     """
 
     _advice = "check the disk (space, permissions); `rag doctor` checks the store"
-    rows_in_chroma = False
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock:
         lock = StoreLock(
@@ -879,7 +852,6 @@ class ServerChunkStore(ChunkStore):
     """
 
     _advice = "check that the Chroma server is running and reachable"
-    rows_in_chroma = True
 
     def _lock(self, on_wait: Callable[[str], None] | None) -> NoLock:
         self._catch_up_lock = threading.Lock()

@@ -133,24 +133,17 @@ def test_a_store_past_33000_chunks_keeps_working(
         assert (report.unchanged, len(report.removed)) == (7, 339)
         assert store.count() == sum(len(r.chunk_ids) for r in store.records().values()) < 100
         ingested = store.count()
-        for start in range(0, len(bulk), 5000):  # as an earlier version wrote them: texts too
-            part = bulk[start : start + 5000]
-            store.collection.add(
-                ids=[chunk.id for chunk in part],
-                embeddings=np.stack([chunk.embedding for chunk in part]),
-                documents=[chunk.text for chunk in part],
-                metadatas=[dict(chunk.metadata) for chunk in part],
-            )
+        store.write(new_chunks=bulk)
     for file in settings.keywords_path().parent.iterdir():
-        file.unlink()  # the keyword index lost: the next process rebuilds it, page by page
+        file.unlink()  # the keyword index lost: the next process rebuilds it from Chroma
     with Pipeline(settings, embedder=embedder) as rebuilt:
-        # From Chroma's texts where it holds them; chunks whose text only the index held go.
-        assert len(rebuilt.store.index) == rebuilt.store.count() == len(bulk)
-        assert f"{ingested} chunks had no text" in caplog.text
+        assert len(rebuilt.store.index) == rebuilt.store.count() == ingested + len(bulk)
+        assert "had no text" not in caplog.text
         assert rebuilt.retriever.keyword_hits("20000 filler", 1)[0][0] == "bulk20000"
-        report = rebuilt.ingestor.sync([docs])  # the next sync makes them again
+        report = rebuilt.ingestor.sync([docs])  # nothing embedded again; the bulk files go
         assert report.ok, report.failed
-        assert report.chunks_in_store == ingested  # and takes the bulk files out once more
+        assert (report.unchanged, len(report.removed), report.chunks_embedded) == (7, 340, 0)
+        assert report.chunks_in_store == ingested
         found = rebuilt.retriever.retrieve("boiler pressure", 4)
         assert found[0].metadata["source"] == "manual.pdf"
 

@@ -150,12 +150,9 @@ def test_a_write_killed_before_the_keyword_index_is_settled_by_the_next_reader(
         assert (top.metadata["source"], top.keyword_score > 0) == ("birds.md", True)
 
 
-def test_an_embedded_store_keeps_chunk_texts_and_metadata_in_its_keyword_index_alone(
+def test_chroma_holds_every_chunk_whole_and_a_lost_keyword_index_is_rebuilt_from_it(
     make_settings: SettingsFactory, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Chroma's ``add`` takes four times as long with texts and metadata (it indexes texts for
-    its own search, which nothing here uses); a server keeps them, as other machines read them
-    from it. Chroma keeps what dense searches filter by."""
     settings = make_settings()
     docs = settings.data_dir.parent / "docs"
     write_mixed_folder(docs)
@@ -163,11 +160,11 @@ def test_an_embedded_store_keeps_chunk_texts_and_metadata_in_its_keyword_index_a
         pipeline.ingestor.sync([docs])
         count = pipeline.store.count()
         held = pipeline.store.collection.get(include=["documents", "metadatas"])
-        embedded = settings.store.mode == "embedded"
         assert len(held["ids"]) == count
-        assert all((text is None) == embedded for text in held["documents"] or [])
-        keys = {key for metadata in held["metadatas"] or [] for key in metadata}
-        assert (keys == {"source", "file_type"}) == embedded
+        assert None not in (held["documents"] or [])
+        assert all(
+            {"content_hash", "start_char", "headings"} <= set(m) for m in held["metadatas"] or []
+        )
         top = pipeline.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=3)
         assert (top[0].metadata["source"], top[0].metadata["page"]) == ("manual.pdf", 2)
         assert "pressure" in top[0].text.lower()
@@ -177,34 +174,27 @@ def test_an_embedded_store_keeps_chunk_texts_and_metadata_in_its_keyword_index_a
         assert {hit.metadata["file_type"] for hit in only_md} == {"md"}
         by_id = pipeline.store.get([hit.id for hit in top])
         assert {chunk.id: chunk.text for chunk in by_id} == {hit.id: hit.text for hit in top}
-    if not embedded:
-        return
     for file in settings.keywords_path().parent.iterdir():
-        file.unlink()  # the index lost, and the texts with it: their chunks go, to be made again
+        file.unlink()  # the index lost: it is derived, and rebuilt from Chroma
     with Pipeline(settings, embedder=embedder) as reopened:
-        assert (reopened.store.count(), len(reopened.store.index)) == (0, 0)
-        assert f"{count} chunks had no text" in caplog.text
+        assert (reopened.store.count(), len(reopened.store.index)) == (count, count)
+        assert "had no text" not in caplog.text
+        again = reopened.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=3)
+        assert [hit.id for hit in again] == [hit.id for hit in top]
         report = reopened.ingestor.sync([docs])
         assert report.ok, report.failed
-        assert report.chunks_in_store == count
-        top = reopened.retriever_with(min_similarity=-1).retrieve("boiler pressure", k=1)
-        assert "pressure" in top[0].text.lower()
+        assert (report.chunks_embedded, report.chunks_in_store) == (0, count)
 
 
-def test_a_killed_write_is_settled_with_what_it_wrote_over_an_older_versions_chunk(
+def test_a_killed_write_is_settled_with_what_chroma_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An earlier version's chunk keeps its text and metadata in Chroma, and an upsert of
-    the filters leaves the rest there: the journal, not Chroma, says what the write wrote."""
+    """Killed after Chroma's write and before the index's: the next opening indexes what
+    Chroma holds under the ids the journal names."""
     settings = load_settings(data_dir=tmp_path / "data")
     (old,) = synthetic_chunks("/docs", 1, 1, 384)
-    with open_store(settings, "test-model") as store, store.writing():
-        store.collection.add(
-            ids=[old.id],
-            embeddings=old.embedding[None],
-            documents=[old.text],
-            metadatas=[dict(old.metadata)],
-        )
+    with open_store(settings, "test-model") as store:
+        store.write(new_chunks=[old])
     new = replace(old, metadata={**old.metadata, "file_hash": "edited"})
     with open_store(settings, "test-model") as store:
         monkeypatch.setattr(store.index, "update", _killed)
