@@ -123,8 +123,16 @@ class HnswSettings(_Block):
 class StoreSettings(_Block):
     """Where chunks are stored: embedded Chroma under the data dir, or a Chroma server."""
 
-    mode: Literal["embedded", "server"] = "embedded"
-    collection: str = "documents"
+    mode: Literal["embedded", "server"] = Field(
+        "embedded",
+        description="'embedded': Chroma in the data dir; 'server': a Chroma server "
+        "(`chroma run`), [store.server].",
+    )
+    collection: str = Field(
+        "documents",
+        description="The Chroma collection of the default workspace; another workspace's "
+        "is this name, '__' and the workspace's.",
+    )
     hnsw: HnswSettings = HnswSettings()
     embedded: EmbeddedStoreSettings = EmbeddedStoreSettings()
     server: StoreServerSettings = StoreServerSettings()
@@ -325,8 +333,15 @@ class LLMSettings(_Block):
         4096, ge=256, description="Context window in tokens: the prompt and answer fit in it."
     )
     temperature: float = Field(0.0, ge=0, description="0 (greedy): answers stick to the sources.")
-    top_p: float = Field(0.9, gt=0, le=1)
-    top_k: int = Field(40, ge=0)
+    top_p: float = Field(
+        0.9, gt=0, le=1, description="Nucleus sampling, when temperature is above 0."
+    )
+    top_k: int = Field(
+        40,
+        ge=0,
+        description="Sample among this many likeliest tokens (0: all), when temperature is "
+        "above 0.",
+    )
     repeat_penalty: float = Field(
         1.0, ge=1, description="1 (none): a grounded answer repeats the sources' words."
     )
@@ -362,7 +377,7 @@ class UISettings(_Block):
     """The chat app: where it listens, and what it accepts."""
 
     host: str = Field("127.0.0.1", description="Address the app listens on: this machine only.")
-    port: int = Field(8501, ge=1, le=65535)
+    port: int = Field(8501, ge=1, le=65535, description="Port the app listens on.")
     max_upload_mb: int = Field(50, ge=1, description="Largest file the app accepts.")
 
 
@@ -372,7 +387,7 @@ class ServeSettings(_Block):
     host: str = Field(
         "127.0.0.1", description="Address the API listens on; beyond loopback it needs api_key."
     )
-    port: int = Field(8001, ge=1, le=65535)
+    port: int = Field(8001, ge=1, le=65535, description="Port the API listens on.")
     api_key: SecretStr | None = Field(
         None, description="Bearer token every /v1 request must carry; never printed or logged."
     )

@@ -325,11 +325,13 @@ class ChunkStore:
         for page in self._read_pages(None, ["metadatas"]):
             bare = [chunk_id for chunk_id, metadata, _ in page if "content_hash" not in metadata]
             rows = self.index.rows(bare)
-            if rows:
+            if rows:  # Chroma takes texts without their vectors only with its own embedder
+                found = self.collection.get(ids=list(rows), include=["embeddings"])
                 self.collection.update(
-                    ids=list(rows),
-                    documents=[text for text, _ in rows.values()],
-                    metadatas=cast(Any, [metadata for _, metadata in rows.values()]),
+                    ids=found["ids"],
+                    embeddings=found["embeddings"],
+                    documents=[rows[i][0] for i in found["ids"]],
+                    metadatas=cast(Any, [rows[i][1] for i in found["ids"]]),
                 )
                 self._wrote()
         self.index.set_meta(chroma_rows=1)

@@ -60,8 +60,8 @@ def test_langchain_reads_every_chunk_whole_from_the_collection(
     for metadata in held["metadatas"]:
         assert set(metadata) >= EVERY_CHUNK, metadata
     sources = {m["source"] for m in held["metadatas"]}
-    assert "report.pdf" in sources
-    assert any("page" in m for m in held["metadatas"] if m["source"] == "report.pdf")
+    assert "manual.pdf" in sources
+    assert any("page" in m for m in held["metadatas"] if m["source"] == "manual.pdf")
 
     question = embedder.embed(["What does the report say?"])[0]
     found = store.similarity_search_by_vector(list(map(float, question)), k=3)
