@@ -28,10 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rag.answering import Answerer, build_prompt
-from rag.embeddings import bundled_model_path
+from rag.answering.answerer import Answerer, build_prompt
 from rag.evaluation import EvalQuestion, EvalReport, evaluate, load_questions
-from rag.llm import LlamaCppLLM, Prompt
+from rag.models.embeddings import bundled_model_path
+from rag.models.llm import LlamaCppLLM, Prompt
 from rag.pipeline import Pipeline
 from rag.settings import load_settings
 

@@ -16,9 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from rag.embeddings import Embedder
-from rag.ingestion import make_chunker
-from rag.loaders import load
+from rag.documents.loaders import load
+from rag.ingest.ingestion import make_chunker
+from rag.models.embeddings import Embedder
 from rag.settings import load_settings
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "eval" / "pydoc" / "corpus"

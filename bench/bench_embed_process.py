@@ -3,7 +3,7 @@
 On a GPU an ingest writes one group (Chroma's ``add``, then the keyword index) in a thread
 while the model embeds the next. Chroma's ``add`` holds Python's lock for the whole of its
 run, so a model in the same process waits for each add to end before its next step; in a
-process of its own (``ingest.embedding_process``, ``rag.embedding_process``) it does not.
+process of its own (``ingest.embedding_process``, ``rag.models.embedding_process``) it does not.
 
 Embeds the pydoc corpus's chunk texts (copies up to ``--chunks``) with the bundled model, with
 the model loaded and warmed, four ways, alternated over ``--rounds``:
@@ -73,7 +73,7 @@ class Writer:
     def _run(self) -> None:
         import numpy as np
 
-        from rag.store import Metadata, StoredChunk
+        from rag.storage.store import Metadata, StoredChunk
 
         rng = np.random.default_rng(0)
         started = time.perf_counter()
@@ -110,7 +110,7 @@ def main() -> None:
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch loads, and inherited
 
-    from rag.embedding_process import EmbeddingProcess
+    from rag.models.embedding_process import EmbeddingProcess
     from rag.pipeline import Pipeline
     from rag.settings import load_settings
 

@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from rag.embeddings import Embedder
-from rag.ingestion import make_chunker
-from rag.loaders import load
+from rag.documents.loaders import load
+from rag.ingest.ingestion import make_chunker
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import load_settings
 
@@ -74,7 +74,7 @@ def langchain_naive(corpus: Path, work: Path) -> float:
     from langchain_huggingface import HuggingFaceEmbeddings
     from langchain_text_splitters import RecursiveCharacterTextSplitter
 
-    from rag.embeddings import bundled_model_path
+    from rag.models.embeddings import bundled_model_path
 
     def run() -> int:
         documents = [

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag.loaders import _clean_pdf_text, _visible_pdf_text
-from rag.ocr import RENDER_DPI, image_text, pdf_page_image
+from rag.documents.loaders import _clean_pdf_text, _visible_pdf_text
+from rag.documents.ocr import RENDER_DPI, image_text, pdf_page_image
 
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "rmanuals"
 LIGATURES = re.compile("[\ufb00-\ufb06]")

@@ -73,16 +73,16 @@ from typing import Any, cast
 
 import numpy as np
 
-from rag.embeddings import Embedder
-from rag.keywords import keywords
+from rag.models.embeddings import Embedder
 from rag.settings import Settings, load_settings
+from rag.storage.keywords import keywords
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "eval" / "pydoc"
 GPU_CHUNKS_PER_S = 2000  # the embedding model on a data-centre GPU, for the projection
 BASE_CHUNKS = 685  # chunks of one copy of the corpus, as the pipeline cuts it today
 DIMENSION = 384
-FILTERED_BY = ("source", "file_type")  # what dense searches filter by (rag.retrieval)
+FILTERED_BY = ("source", "file_type")  # what dense searches filter by (rag.retrieval.retriever)
 _WORD = re.compile(r"\w+")
 _SENTENCE = re.compile(r"(?<=[.!?:])\s+")
 
@@ -564,8 +564,8 @@ def check_stand_in(
     """
     import chromadb
 
-    from rag.ingestion import make_chunker
-    from rag.loaders import load
+    from rag.documents.loaders import load
+    from rag.ingest.ingestion import make_chunker
 
     settings = load_settings()
     model = Embedder(settings.embedding)

@@ -1,13 +1,13 @@
 """Local, private question answering over your own documents: ingestion, retrieval, answers."""
 
-from rag.answering import Answer, Answerer, Citation, Turn
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor, IngestReport
-from rag.llm import LLM, LLMError, make_llm
-from rag.loaders import LoadError, load
-from rag.retrieval import Retrieved, Retriever
+from rag.answering.answerer import Answer, Answerer, Citation, Turn
+from rag.documents.loaders import LoadError, load
+from rag.ingest.ingestion import Ingestor, IngestReport
+from rag.models.embeddings import Embedder
+from rag.models.llm import LLM, LLMError, make_llm
+from rag.retrieval.retriever import Retrieved, Retriever
 from rag.settings import Settings, load_settings
-from rag.store import ChunkStore, StoreError
+from rag.storage.store import ChunkStore, StoreError
 
 __all__ = [
     "LLM",

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rag import llama_build
-from rag.embeddings import Embedder
-from rag.llm import LLM, LlamaCppLLM, LLMError, OpenAICompatibleLLM, usable_cores
+from rag.models.embeddings import Embedder
+from rag.models.llm import LLM, LlamaCppLLM, LLMError, OpenAICompatibleLLM, usable_cores
 from rag.settings import Settings
-from rag.store import ChunkStore, FileRecord, StoreError, open_store
+from rag.storage.store import ChunkStore, FileRecord, StoreError, open_store
 
 Status = Literal["ok", "info", "warn", "fail"]
 SECTIONS = ("versions", "llama.cpp", "embedding", "workload", "store", "settings")
@@ -170,7 +170,7 @@ def _build(report: Report, section: str, name: str, make: Any) -> Any:
 
 
 def _make_llm(settings: Settings) -> LLM:
-    from rag.llm import make_llm
+    from rag.models.llm import make_llm
 
     return make_llm(settings.llm)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering import Answer, Answerer
+from rag.answering.answerer import Answer, Answerer
 from rag.errors import SettingsError
 
 

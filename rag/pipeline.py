@@ -16,13 +16,13 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from rag.answering import Answerer
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor, Progress
-from rag.llm import LLM, make_llm
-from rag.retrieval import Retriever
+from rag.answering.answerer import Answerer
+from rag.ingest.ingestion import Ingestor, Progress
+from rag.models.embeddings import Embedder
+from rag.models.llm import LLM, make_llm
+from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
-from rag.store import open_store
+from rag.storage.store import open_store
 
 
 class Pipeline:

@@ -21,9 +21,9 @@ import shutil
 import threading
 from collections.abc import Callable
 
-from rag.embeddings import Embedder
 from rag.errors import RagError
-from rag.llm import LLM
+from rag.models.embeddings import Embedder
+from rag.models.llm import LLM
 from rag.pipeline import Pipeline
 from rag.settings import DEFAULT_WORKSPACE, WORKSPACE_NAME, WORKSPACE_SEPARATOR, Settings
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor, IngestReport
+from rag.ingest.ingestion import Ingestor, IngestReport
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, Settings, load_settings
 from tests.servers import free_port, start_chroma, start_llama_server

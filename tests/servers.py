@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import httpx
 
-from rag.llm import bundled_gguf_path
+from rag.models.llm import bundled_gguf_path
 
 
 def free_port() -> int:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from rag.answering import NOTHING_FOUND, Answerer, Turn, build_prompt
-from rag.embeddings import Embedder
+from rag.answering.answerer import NOTHING_FOUND, Answerer, Turn, build_prompt
 from rag.errors import QuestionError
-from rag.llm import LLM, Prompt, make_llm
+from rag.models.embeddings import Embedder
+from rag.models.llm import LLM, Prompt, make_llm
 from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
 from tests.conftest import ROOT, ingest, run_rag
@@ -338,7 +338,7 @@ def test_a_long_question_is_refused_with_a_reason(answerer: Answerer) -> None:
 
 
 def test_document_text_cannot_pose_as_prompt_structure() -> None:
-    from rag.answering import Source
+    from rag.answering.answerer import Source
     from tests.test_retrieval_unit import chunk
 
     hostile = chunk("x", [1, 0], source="evil.md")

@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering import (
+from rag.answering.answerer import (
     Answerer,
     Source,
     _numbers,
@@ -13,7 +13,7 @@ from rag.answering import (
     resolve_markers,
     support,
 )
-from rag.retrieval import Retrieved
+from rag.retrieval.retriever import Retrieved
 from rag.settings import AnswerSettings, LLMSettings
 
 

@@ -16,9 +16,9 @@ import httpx
 import openai
 import pytest
 
-from rag.answering import AnswerStream
-from rag.api import Gate, Generation
-from rag.embeddings import Embedder
+from rag.answering.answerer import AnswerStream
+from rag.api.app import Gate, Generation
+from rag.models.embeddings import Embedder
 from rag.settings import load_settings
 from rag.workspaces import Workspaces
 from tests.conftest import ROOT

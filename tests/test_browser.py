@@ -185,8 +185,8 @@ def test_rag_ui_passes_its_settings_file_to_the_app(tmp_path: Path) -> None:
 def test_an_upload_says_what_it_waits_for(app_url: str, tmp_path: Path) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    from rag.locking import StoreLock
     from rag.settings import load_settings
+    from rag.storage.locking import StoreLock
 
     document = tmp_path / "kestrel.md"
     document.write_text(DOCUMENT)

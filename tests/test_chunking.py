@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import Chunker, is_navigation
-from rag.embeddings import TOKENIZE_WINDOW, Embedder
-from rag.loaders import LoadedDocument, Section, load
+from rag.documents.chunking import Chunker, is_navigation
+from rag.documents.loaders import LoadedDocument, Section, load
+from rag.models.embeddings import TOKENIZE_WINDOW, Embedder
 from rag.settings import EmbeddingSettings
 from tests.conftest import SHARED_EVAL
 from tests.docgen import paragraphs, write_mixed_folder

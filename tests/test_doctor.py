@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from rag.doctor import Report, diagnose, store_consistency
-from rag.embeddings import Embedder
+from rag.models.embeddings import Embedder
 from rag.settings import load_settings
-from rag.store import open_store
+from rag.storage.store import open_store
 from tests.conftest import ingest
 
 pytestmark = pytest.mark.slow

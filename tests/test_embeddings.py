@@ -2,7 +2,7 @@
 
 import pytest
 
-from rag.embeddings import Embedder, default_batch_size
+from rag.models.embeddings import Embedder, default_batch_size
 from rag.settings import EmbeddingSettings
 
 

@@ -16,16 +16,16 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from rag.answering import AnswerStream
-from rag.cli import _eval as cli_eval
-from rag.cli import build_parser
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
-from rag.keywords import KeywordIndex
-from rag.llm import OpenAICompatibleLLM
+from rag.answering.answerer import AnswerStream
+from rag.cli.main import _eval as cli_eval
+from rag.cli.main import build_parser
+from rag.ingest.ingestion import Ingestor
+from rag.models.embeddings import Embedder
+from rag.models.llm import OpenAICompatibleLLM
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
-from rag.store import Metadata, StoredChunk, StoreError, open_store
+from rag.storage.keywords import KeywordIndex
+from rag.storage.store import Metadata, StoredChunk, StoreError, open_store
 from tests.conftest import ROOT, SettingsFactory, ingest, run_cli
 from tests.docgen import write_mixed_folder
 from tests.servers import free_port, start_chroma
@@ -373,7 +373,7 @@ def test_store_closes_its_client_when_the_embedder_check_fails(
 
 
 def test_two_models_with_one_config_are_told_apart(tmp_path: Path) -> None:
-    from rag.embeddings import bundled_model_path
+    from rag.models.embeddings import bundled_model_path
 
     first, second = tmp_path / "tuned-a" / "model", tmp_path / "tuned-b" / "model"
     shutil.copytree(bundled_model_path(), first)

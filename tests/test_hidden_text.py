@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.embeddings import Embedder
-from rag.loaders import load
+from rag.documents.loaders import load
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
 from rag.settings import load_settings
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rag.settings import load_settings
-from rag.store import open_store
+from rag.storage.store import open_store
 from tests.conftest import ROOT
 from tests.hostile import (
     HOSTILE_NAMES,

@@ -14,14 +14,14 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from rag import embedding_process as embedding_process_module
-from rag import ingestion as ingestion_module
-from rag import keywords as keywords_module
-from rag.embedding_process import EmbeddingProcess
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
+from rag.ingest import ingestion as ingestion_module
+from rag.ingest.ingestion import Ingestor
+from rag.models import embedding_process as embedding_process_module
+from rag.models.embedding_process import EmbeddingProcess
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
-from rag.store import ChunkStore, StoreError, open_store
+from rag.storage import keywords as keywords_module
+from rag.storage.store import ChunkStore, StoreError, open_store
 from tests.conftest import SettingsFactory
 from tests.docgen import paragraphs, write_mixed_folder
 
@@ -473,7 +473,7 @@ RECALL_SCRIPT = """
 import json, sys
 import numpy as np
 from rag.settings import load_settings
-from rag.store import open_store
+from rag.storage.store import open_store
 
 hnsw = {} if sys.argv[2] == "default" else {"ef_search": int(sys.argv[2])}
 settings = load_settings(data_dir=sys.argv[1], store={"hnsw": hnsw})
@@ -494,7 +494,7 @@ def test_ef_search_reaches_a_store_in_the_next_process_and_its_default_finds_tru
     import numpy as np
 
     from rag.settings import load_settings
-    from rag.store import Metadata, StoredChunk
+    from rag.storage.store import Metadata, StoredChunk
 
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((8000, 384)).astype(np.float32)

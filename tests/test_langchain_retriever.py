@@ -6,10 +6,10 @@ import pytest
 from langchain_core.documents import Document
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
-from rag.embeddings import Embedder
-from rag.langchain_retriever import HybridRetriever
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
-from rag.retrieval import Retriever
+from rag.retrieval.langchain_retriever import HybridRetriever
+from rag.retrieval.retriever import Retriever
 from rag.settings import load_settings
 from tests.docgen import write_mixed_folder
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.llm import (
+from rag.models.llm import (
     LlamaCppLLM,
     LLMError,
     OpenAICompatibleLLM,

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.loaders import LoadError, load
+from rag.documents.loaders import LoadError, load
 from tests.docgen import write_csv, write_docx, write_html, write_mixed_folder, write_pdf
 
 
@@ -125,7 +125,7 @@ def test_bad_input_names_file_and_reason(
 
 
 def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
-    from rag.loaders import MAX_CSV_COLUMNS
+    from rag.documents.loaders import MAX_CSV_COLUMNS
     from tests.hostile import wide_csv
 
     load(wide_csv(tmp_path / "fits.csv", columns=MAX_CSV_COLUMNS))
@@ -134,7 +134,7 @@ def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
 
 
 def test_pdf_text_is_words_as_typed(tmp_path: Path) -> None:
-    from rag.loaders import _clean_pdf_text
+    from rag.documents.loaders import _clean_pdf_text
 
     assert _clean_pdf_text("de\ufb01ning \ufb02oating objects") == "defining floating objects"
     assert _clean_pdf_text("a float-\ning point and a 3-\nD plot, Ameri-\nCa") == (

@@ -7,7 +7,7 @@ import pytest
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 
-from rag.loaders import LoadError, load
+from rag.documents.loaders import LoadError, load
 
 pytestmark = pytest.mark.slow
 

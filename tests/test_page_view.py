@@ -4,7 +4,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 
-from rag.page_view import cited_page
+from rag.documents.page_view import cited_page
 
 PASSAGE = (
     "The pressure relief valve opens at three bar and must be tested once a year by a "

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.embeddings import Embedder
 from rag.errors import ModelNotFoundError
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
-from rag.store import StoreError
+from rag.storage.store import StoreError
 from tests.conftest import ROOT, SettingsFactory
 
 SAMPLE = ROOT / "data" / "sample"
@@ -24,7 +24,7 @@ _ALLOWED = {
 
 def _front_doors_and_tests() -> list[Path]:
     folders = ("rag", "ui", "bench", "tests")
-    return [ROOT / "ingest.py", *(p for f in folders for p in sorted((ROOT / f).glob("*.py")))]
+    return [ROOT / "ingest.py", *(p for f in folders for p in sorted((ROOT / f).rglob("*.py")))]
 
 
 def test_the_pipeline_is_assembled_in_one_place() -> None:

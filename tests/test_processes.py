@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from rag.embeddings import Embedder
-from rag.locking import StoreLock
+from rag.models.embeddings import Embedder
 from rag.settings import load_settings
-from rag.store import open_store
+from rag.storage.locking import StoreLock
+from rag.storage.store import open_store
 from tests.conftest import ROOT, run_cli
 from tests.docgen import paragraphs, write_mixed_folder
 

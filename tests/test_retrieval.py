@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from rag.embeddings import Embedder
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
-from rag.retrieval import Retriever
+from rag.retrieval.retriever import Retriever
 from rag.settings import load_settings
 from tests.conftest import SHARED_EVAL
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from rag.embeddings import Embedder
-from rag.ingestion import Ingestor
+from rag.ingest.ingestion import Ingestor
+from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
-from rag.retrieval import Retrieved
+from rag.retrieval.retriever import Retrieved
 from rag.settings import Settings, load_settings
-from rag.store import ChunkStore, ServerChunkStore, open_store
+from rag.storage.store import ChunkStore, ServerChunkStore, open_store
 from tests.conftest import SettingsFactory
 from tests.docgen import write_mixed_folder, write_pdf
 from tests.test_hardening import synthetic_chunks

@@ -4,9 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answering import support
-from rag.keywords import KeywordIndex, keywords, singular
-from rag.retrieval import (
+from rag.answering.answerer import support
+from rag.retrieval.retriever import (
     Retrieved,
     _mmr,
     _runs_on,
@@ -15,6 +14,7 @@ from rag.retrieval import (
     keyword_shares,
     sentence_windows,
 )
+from rag.storage.keywords import KeywordIndex, keywords, singular
 
 
 def test_keywords_keep_identifiers_and_drop_stop_words() -> None:

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from rag.answering import Answer, Answerer, AnswerStream
-from rag.cli import _print_streamed
-from rag.llm import Prompt
+from rag.answering.answerer import Answer, Answerer, AnswerStream
+from rag.answering.settling import cut_at_markup, loop_start, next_sentence, only_repeats
+from rag.cli.main import _print_streamed
+from rag.models.llm import Prompt
 from rag.settings import AnswerSettings, LLMSettings
-from rag.settling import cut_at_markup, loop_start, next_sentence, only_repeats
 from tests.test_answering_unit import chunk
 
 

@@ -11,7 +11,7 @@ import chromadb
 import pytest
 from langchain_chroma import Chroma
 
-from rag.embeddings import Embedder
+from rag.models.embeddings import Embedder
 from rag.settings import Settings, load_settings
 from tests.conftest import ROOT, SettingsFactory, ingest, run_rag
 from tests.docgen import write_mixed_folder

@@ -7,10 +7,10 @@ import pytest
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
-from rag.answering import Turn
-from rag.embeddings import Embedder
+from rag.answering.answerer import Turn
+from rag.documents.uploads import safe_file_name, save_upload
+from rag.models.embeddings import Embedder
 from rag.settings import load_settings
-from rag.uploads import safe_file_name, save_upload
 from tests.conftest import ROOT, ingest
 from tests.servers import free_port
 from ui.services import conversation, plain

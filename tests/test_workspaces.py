@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embeddings import Embedder
+from rag.models.embeddings import Embedder
 from rag.workspaces import WorkspaceError, Workspaces, checked_name
 from tests.conftest import ROOT, SettingsFactory, run_rag
 

@@ -13,13 +13,13 @@ from typing import Any
 
 import streamlit as st
 
-from rag.answering import QUOTED_NOTICE, Answer, Source
+from rag.answering.answerer import QUOTED_NOTICE, Answer, Source
+from rag.documents.page_view import cited_page
+from rag.documents.scanning import printable
+from rag.documents.uploads import save_upload
 from rag.errors import RagError
-from rag.ingestion import IngestReport, Progress
-from rag.page_view import cited_page
-from rag.scanning import printable
+from rag.ingest.ingestion import IngestReport, Progress
 from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
-from rag.uploads import save_upload
 from ui.services import UPLOAD_TYPES, Services, conversation, plain
 
 st.set_page_config(page_title="Ask your documents", page_icon=":material/forum:")

@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rag.answering import Answerer, Turn
+from rag.answering.answerer import Answerer, Turn
 from rag.doctor import Report, diagnose
-from rag.llm import LLM, LlamaCppLLM, LLMError
-from rag.loaders import SUPPORTED_TYPES
+from rag.documents.loaders import SUPPORTED_TYPES
+from rag.models.llm import LLM, LlamaCppLLM, LLMError
 from rag.pipeline import Pipeline
 from rag.settings import DEFAULT_WORKSPACE, Settings
-from rag.store import ChunkStore
+from rag.storage.store import ChunkStore
 from rag.workspaces import Workspaces
 
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_TYPES)

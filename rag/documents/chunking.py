@@ -22,8 +22,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rag.documents.loaders import LoadedDocument, Section, is_navigation_line
 from rag.errors import SettingsError
-from rag.loaders import LoadedDocument, Section, is_navigation_line
 
 # Boundaries tried in order, coarsest first. Overlap applies from the second one on.
 _BOUNDARIES = (
@@ -213,7 +213,7 @@ def is_navigation(text: str) -> bool:
 
     Half its lines (three or more) dot-leader entries ("Invoking asn1Parser . . . . 5"), most
     lines ending in page numbers ("threads, 1, 12"), or navigation lines
-    (:func:`rag.loaders.is_navigation_line`) making up most of the text.
+    (:func:`rag.documents.loaders.is_navigation_line`) making up most of the text.
     """
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:

@@ -18,7 +18,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from rag.errors import RagError
-from rag.ingestion import Ingestor, IngestReport
+from rag.ingest.ingestion import Ingestor, IngestReport
 
 RETRY_FIRST_S, RETRY_MAX_S = 1.0, 60.0
 

@@ -1,19 +1,19 @@
 """Bring the store exactly in line with folders of documents, embedding as little as possible.
 
 A run compares each file's content hash with the per-file record kept in the chunks' metadata
-(see ``rag.store``): unchanged files cost one read and one hash; new and edited files are
+(see ``rag.storage.store``): unchanged files cost one read and one hash; new and edited files are
 chunked, and only chunk texts the collection does not hold yet are embedded (an edit re-embeds
 the edited passages, a rename or copy re-embeds nothing); files gone from disk lose their
 chunks. Files are embedded in groups for efficient batches, and each group is written in one
 step that also deletes the files' stale chunks. Chunk ids are deterministic, so a run killed
 at any moment is finished by the next one, which converges to what a clean run writes.
 
-With ``ingest.prepare_workers``, worker processes load and chunk new and changed files ahead of
-the embedding and the writes (a GPU machine's spare cores); Chroma's ``add`` holds Python's lock
-while it writes, so threads could not. For the same reason a large sync on a GPU runs the model
-in a process of its own (``ingest.embedding_process``, ``rag.embedding_process``). Limits: the
-workers import the program's main module (``spawn``), so a script that ingests through them
-needs an ``if __name__ == "__main__":`` guard.
+With ``ingest.prepare_workers``, worker processes load and chunk new and changed files ahead of the
+embedding and the writes (a GPU machine's spare cores); Chroma's ``add`` holds Python's lock while
+it writes, so threads could not. For the same reason a large sync on a GPU runs the model in a
+process of its own (``ingest.embedding_process``, ``rag.models.embedding_process``). Limits: the
+workers import the program's main module (``spawn``), so a script that ingests through them needs an
+``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.chunking import Chunk, Chunker, is_navigation
-from rag.embedding_process import EmbeddingProcess, EmbeddingProcessError
-from rag.embeddings import Embedder
-from rag.keywords import keywords
-from rag.loaders import LoadError, file_type, load
-from rag.scanning import SourceFile, scan
+from rag.documents.chunking import Chunk, Chunker, is_navigation
+from rag.documents.loaders import LoadError, file_type, load
+from rag.documents.scanning import SourceFile, scan
+from rag.models.embedding_process import EmbeddingProcess, EmbeddingProcessError
+from rag.models.embeddings import Embedder
 from rag.settings import EmbeddingSettings, Settings
-from rag.store import ChunkStore, FileRecord, Metadata, StoredChunk
+from rag.storage.keywords import keywords
+from rag.storage.store import ChunkStore, FileRecord, Metadata, StoredChunk
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -18,7 +18,7 @@ a passage that plainly matches.
 
 The answer streams a sentence at a time, each once the check has judged it (``_settle``), so
 the text shown is never taken back; generation stops at copied chat markup and at loops
-(:mod:`rag.settling`). Small models answer better from less text: by default each source
+(:mod:`rag.answering.settling`). Small models answer better from less text: by default each source
 shows the model its two best-matching sentence pairs (``answer.excerpt_windows``), omissions
 marked with '…'.
 """
@@ -31,13 +31,13 @@ from collections.abc import Collection, Generator, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rag.answering.settling import cut_at_markup, loop_start, next_sentence, only_repeats
 from rag.errors import QuestionError
-from rag.keywords import keywords
-from rag.llm import LLM, LLMError, Prompt
-from rag.retrieval import Retrieved, Retriever, sentences
+from rag.models.llm import LLM, LLMError, Prompt
+from rag.retrieval.retriever import Retrieved, Retriever, sentences
 from rag.settings import AnswerSettings, LLMSettings
-from rag.settling import cut_at_markup, loop_start, next_sentence, only_repeats
-from rag.store import next_position, position
+from rag.storage.keywords import keywords
+from rag.storage.store import next_position, position
 
 NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
 QUOTED_NOTICE = (

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rag.retrieval import sentences
+from rag.retrieval.retriever import sentences
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -16,7 +16,7 @@ page. Limits: other CSS (combinators, media queries, external sheets) is not eva
 text hidden under an image or in a colour close to but not exactly the background is kept.
 
 Pictures of text (png, jpg, tiff, and PDF pages that are scans without a text layer) are read
-by OCR (:mod:`rag.ocr`), unless ``ingest.ocr`` is off.
+by OCR (:mod:`rag.documents.ocr`), unless ``ingest.ocr`` is off.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Any
 
 import charset_normalizer
 
+from rag.documents.ocr import image_text, pdf_page_image, pdf_pages_with_images
 from rag.errors import RagError
-from rag.ocr import image_text, pdf_page_image, pdf_pages_with_images
 
 IMAGE_TYPES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 SUPPORTED_TYPES = (

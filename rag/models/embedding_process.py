@@ -9,7 +9,7 @@ The process is a new Python running :func:`serve_fd`, not a ``multiprocessing`` 
 would import the calling program's main module again (an unguarded script would run twice).
 It talks over a socket pair and ends when its end closes, so it never outlives the program
 (Ctrl-C does not reach it: its session is its own). When it cannot load or dies, the
-ingest embeds the rest itself (``rag.ingestion``).
+ingest embeds the rest itself (``rag.ingest.ingestion``).
 Limits: batches are formed here (by length, as :meth:`Embedder.embed` forms them), and the
 model is loaded a second time (memory on the device for two copies); Unix only (fd passing).
 """
@@ -36,7 +36,9 @@ if TYPE_CHECKING:
 
 _IN_FLIGHT = 4  # batches sent ahead of the one being received: the model never waits
 # The process's program (``-m`` would warn that the package imported this module first).
-_MAIN = "import sys; from rag.embedding_process import serve_fd; sys.exit(serve_fd(sys.argv[1]))"
+_MAIN = (
+    "import sys; from rag.models.embedding_process import serve_fd; sys.exit(serve_fd(sys.argv[1]))"
+)
 
 
 class EmbeddingProcessError(RagError):
@@ -44,7 +46,7 @@ class EmbeddingProcessError(RagError):
 
 
 class EmbeddingProcess:
-    """An :class:`~rag.embeddings.Embedder` in a process of its own, started at once."""
+    """An :class:`~rag.models.embeddings.Embedder` in a process of its own, started at once."""
 
     def __init__(self, settings: EmbeddingSettings) -> None:
         ours, theirs = socket.socketpair()
@@ -159,7 +161,7 @@ class EmbeddingProcess:
 
 def serve(connection: Connection) -> int:
     """The process's loop: load the model, then embed each batch received, until EOF."""
-    from rag.embeddings import Embedder
+    from rag.models.embeddings import Embedder
 
     try:
         embedder = Embedder(EmbeddingSettings.model_validate(connection.recv()))

@@ -21,14 +21,14 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from rag.answering import QUOTED_NOTICE, Answer, Answerer, AnswerStream, Turn
+from rag.answering.answerer import QUOTED_NOTICE, Answer, Answerer, AnswerStream, Turn
+from rag.documents.scanning import printable
 from rag.errors import RagError
-from rag.ingestion import Ingestor, IngestReport, Progress
+from rag.ingest.ingestion import Ingestor, IngestReport, Progress
 from rag.pipeline import Pipeline
-from rag.retrieval import Retriever
-from rag.scanning import printable
+from rag.retrieval.retriever import Retriever
 from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
-from rag.store import ChunkStore
+from rag.storage.store import ChunkStore
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -335,7 +335,7 @@ def _named(settings: Settings) -> str:
 
 def _watch(ingestor: Ingestor, paths: list[Path], verbose: bool) -> int:
     """Until Ctrl-C (exit 130, at once, even mid-sync) or SIGTERM (exit 0, as a service stops)."""
-    from rag.watching import watch
+    from rag.ingest.watching import watch
 
     def on_terminate(signum: int, frame: FrameType | None) -> None:
         raise _Terminated
@@ -519,7 +519,7 @@ def _ui(settings: Settings, args: argparse.Namespace) -> int:
     """
     host, port = args.host or settings.ui.host, args.port or settings.ui.port
     settings_file: Path | None = args.settings
-    app = Path(__file__).resolve().parent.parent / "ui" / "app.py"
+    app = Path(__file__).resolve().parents[2] / "ui" / "app.py"
     command = [
         sys.executable,
         "-m",
@@ -551,7 +551,7 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     """Run the API until Ctrl-C or SIGTERM."""
     import uvicorn
 
-    from rag.api import create_app
+    from rag.api.app import create_app
     from rag.workspaces import Workspaces
 
     host, port = args.host or settings.serve.host, args.port or settings.serve.port
@@ -560,14 +560,14 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_ERROR
     workers = args.workers or settings.serve.workers
     if workers > 1:
-        # Each worker builds the app itself (rag.api.worker_app), with the settings this
+        # Each worker builds the app itself (rag.api.app.worker_app), with the settings this
         # command read: the data dir and a settings file travel by environment.
         os.environ["RAG_DATA_DIR"] = str(settings.data_dir.resolve())
         if args.settings is not None:
             os.environ["RAG_SETTINGS_FILE"] = str(args.settings.resolve())
         _tell(f"API on http://{host}:{port}/v1 with {workers} workers (Ctrl-C stops)")
         uvicorn.run(
-            "rag.api:worker_app",
+            "rag.api.app:worker_app",
             factory=True,
             host=host,
             port=port,
@@ -606,7 +606,3 @@ def _workspaces(settings: Settings, args: argparse.Namespace) -> int:
 
 def _tell(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -19,7 +19,7 @@ for any job.
 
 Limits: a worker's queue is its own (a busy worker answers 429 while another is idle);
 uploads are held in memory up to ``ui.max_upload_mb`` each. The streamed text is the checked
-answer, a sentence at a time (:class:`rag.answering.AnswerStream`): it always equals the
+answer, a sentence at a time (:class:`rag.answering.answerer.AnswerStream`): it always equals the
 non-streamed answer, and the final event carries it whole as ``answer``.
 """
 
@@ -48,12 +48,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.answering import Answer, AnswerStream, Turn
+from rag.answering.answerer import Answer, AnswerStream, Turn
+from rag.documents.uploads import save_upload
 from rag.errors import QuestionError, RagError
-from rag.ingestion import IngestReport, Progress
+from rag.ingest.ingestion import IngestReport, Progress
 from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
-from rag.uploads import save_upload
 from rag.workspaces import WorkspaceError, Workspaces
 
 

@@ -1,11 +1,11 @@
 """BM25 keyword search over chunks, in an SQLite FTS5 database beside the store.
 
-Dense embeddings miss exact words a question shares with the right passage (an identifier such
-as ``popitem``, a rare term); BM25 finds them. The index is a file, so every process on the
-machine shares it and none rebuilds it at start. It is derived from the Chroma collection, which
-the store rebuilds it from when it is lost (see ``rag.store``); the store writes it in the same
-step as the chunks, and what a write left half done is named in a journal (``pending``) that
-the next reader or writer settles.
+Dense embeddings miss exact words a question shares with the right passage (an identifier such as
+``popitem``, a rare term); BM25 finds them. The index is a file, so every process on the machine
+shares it and none rebuilds it at start. It is derived from the Chroma collection, which the store
+rebuilds it from when it is lost (see ``rag.storage.store``); the store writes it in the same step
+as the chunks, and what a write left half done is named in a journal (``pending``) that the next
+reader or writer settles.
 
 Words are Unicode words, case-folded with accents removed ("Größe" and "Grosse" match). Chinese,
 Japanese and Korean text has no spaces between words, so it is indexed by character pairs

@@ -19,7 +19,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.loaders import SNIFF_BYTES, SUPPORTED_TYPES, binary_kind
+from rag.documents.loaders import SNIFF_BYTES, SUPPORTED_TYPES, binary_kind
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ of a file carries the file's content hash, the pipeline that made it, its index 
 chunk count. A file is stored *completely* when all its chunks share one hash and pipeline and
 the indexes run 0..count-1, so the record and the chunks can never disagree.
 
-The keyword index (``rag.keywords``, a file per machine under ``data/keywords``) is derived: it
-is rebuilt from Chroma when it is missing, of another version or out of count. A write first
-notes the ids it will touch in the index's journal, then writes Chroma, then updates the index
-and clears those notes in one transaction; the next reader or writer settles notes a killed
-write left from what Chroma holds.
+The keyword index (``rag.storage.keywords``, a file per machine under ``data/keywords``) is derived:
+it is rebuilt from Chroma when it is missing, of another version or out of count. A write first
+notes the ids it will touch in the index's journal, then writes Chroma, then updates the index and
+clears those notes in one transaction; the next reader or writer settles notes a killed write left
+from what Chroma holds.
 
 An embedded client keeps the vector index it loaded in memory, so every write bumps a
 generation number beside the store, and every read or write first reopens the client when the
@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from rag.errors import RagError
-from rag.keywords import KeywordIndex
-from rag.locking import NoLock, StoreLock
 from rag.settings import Settings
+from rag.storage.keywords import KeywordIndex
+from rag.storage.locking import NoLock, StoreLock
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI

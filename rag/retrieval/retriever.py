@@ -12,11 +12,11 @@ its end is read on into the next chunk of its page (``read_on``): a PDF page is 
 and the table a sentence introduces lands in the chunk after it. Limits: reading on stays
 within one page; plural folding is English only.
 
-The keyword index is the store's (``rag.keywords``): a file every process shares, written with
-the chunks, so a new process searches at once and none re-reads the store. BM25 runs in a
-thread of its own while Chroma searches (SQLite leaves Python's lock while it works): at a
-million chunks each takes about as long as the other. Not while the model embeds the question:
-on 2 cores the two then slow each other down.
+The keyword index is the store's (``rag.storage.keywords``): a file every process shares, written
+with the chunks, so a new process searches at once and none re-reads the store. BM25 runs in a
+thread of its own while Chroma searches (SQLite leaves Python's lock while it works): at a million
+chunks each takes about as long as the other. Not while the model embeds the question: on 2 cores
+the two then slow each other down.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.embeddings import Embedder
-from rag.keywords import keywords, singular
+from rag.models.embeddings import Embedder
 from rag.settings import RetrievalSettings
-from rag.store import ChunkStore, Metadata, StoredChunk
+from rag.storage.keywords import keywords, singular
+from rag.storage.store import ChunkStore, Metadata, StoredChunk
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -13,11 +13,11 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict
 
-from rag.retrieval import Retriever
+from rag.retrieval.retriever import Retriever
 
 
 class HybridRetriever(BaseRetriever):
-    """LangChain face of :class:`rag.retrieval.Retriever`; ``invoke(query, k=3)`` works too."""
+    """LangChain face of :class:`rag.retrieval.retriever.Retriever`; ``invoke(query, k=3)`` too."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
