@@ -418,12 +418,11 @@ def stored_vectors(pipeline: Any, folder: Path) -> tuple[list[str], np.ndarray]:
     if vectors_file.exists():
         return json.loads(ids_file.read_text()), np.load(vectors_file, mmap_mode="r")
     ids: list[str] = []
-    blocks: list[np.ndarray] = []
-    with pipeline.store.reading():
-        for page in pipeline.store._read_pages(None, ["embeddings"]):
-            ids += [chunk_id for chunk_id, _, _ in page]
-            blocks.append(np.asarray([vector for _, _, vector in page], dtype=np.float32))
-    vectors = np.concatenate(blocks)
+    rows: list[np.ndarray] = []
+    for chunk_id, vector in pipeline.store.vectors():
+        ids.append(chunk_id)
+        rows.append(vector)
+    vectors = np.stack(rows)
     np.save(vectors_file, vectors)
     ids_file.write_text(json.dumps(ids))
     return ids, vectors
@@ -506,14 +505,8 @@ def phase_write_costs(work: Path, chunks: int, cores: int) -> dict[str, Any]:
     from rag.pipeline import Pipeline
 
     settings = settings_for(work)
-    ids: list[str] = []
     with Pipeline(settings, embedder=HashingEmbedder(settings)) as pipeline:
-        with pipeline.store.reading():
-            for page in pipeline.store._read_pages(None, []):
-                ids += [chunk_id for chunk_id, _, _ in page]
-                if len(ids) >= chunks:
-                    break
-        read = pipeline.store.get(ids[:chunks])
+        read = pipeline.store.get(sorted(pipeline.store.ids())[:chunks])
     ids = [chunk.id for chunk in read]
     vectors = np.asarray([chunk.embedding for chunk in read], dtype=np.float32)
     metadatas: list[Any] = [chunk.metadata for chunk in read]

@@ -27,7 +27,15 @@ from typing import Any, Literal
 
 from rag import llama_build
 from rag.models.embeddings import Embedder
-from rag.models.llm import LLM, LlamaCppLLM, LLMError, OpenAICompatibleLLM, usable_cores
+from rag.models.llm import (
+    LLM,
+    LlamaCppLLM,
+    LLMError,
+    OpenAICompatibleLLM,
+    llama_offload_supported,
+    llama_system_info,
+    usable_cores,
+)
 from rag.settings import Settings
 from rag.storage.store import ChunkStore, FileRecord, StoreError, open_store
 
@@ -209,13 +217,6 @@ def gpu_present() -> bool:
         return False
 
 
-def llama_system_info() -> str:
-    """llama.cpp's own line of compiled-in CPU features and backends."""
-    import llama_cpp
-
-    return bytes(llama_cpp.llama_print_system_info()).decode(errors="replace").strip()
-
-
 def _llm(report: Report, llm: LLM) -> None:
     if isinstance(llm, OpenAICompatibleLLM):
         report.add("llama.cpp", "backend", f"OpenAI-compatible server at {llm.base_url}")
@@ -227,8 +228,6 @@ def _llm(report: Report, llm: LLM) -> None:
     if not isinstance(llm, LlamaCppLLM):
         report.add("llama.cpp", "backend", type(llm).__name__)
         return
-    import llama_cpp
-
     info = llama_system_info()
     report.add("llama.cpp", "system info", info)
     if "AMX_INT8 = 1" in info:
@@ -239,7 +238,7 @@ def _llm(report: Report, llm: LLM) -> None:
             "fail",
         )
     _build_record(report)
-    offload = bool(llama_cpp.llama_supports_gpu_offload())
+    offload = llama_offload_supported()
     try:
         gguf = llm.model.metadata
         layers = int(gguf.get(f"{gguf.get('general.architecture')}.block_count", 0))
@@ -342,7 +341,7 @@ def _workload(
         except Exception as error:  # a broken build fails in many ways
             report.add("workload", "llm", f"failed: {error}", "fail")
         else:
-            gpu = llm.n_gpu_layers != 0 and bool(_llama_offload())
+            gpu = llm.n_gpu_layers != 0 and llama_offload_supported()
             bundled = settings.llm.llama_cpp.model_path is None
             value, status = _judge("prompt", prompt_rate, gpu, bundled)
             report.add("workload", "prompt tokens/s", value, status)
@@ -357,12 +356,6 @@ def _workload(
             bundled = settings.embedding.model_path is None
             value, status = _judge("embed", rate, embedder.device != "cpu", bundled)
             report.add("workload", "chunks embedded/s", value, status)
-
-
-def _llama_offload() -> bool:
-    import llama_cpp
-
-    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def time_llm(
@@ -411,8 +404,10 @@ def _store(
         report.add("store", "location", str(error), "fail")
         return
     try:
-        report.add("store", "location", f"{store.location}, collection {store.collection.name!r}")
-        built_with = (store.collection.metadata or {}).get("embedder")
+        report.add(
+            "store", "location", f"{store.location}, collection {settings.collection_name!r}"
+        )
+        built_with = store.built_with()
         if built_with != embedder.name:
             report.add(
                 "store",
@@ -433,8 +428,7 @@ def _store(
 
 def store_consistency(store: ChunkStore) -> list[Check]:
     """Documents, chunks, and what an interrupted or foreign write could leave wrong."""
-    with store.reading():
-        count = store.collection.count()
+    count = store.count()
     ids: Counter[str] = Counter()
     orphans: list[str] = []
     files: dict[tuple[str, str], FileRecord] = {}
@@ -471,8 +465,7 @@ def store_consistency(store: ChunkStore) -> list[Check]:
 
 def _keyword_index(store: ChunkStore, count: int) -> Check:
     """Whether the keyword index holds what the store holds (a warning: opening mends it)."""
-    with store.reading():
-        indexed, unsettled = len(store.index), len(store.index.pending())
+    indexed, unsettled = store.index_state()
     if indexed == count and not unsettled:
         return Check("store", "keyword index", f"in step: {indexed} chunks", "ok")
     value = (

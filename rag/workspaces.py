@@ -86,8 +86,7 @@ class Workspaces:
         """Every workspace of the store, the default first."""
         prefix = self.settings.store.collection + WORKSPACE_SEPARATOR
         store = self.default.store
-        with store.reading():
-            found = [collection.name for collection in store.client.list_collections()]
+        found = store.collection_names()
         others = sorted(n.removeprefix(prefix) for n in found if n.startswith(prefix))
         return [DEFAULT_WORKSPACE, *(n for n in others if _NAME.match(n))]
 

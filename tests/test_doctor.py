@@ -86,7 +86,7 @@ def test_an_incomplete_file_and_another_embedding_model_fail(
 ) -> None:
     settings = load_settings(data_dir=data)
     with open_store(settings, embedder.name) as store:
-        first = sorted(store.ids({"source": "user-guide.md"}))[0]
+        first = sorted(store.ids("user-guide.md"))[0]
         with store.writing():
             store.collection.delete(ids=[first])
         names = {c.name: c for c in store_consistency(store)}

@@ -76,3 +76,34 @@ def test_the_answerer_shares_the_pipelines_retriever_and_a_given_model(
         assert first.answerer.llm is model
         with Pipeline(make_settings(), embedder=embedder, llm=model) as second:
             assert second.llm is model  # one loaded model for every pipeline of a process
+
+
+# An outside system's client, and the store's insides, each used by one package alone.
+_OWNED = {
+    "rag/storage/": re.compile(
+        r"\bimport chromadb\b|\bfrom chromadb\b"
+        r"|(?<!settings\.)(?<![`{])store\.(collection|client|lock|index|keywords)\b"
+        r"|\._read_pages\b|\bKeywordIndex\(|\bStoreLock\("
+    ),
+    "rag/models/": re.compile(
+        r"\bimport (llama_cpp|openai|sentence_transformers)\b"
+        r"|\bfrom (llama_cpp|openai|sentence_transformers)\b"
+    ),
+}
+
+
+def test_only_storage_touches_chroma_and_only_models_touch_the_model_clients() -> None:
+    outside = []
+    for path in [
+        ROOT / "ingest.py",
+        *sorted((ROOT / "rag").rglob("*.py")),
+        *sorted((ROOT / "ui").rglob("*.py")),
+    ]:
+        relative = path.relative_to(ROOT).as_posix()
+        for owner, used in _OWNED.items():
+            if relative.startswith(owner) or relative == "rag/settings.py":  # the settings' names
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if used.search(line):
+                    outside.append(f"{relative}:{number}: {line.strip()}")
+    assert not outside, "\n".join(outside)

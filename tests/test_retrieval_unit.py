@@ -9,12 +9,12 @@ from rag.retrieval.retriever import (
     Retrieved,
     _mmr,
     _runs_on,
-    _where,
     _without_near_duplicates,
     keyword_shares,
     sentence_windows,
 )
 from rag.storage.keywords import KeywordIndex, keywords, singular
+from rag.storage.store import _where
 
 
 def test_keywords_keep_identifiers_and_drop_stop_words() -> None:

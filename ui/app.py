@@ -305,7 +305,7 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
         # An ingestor of its own: its progress bar is this session's.
         ingestor = services.pipeline.ingestor_reporting(progress)
         try:
-            with services.store.lock.telling(waiting):
+            with services.store.telling(waiting):
                 report = ingestor.sync(saved)
         except RagError as error:
             st.error(plain(f"The ingest failed: {error}"), icon=":material/error:")

@@ -289,12 +289,12 @@ class Ingestor:
 
     def reset(self) -> None:
         """Empty the collection."""
-        with self.store.lock.writer():
+        with self.store.writer():
             self.store.reset()
 
     def remove(self, root: str, source: str) -> int:
         """Take one stored document out of the store (its file stays); returns chunks removed."""
-        with self.store.lock.writer():
+        with self.store.writer():
             record = self.store.records([root]).get((root, source))
             if record is None:
                 return 0
@@ -313,7 +313,7 @@ class Ingestor:
         report.skipped = [(str(path), reason) for path, reason in found.skipped]
         report.failed = [(str(path), reason) for path, reason in found.failed]
         self.progress.files_total(len(found.files))
-        with self.store.lock.writer():
+        with self.store.writer():
             records = self.store.records({s.root for s in found.scopes})
             group: list[_Prepared] = []
             group_chunks = 0

@@ -434,3 +434,17 @@ _WORD_JOINER = "\u2060"  # invisible; splits the spelling so no tokenizer matche
 def defuse_special_tokens(text: str) -> str:
     """``text`` with every special-token spelling broken by an invisible word joiner."""
     return _SPECIAL_SPELLING.sub(lambda match: match[0][0] + _WORD_JOINER + match[0][1:], text)
+
+
+def llama_system_info() -> str:
+    """llama.cpp's own line of compiled-in CPU features and backends."""
+    import llama_cpp
+
+    return bytes(llama_cpp.llama_print_system_info()).decode(errors="replace").strip()
+
+
+def llama_offload_supported() -> bool:
+    """Whether this llama.cpp was built with GPU support."""
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())

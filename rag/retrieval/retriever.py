@@ -24,7 +24,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -93,11 +93,12 @@ class Retriever:
         keyword_search: Future[list[tuple[str, float]]] | None = None
         if settings.hybrid and self.overlap_searches:
             keyword_search = self._keyword_thread.submit(search_keywords)
-        where = _where(sources, file_types)
         candidates: dict[str, Retrieved] = {}
         fused: dict[str, float] = {}
 
-        for rank, hit in enumerate(self.store.query(question, settings.candidates, where)):
+        for rank, hit in enumerate(
+            self.store.query(question, settings.candidates, sources, file_types)
+        ):
             candidates[hit.id] = Retrieved(
                 hit.id, hit.text, hit.metadata, 1 - hit.distance, 0.0, 0.0, hit.embedding
             )
@@ -243,21 +244,19 @@ class Retriever:
         """The query's words by rarity, when sentences are weighed by them."""
         if not settings.sentence_keyword_weight:
             return {}
-        with self.store.searching() as index:
-            return index.weights(query)
+        return self.store.term_weights(query)
 
     def unknown_terms(self, query: str) -> list[str]:
         """The query's names (:meth:`names`) that no chunk holds ('xgboost', 'middlemarch').
 
         A plural counts as known when its singular is ('exceptiongroups').
         """
-        unknown = []
-        with self.store.searching() as index:
-            for term in self.names(query):
-                forms = {term, term.removesuffix("s"), term.removesuffix("es")}
-                if not any(index.vocabulary_has(form) for form in forms):
-                    unknown.append(term)
-        return unknown
+        names = {
+            term: {term, term.removesuffix("s"), term.removesuffix("es")}
+            for term in self.names(query)
+        }
+        known = self.store.known_words(set().union(*names.values()))
+        return [term for term, forms in names.items() if not forms & known]
 
     def names(self, query: str) -> list[str]:
         """The query's names and identifiers, as keywords ('xgboost', 'zlib', 'lru_cache').
@@ -279,23 +278,9 @@ class Retriever:
         file_types: Collection[str] | None = None,
     ) -> list[tuple[str, float]]:
         """The ``n`` best BM25 (chunk id, score) pairs, from these sources and types only."""
-        types = {t.lower().lstrip(".") for t in file_types or ()}
-        with self.store.searching() as index:
-            return index.search(query, n, sources, types, budget=self.settings.keyword_budget)
-
-
-def _where(
-    sources: Collection[str] | None, file_types: Collection[str] | None
-) -> Mapping[str, Any] | None:
-    """A Chroma filter: {'source': {'$in': [...]}} and/or {'file_type': {'$in': [...]}}."""
-    clauses: list[dict[str, Any]] = []
-    if sources:
-        clauses.append({"source": {"$in": sorted(sources)}})
-    if file_types:
-        clauses.append({"file_type": {"$in": sorted(t.lower().lstrip(".") for t in file_types)}})
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+        return self.store.keyword_search(
+            query, n, sources, file_types, budget=self.settings.keyword_budget
+        )
 
 
 _SENTENCE_CACHE_SIZE = 4096  # chunks whose sentence vectors are kept between questions

@@ -606,14 +606,18 @@ class ChunkStore:
         return {}
 
     def query(
-        self, embedding: NDArray[np.float32], k: int, where: Mapping[str, Any] | None = None
+        self,
+        embedding: NDArray[np.float32],
+        k: int,
+        sources: Iterable[str] | None = None,
+        file_types: Iterable[str] | None = None,
     ) -> list[Hit]:
-        """The ``k`` chunks nearest to ``embedding``."""
+        """The ``k`` chunks nearest to ``embedding``, from these sources and file types only."""
         with self.reading():
             result = self.collection.query(
                 query_embeddings=embedding.reshape(1, -1),
                 n_results=k,
-                where=cast(Any, where),
+                where=cast(Any, _where(sources, file_types)),
                 include=cast(Any, ["distances", "embeddings", *ROWS]),
             )
             ids = result["ids"][0]
@@ -685,9 +689,67 @@ class ChunkStore:
                 found[wanted[key]] = chunk
         return found
 
-    def ids(self, where: Mapping[str, Any] | None = None) -> set[str]:
-        """Ids of the chunks that match a metadata filter."""
+    def ids(self, source: str | None = None) -> set[str]:
+        """Ids of every chunk, or of one source's."""
+        where = None if source is None else {"source": source}
         return {chunk_id for chunk_id, _, _ in self._pages(where, [])}
+
+    def vectors(self) -> Iterator[tuple[str, NDArray[np.float32]]]:
+        """Every chunk's id and vector, a page at a time (for exact-search checks)."""
+        for chunk_id, _, embedding in self._pages(None, ["embeddings"]):
+            yield chunk_id, _vector(embedding)
+
+    def keyword_search(
+        self,
+        query: str,
+        n: int,
+        sources: Iterable[str] | None = None,
+        file_types: Iterable[str] | None = None,
+        budget: int | None = None,
+    ) -> list[tuple[str, float]]:
+        """The ``n`` best BM25 (chunk id, score) pairs, from these sources and file types only."""
+        types = {t.lower().lstrip(".") for t in file_types or ()}
+        with self.searching() as index:
+            return index.search(
+                query, n, None if sources is None else set(sources), types, budget=budget
+            )
+
+    def term_weights(self, query: str) -> dict[str, float]:
+        """The query's words by rarity in the store (BM25's idf)."""
+        with self.searching() as index:
+            return index.weights(query)
+
+    def known_words(self, words: Iterable[str]) -> set[str]:
+        """Those of these keywords some chunk holds."""
+        with self.searching() as index:
+            return {word for word in words if index.vocabulary_has(word)}
+
+    def collection_names(self) -> list[str]:
+        """Every collection the store holds (each workspace's)."""
+        with self.reading():
+            return [collection.name for collection in self.client.list_collections()]
+
+    def built_with(self) -> str | None:
+        """The embedding model the collection records it was built with."""
+        with self.reading():
+            return cast(str | None, (self.collection.metadata or {}).get("embedder"))
+
+    def index_state(self) -> tuple[int, int]:
+        """Chunks in the keyword index, and those a stopped write left unsettled."""
+        with self.reading():
+            return len(self.index), len(self.index.pending())
+
+    @contextmanager
+    def writer(self) -> Iterator[None]:
+        """Be the only writing process (an ingest) for the duration of the block."""
+        with self.lock.writer():
+            yield
+
+    @contextmanager
+    def telling(self, on_wait: Callable[[str], None]) -> Iterator[None]:
+        """Within the block, this thread's waits for the store are told to ``on_wait``."""
+        with self.lock.telling(on_wait):
+            yield
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """Text of the chunks with these ids."""
@@ -781,6 +843,20 @@ def _index_files(settings: Settings, collection: str, renamed: str = "") -> list
         for suffix in ("", "-wal", "-shm")
         if Path(f"{old}{suffix}").exists()
     ]
+
+
+def _where(
+    sources: Iterable[str] | None, file_types: Iterable[str] | None
+) -> Mapping[str, Any] | None:
+    """A Chroma filter: {'source': {'$in': [...]}} and/or {'file_type': {'$in': [...]}}."""
+    clauses: list[dict[str, Any]] = []
+    if sources:
+        clauses.append({"source": {"$in": sorted(sources)}})
+    if file_types:
+        clauses.append({"file_type": {"$in": sorted(t.lower().lstrip(".") for t in file_types)}})
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
 
 
 def _rows(embeddings: Any) -> Any:
