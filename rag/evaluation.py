@@ -182,7 +182,7 @@ def evaluate(
         answer = answerer.ask(question.question, k=k)
         retrieved = [
             question.gold(str(chunk.metadata["source"]), chunk.also_in, _page(chunk.metadata))
-            for chunk in [s.chunk for s in answer.sources] + answer.left_out
+            for chunk in [s.chunk for s in answer.retrieved] + answer.left_out
         ]
         cited = [question.gold(c.source, c.also_in, c.page) for c in answer.citations]
         text = answer.text.lower()

@@ -31,7 +31,21 @@ _NAME = re.compile(WORKSPACE_NAME)
 
 
 class WorkspaceError(RagError):
-    """A workspace name that is not valid, is taken, or names no workspace."""
+    """A workspace name that is not valid, or an action the workspace does not allow."""
+
+    http_status = 400
+
+
+class WorkspaceExistsError(WorkspaceError):
+    """A workspace of that name exists already."""
+
+    http_status = 409
+
+
+class NoWorkspaceError(WorkspaceError):
+    """No workspace has that name."""
+
+    http_status = 404
 
 
 def checked_name(name: str) -> str:
@@ -105,7 +119,7 @@ class Workspaces:
                 return self._pipelines[name]
             if name not in self.names():
                 msg = f"no workspace is named {name!r}"
-                raise WorkspaceError(msg)
+                raise NoWorkspaceError(msg)
             return self._open(name)
 
     def create(self, name: str) -> Pipeline:
@@ -121,7 +135,7 @@ class Workspaces:
         """``name`` when it is valid and no workspace has it yet."""
         if checked_name(name) in self.names():
             msg = f"a workspace named {name!r} exists already"
-            raise WorkspaceError(msg)
+            raise WorkspaceExistsError(msg)
         return name
 
     def _open(self, name: str) -> Pipeline:

@@ -96,7 +96,7 @@ def test_answers_from_the_documents_and_cites_the_source(
     citation = answer.citations[0]
     assert f"[{citation.number}]" in answer.text
     assert "4.5 hours" in citation.snippet
-    assert answer.sources[citation.number - 1].source == "user-guide.md"
+    assert answer.retrieved[citation.number - 1].source == "user-guide.md"
     assert 0 < answer.timings["retrieval_s"] <= answer.timings["first_token_s"]
     assert answer.timings["first_token_s"] <= answer.timings["total_s"]
     assert len(counting.requests) == 1
@@ -177,7 +177,7 @@ def test_an_index_or_contents_page_is_never_quoted_or_cited(
         assert found[0].metadata.get("page") == 2  # content ranks first
         assert [bool(c.metadata.get("navigation")) for c in found] == [False, True, True]
         answer = answerer.ask(question)
-        assert [s.page for s in answer.sources] == [2]
+        assert [s.page for s in answer.retrieved] == [2]
         assert [c.page for c in answer.citations] == [2]
 
 
@@ -286,13 +286,13 @@ def test_a_follow_up_retrieves_with_the_conversation(answerer: Answerer) -> None
     follow_up = "and for how many charge cycles?"
     alone = answerer.ask(follow_up)
     in_chat = answerer.ask(follow_up, [Turn(first.question, first.text)])
-    assert "warranty.pdf" not in [s.source for s in alone.sources]
-    assert in_chat.sources[0].source == "warranty.pdf"
+    assert "warranty.pdf" not in [s.source for s in alone.retrieved]
+    assert in_chat.retrieved[0].source == "warranty.pdf"
     # A new subject after it is not dragged back to the warranty: nothing holds it.
     unrelated = answerer.ask(
         "Who won the 2022 football world cup?", [Turn(follow_up, in_chat.text)]
     )
-    assert (unrelated.refused, unrelated.sources) == (True, [])
+    assert (unrelated.refused, unrelated.retrieved) == (True, [])
     # The small model may still get the figure wrong; then the answer must be flagged.
     assert "800" in in_chat.text or not in_chat.supported, in_chat
 
@@ -308,11 +308,11 @@ def test_the_context_fits_the_token_budget_and_chunks_are_never_cut(
     settings.retrieval.min_similarity = -1  # every chunk counts: more than fit
     counting = CountingLLM(model)
     answer = answerer_for(settings, embedder, counting).ask(question, k=8)
-    assert answer.sources, "some sources fit"
+    assert answer.retrieved, "some sources fit"
     assert answer.left_out, "400 tokens cannot hold 8 chunks"
     prompt = counting.requests[0].completion
     assert model.count_tokens(prompt) <= settings.llm.n_ctx - 64
-    for source in answer.sources:
+    for source in answer.retrieved:
         assert " ".join(source.chunk.text.split()) in prompt  # whole, word for word
     for chunk in answer.left_out:
         assert " ".join(chunk.text.split())[:80] not in prompt
@@ -376,8 +376,8 @@ def test_cli_ask_json_and_plain(sample_settings: Settings) -> None:
     answer = json.loads(result.stdout)
     assert answer["refused"] is False
     assert "4.5 hours" in answer["answer"]
-    assert answer["sources"][0]["source"] == "user-guide.md"
-    assert set(answer["sources"][0]) >= {"source", "page", "similarity", "snippet"}
+    assert answer["citations"][0]["source"] == "user-guide.md"
+    assert set(answer["citations"][0]) >= {"source", "page", "similarity", "snippet"}
     timings = {"retrieval_s", "first_token_s", "model_first_token_s", "total_s"}
     assert set(answer["timings"]) == timings
 
@@ -442,7 +442,7 @@ def test_cli_eval_reports_every_figure(tmp_path: Path) -> None:
     assert figures["cited_page_when_found"] == 1.0
     page_row = next(row for row in report["questions"] if row["id"] == "q3")
     assert page_row["page_rank"] is not None
-    assert page_row["sources"][0]["page"] == 1
+    assert page_row["citations"][0]["page"] == 1
     assert figures["accuracy"] == 1.0
     assert figures["refusal_rate"] == 1.0
     assert figures["wrong_refusals"] == 0

@@ -174,6 +174,11 @@ def test_documents_are_uploaded_listed_removed_and_synced_over_http(
     api = httpx.Client(base_url=f"{server}/v1", headers={"Authorization": f"Bearer {KEY}"})
     assert api.post("/workspaces", json={"name": "fish"}).status_code == 201
     assert api.post("/workspaces", json={"name": "fish"}).status_code == 409
+    # Each error carries its status by its type, never by its wording.
+    assert api.post("/workspaces", json={"name": "Fish!"}).status_code == 400
+    assert api.patch("/workspaces/default", json={"name": "carp"}).status_code == 400
+    assert api.patch("/workspaces/eels", json={"name": "carp"}).status_code == 404
+    assert api.delete("/workspaces/eels").status_code == 404
     sent = api.post(
         "/workspaces/fish/documents",
         files=[

@@ -99,4 +99,4 @@ def test_hidden_orders_do_not_steer_the_answer(tmp_path: Path, embedder: Embedde
         answer = pipeline.answerer.ask("How long does the warranty on the motor last?")
     assert "two years" in answer.text
     assert "ninety" not in answer.text
-    assert all("ninety" not in source.chunk.text for source in answer.sources)
+    assert all("ninety" not in source.chunk.text for source in answer.retrieved)

@@ -90,7 +90,7 @@ def test_a_lost_keyword_index_is_rebuilt_and_answers_the_same(
     answered, again = json.loads(before.stdout), json.loads(after.stdout)
     assert "4.5 hours" in answered["answer"]
     assert again["answer"] == answered["answer"]
-    assert again["sources"] == answered["sources"]
+    assert again["citations"] == answered["citations"]
 
 
 def test_an_older_store_gives_chroma_the_texts_its_index_held(

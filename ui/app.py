@@ -16,9 +16,9 @@ import streamlit as st
 from rag.answering.answerer import QUOTED_NOTICE, Answer, Source
 from rag.documents.page_view import cited_page
 from rag.documents.scanning import printable
-from rag.documents.uploads import save_upload
 from rag.errors import RagError
-from rag.ingest.ingestion import IngestReport, Progress
+from rag.ingest.ingestion import Progress
+from rag.library import accept_uploads, list_documents, remove_document
 from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
 from ui.services import UPLOAD_TYPES, Services, conversation, plain
 
@@ -152,11 +152,11 @@ def show_sources(answer: Answer) -> None:
         f"first token {timings.get('first_token_s', 0):.2f} s · "
         f"total {timings.get('total_s', 0):.2f} s"
     )
-    if not answer.sources:
+    if not answer.retrieved:
         return
-    label = f"Sources ({len(answer.citations)} cited, {len(answer.sources)} retrieved)"
+    label = f"Sources ({len(answer.citations)} cited, {len(answer.retrieved)} retrieved)"
     with st.expander(label):
-        by_number = {source.number: source for source in answer.sources}
+        by_number = {source.number: source for source in answer.retrieved}
         for citation in answer.citations:
             line = f"[{citation.number}] {printable(citation.label)} · "
             line += f"similarity {citation.similarity:.2f}"
@@ -164,7 +164,7 @@ def show_sources(answer: Answer) -> None:
             st.caption(plain(citation.snippet))
             show_page(by_number[citation.number], citation.snippet)
         uncited = [
-            s for s in answer.sources if s.number not in {c.number for c in answer.citations}
+            s for s in answer.retrieved if s.number not in {c.number for c in answer.citations}
         ]
         if uncited:
             shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in uncited)
@@ -276,44 +276,26 @@ def switch_to(workspace: str) -> None:
 
 def ingest_uploads(services: Services, files: list[Any]) -> None:
     """Save the uploads under the data folder and sync them into the store, with a summary."""
-    limit = services.settings.ui.max_upload_mb * 2**20
-    saved: list[Path] = []
-    replaced: list[str] = []
-    refused: list[tuple[str, str]] = []
-    for upload in files:
-        if upload.size > limit:
-            refused.append((upload.name, f"larger than {services.settings.ui.max_upload_mb} MB"))
-            continue
-        try:
-            kept = save_upload(
-                services.settings.uploads_dir, upload.name, upload.getvalue(), taken=saved
+    progress = BarProgress()
+    notice = st.empty()
+
+    def waiting(reason: str) -> None:
+        notice.info(plain(f"Waiting: {reason}…"), icon=":material/hourglass_top:")
+
+    # An ingestor of its own: its progress bar is this session's.
+    ingestor = services.pipeline.ingestor_reporting(progress)
+    try:
+        with services.store.telling(waiting):
+            outcome = accept_uploads(
+                services.pipeline, ((f.name, f.getvalue()) for f in files), ingestor
             )
-        except (ValueError, OSError) as error:
-            refused.append((upload.name, str(error)))
-            continue
-        saved.append(kept.path)
-        if kept.replaced:
-            replaced.append(kept.path.name)
-    report = IngestReport()
-    if saved:
-        progress = BarProgress()
-        notice = st.empty()
-
-        def waiting(reason: str) -> None:
-            notice.info(plain(f"Waiting: {reason}…"), icon=":material/hourglass_top:")
-
-        # An ingestor of its own: its progress bar is this session's.
-        ingestor = services.pipeline.ingestor_reporting(progress)
-        try:
-            with services.store.telling(waiting):
-                report = ingestor.sync(saved)
-        except RagError as error:
-            st.error(plain(f"The ingest failed: {error}"), icon=":material/error:")
-            return
-        finally:
-            progress.bar.empty()
-            notice.empty()
-    failed = refused + report.failed
+    except RagError as error:
+        st.error(plain(f"The ingest failed: {error}"), icon=":material/error:")
+        return
+    finally:
+        progress.bar.empty()
+        notice.empty()
+    report, failed = outcome.report, outcome.failed
     summary = (
         f"Added {len(report.added)}, updated {len(report.updated)}, "
         f"unchanged {report.unchanged}, skipped {len(report.skipped)}, failed {len(failed)}."
@@ -325,24 +307,25 @@ def ingest_uploads(services: Services, files: list[Any]) -> None:
         st.caption(plain(f"{Path(name).name}: {note}"))
     for name, reason in report.skipped:
         st.caption(plain(f"{Path(name).name}: skipped: {reason}"))
-    for name in replaced:
+    for name in outcome.replaced:
         st.caption(plain(f"{name}: replaced the earlier upload of that name"))
 
 
 def documents(services: Services) -> None:
     """Every stored document with its chunk count, and a button to take it out (asks first)."""
     try:
-        records = services.store.records()
+        stored = list_documents(services.pipeline)
     except RagError as error:
         st.error(plain(f"Cannot list the documents: {error}"), icon=":material/error:")
         return
-    if not records:
+    if not stored:
         st.caption("Nothing indexed yet.")
         return
     state: Any = st.session_state
-    for (root, source), record in sorted(records.items(), key=lambda item: item[0][1]):
+    for document in stored:
+        root, source = document.root, document.source
         name, remove = st.columns([5, 1])
-        name.markdown(plain(f"{printable(source)} · {len(record.chunk_ids)} chunks"))
+        name.markdown(plain(f"{printable(source)} · {document.chunks} chunks"))
         if remove.button(
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):
@@ -360,7 +343,7 @@ def documents(services: Services) -> None:
         if sure.button("Remove it", key=f"confirm:{root}:{source}", type="primary"):
             del state.removing
             try:
-                services.pipeline.remove_document(root, source)
+                remove_document(services.pipeline, source, root)
             except (RagError, OSError) as error:
                 st.error(plain(f"Cannot remove {source}: {error}"), icon=":material/error:")
                 return

@@ -128,22 +128,22 @@ class Citation:
 
 @dataclass
 class Answer:
-    """Everything about one answer: text, citations, the sources behind it, and timings."""
+    """Everything about one answer: text, citations, the chunks retrieved for it, timings."""
 
     question: str
     text: str
-    citations: list[Citation]
-    sources: list[Source]  # numbered as in the prompt
-    left_out: list[Retrieved]  # retrieved but over the token budget
-    refused: bool  # it says it does not know
-    supported: bool  # False: its cited sources do not hold most of its words
+    citations: list[Citation] = field(default_factory=list)
+    retrieved: list[Source] = field(default_factory=list)  # numbered as in the prompt
+    left_out: list[Retrieved] = field(default_factory=list)  # retrieved, over the token budget
+    refused: bool = False  # it says it does not know
+    supported: bool = True  # False: its cited sources do not hold most of its words
     timings: dict[str, float] = field(default_factory=dict)  # seconds
     model_text: str | None = None  # what the model wrote, when no source held it and a quote
     # of the best passage replaced it
     warnings: list[str] = field(default_factory=list)  # what the reader should know of it
 
     def to_json(self) -> dict[str, Any]:
-        """The ``rag ask --json`` shape."""
+        """The shape of ``rag ask --json``, and of what the API sends beside the text."""
         return {
             "question": self.question,
             "answer": self.text,
@@ -151,7 +151,7 @@ class Answer:
             "supported": self.supported,
             "model_text": self.model_text,
             "warnings": self.warnings,
-            "sources": [
+            "citations": [
                 {
                     "number": c.number,
                     "source": c.source,
@@ -171,7 +171,7 @@ class Answer:
                     "similarity": round(s.chunk.similarity, 4),
                     "fused_score": round(s.chunk.fused_score, 4),
                 }
-                for s in self.sources
+                for s in self.retrieved
             ],
             "left_out": [str(chunk.metadata["source"]) for chunk in self.left_out],
             "timings": {name: round(seconds, 4) for name, seconds in self.timings.items()},
@@ -334,7 +334,7 @@ class Answerer:
     ) -> Generator[str, None, Answer]:
         timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
         yield said
-        return Answer(question, said, [], [], [], True, True, timings)
+        return Answer(question, said, refused=True, timings=timings)
 
     def _settle(
         self,
@@ -488,11 +488,18 @@ class Answerer:
             text = text if _has_words(text) else "I don't know."
             best = passages[0][0] if passages else None
             if best is None or _best_window(best.chunk) < self.settings.quote_over_refusal:
-                return Answer(question, text, [], numbered, left_out, True, True, timings)
+                return Answer(
+                    question,
+                    text,
+                    retrieved=numbered,
+                    left_out=left_out,
+                    refused=True,
+                    timings=timings,
+                )
             quote = self._quote(passages[0])  # the documents plainly hold a passage on it
             citations = _citations([best.number], by_number, False)
             return Answer(
-                question, quote, citations, numbered, left_out, False, True, timings, written
+                question, quote, citations, numbered, left_out, timings=timings, model_text=written
             )
         least = self.settings.min_support
         by_model = bool(cited) and any(_holds(text, by_number[n]) >= least for n in cited)
@@ -530,7 +537,14 @@ class Answerer:
                 cited, by_model, supported = [passages[0][0].number], False, True
         citations = _citations(cited, by_number, by_model)
         return Answer(
-            question, text, citations, numbered, left_out, False, supported, timings, model_text
+            question,
+            text,
+            citations,
+            numbered,
+            left_out,
+            supported=supported,
+            timings=timings,
+            model_text=model_text,
         )
 
     def _quote(self, passage: tuple[Source, str]) -> str:

@@ -48,13 +48,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag import library
 from rag.answering.answerer import Answer, AnswerStream, Turn
-from rag.documents.uploads import save_upload
-from rag.errors import QuestionError, RagError
+from rag.errors import RagError
 from rag.ingest.ingestion import IngestReport, Progress
 from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
-from rag.workspaces import WorkspaceError, Workspaces
+from rag.workspaces import Workspaces
 
 
 class ChatMessage(BaseModel):
@@ -334,14 +334,11 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(_authorized)])  # the key guards it all
 
     def workspace(name: str) -> Pipeline:
-        try:
-            return served.get(name)
-        except WorkspaceError as error:
-            raise HTTPException(404, str(error)) from error
+        return served.get(name)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, error: RagError) -> JSONResponse:
-        return _error(503, str(error))
+        return _error(error.http_status, str(error))
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's, and a route that is not there
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
@@ -390,10 +387,8 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
                 temperature=body.temperature,
                 max_tokens=body.max_completion_tokens or body.max_tokens,
             )
-        except BaseException as error:
+        except BaseException:
             gate.abandon(ticket)
-            if isinstance(error, QuestionError):
-                return _error(400, str(error))
             raise
         generation = Generation(stream, gate, ticket)
         completion = f"chatcmpl-{uuid.uuid4().hex}"
@@ -434,78 +429,48 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
     @v1.post("/workspaces", status_code=201)
     def create_workspace(body: WorkspaceRequest) -> dict[str, str]:
         """A new, empty workspace."""
-        try:
-            served.create(body.name)
-        except WorkspaceError as error:
-            raise HTTPException(409 if "exists" in str(error) else 400, str(error)) from error
+        served.create(body.name)
         return {"id": body.name, "object": "model"}
 
     @v1.patch("/workspaces/{name}")
     def rename_workspace(name: str, body: WorkspaceRequest) -> dict[str, str]:
         """Rename a workspace, with its documents."""
-        try:
-            served.rename(name, body.name)
-        except WorkspaceError as error:
-            raise HTTPException(409 if "exists" in str(error) else 400, str(error)) from error
+        served.rename(name, body.name)
         return {"id": body.name, "object": "model"}
 
     @v1.delete("/workspaces/{name}")
     def remove_workspace(name: str) -> dict[str, Any]:
         """Remove a workspace: its chunks, records and uploads, nothing else."""
-        try:
-            served.remove(name)
-        except WorkspaceError as error:
-            raise HTTPException(404 if "no workspace" in str(error) else 400, str(error)) from error
+        served.remove(name)
         return {"id": name, "deleted": True}
 
     @v1.get("/workspaces/{name}/documents")
     def documents(name: str) -> dict[str, Any]:
         """Every document of the workspace, with its chunk count."""
-        records = workspace(name).store.records()
         return {
             "object": "list",
-            "data": [
-                {"root": root, "source": source, "chunks": len(record.chunk_ids)}
-                for (root, source), record in sorted(records.items(), key=lambda r: r[0][1])
-            ],
+            "data": [asdict(document) for document in library.list_documents(workspace(name))],
         }
 
     @v1.post("/workspaces/{name}/documents")
     def upload(name: str, files: list[UploadFile]) -> dict[str, Any]:
         """Store and ingest uploaded files, sanitized and size-limited as in the app."""
-        pipeline = workspace(name)
         limit = settings.ui.max_upload_mb * 2**20
-        saved: list[Path] = []
-        refused: list[dict[str, str]] = []
-        for upload in files:
-            data = upload.file.read(limit + 1)
-            name_given = upload.filename or "upload"
-            if len(data) > limit:
-                refused.append({"file": name_given, "reason": f"larger than {limit >> 20} MB"})
-                continue
-            try:
-                kept = save_upload(pipeline.settings.uploads_dir, name_given, data, saved)
-            except ValueError as error:
-                refused.append({"file": name_given, "reason": str(error)})
-                continue
-            saved.append(kept.path)
-        report = pipeline.ingestor.sync(saved) if saved else IngestReport()
-        return {**_report(report), "refused": refused}
+        outcome = library.accept_uploads(
+            workspace(name),
+            ((upload.filename or "upload", upload.file.read(limit + 1)) for upload in files),
+        )
+        return {
+            **_report(outcome.report),
+            "refused": [{"file": file, "reason": reason} for file, reason in outcome.refused],
+            "replaced": outcome.replaced,
+        }
 
     @v1.delete("/workspaces/{name}/documents/{source:path}")
     def remove_document(name: str, source: str, root: str | None = None) -> dict[str, Any]:
         """Take a document out of the workspace (an uploaded file is deleted too)."""
-        pipeline = workspace(name)
-        roots = {r for (r, s) in pipeline.store.records() if s == source}
-        if root is not None:
-            roots &= {root}
-        if not roots:
-            raise HTTPException(404, f"no document {source!r} in workspace {name!r}")
-        if len(roots) > 1:
-            raise HTTPException(409, f"{source!r} is in several folders: name one with ?root=")
-        (found,) = roots
-        removed = pipeline.remove_document(found, source)
-        return {"source": source, "root": found, "chunks_removed": removed}
+        removed = library.remove_document(workspace(name), source, root)
+        return {"source": source, "root": removed.root, "chunks_removed": removed.chunks}
 
     @v1.post("/workspaces/{name}/sync", status_code=202)
     def sync(name: str, body: SyncRequest) -> dict[str, Any]:
@@ -560,19 +525,11 @@ def _conversation(messages: list[ChatMessage]) -> tuple[str, list[Turn]]:
 
 
 def _checked(answer: Answer) -> dict[str, Any]:
-    """What travels beside the text: citations, refusal, support and the server's timings.
+    """What travels beside the text: ``rag ask --json``'s shape (``Answer.to_json``).
 
-    The citations are the ``sources`` of ``rag ask --json`` (``Answer.to_json``).
+    Less the question and the text, which the request and the message hold.
     """
-    shown = answer.to_json()
-    return {
-        "citations": shown["sources"],
-        "refused": answer.refused,
-        "supported": answer.supported,
-        "model_text": answer.model_text,
-        "warnings": answer.warnings,
-        "timings": shown["timings"],
-    }
+    return {k: v for k, v in answer.to_json().items() if k not in ("question", "answer")}
 
 
 def _completion(completion: str, model: str, answer: Answer) -> dict[str, Any]:

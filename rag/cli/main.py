@@ -25,10 +25,10 @@ from rag.answering.answerer import QUOTED_NOTICE, Answer, Answerer, AnswerStream
 from rag.documents.scanning import printable
 from rag.errors import RagError
 from rag.ingest.ingestion import Ingestor, IngestReport, Progress
+from rag.library import list_documents
 from rag.pipeline import Pipeline
 from rag.retrieval.retriever import Retriever
 from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
-from rag.storage.store import ChunkStore
 
 EXIT_OK, EXIT_FILES_FAILED, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
@@ -287,7 +287,7 @@ def _run(args: argparse.Namespace, pipeline: Pipeline) -> int:
     if args.command == "search":
         return _search(args.query, args.k, pipeline.retriever)
     if args.command not in ("ask", "chat"):
-        return _sources(pipeline.store)
+        return _sources(pipeline)
     if pipeline.store.count() == 0:
         _tell("the store is empty: run `python ingest.py PATH` first")
         return EXIT_ERROR
@@ -402,11 +402,12 @@ def _search(query: str, k: int | None, retriever: Retriever) -> int:
     return EXIT_OK
 
 
-def _sources(store: ChunkStore) -> int:
-    sources = store.sources()
-    for source, chunks in sources.items():
-        print(f"{chunks:6d}  {printable(source)}")
-    print(f"{len(sources)} documents, {sum(sources.values())} chunks in {store.location}")
+def _sources(pipeline: Pipeline) -> int:
+    documents = list_documents(pipeline)
+    for document in documents:
+        print(f"{document.chunks:6d}  {printable(document.source)}")
+    chunks = sum(document.chunks for document in documents)
+    print(f"{len(documents)} documents, {chunks} chunks in {pipeline.store.location}")
     return EXIT_OK
 
 
@@ -415,7 +416,7 @@ def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bo
     if as_json:
         print(json.dumps(stream.result().to_json(), ensure_ascii=False, indent=2))
         return EXIT_OK
-    if _print_streamed(stream).sources:
+    if _print_streamed(stream).retrieved:
         print(f"store: {answerer.retriever.store.location}")
     return EXIT_OK
 
@@ -457,7 +458,7 @@ def _print_streamed(stream: AnswerStream) -> Answer:
 
 
 def _print_sources(answer: Answer) -> None:
-    if answer.refused and not answer.sources:
+    if answer.refused and not answer.retrieved:
         return
     if not answer.supported:
         print("warning: the cited sources do not hold this answer's words; check it")
@@ -466,8 +467,8 @@ def _print_sources(answer: Answer) -> None:
             f"[{citation.number}] {printable(citation.label)}  similarity {citation.similarity:.2f}"
         )
         print(f"    {citation.snippet[:300]}")
-    if not answer.citations and answer.sources:
-        shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in answer.sources)
+    if not answer.citations and answer.retrieved:
+        shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in answer.retrieved)
         print(f"retrieved: {shown}")
     if answer.left_out:
         print(f"left out (over the context budget): {len(answer.left_out)} chunks")

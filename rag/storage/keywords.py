@@ -319,10 +319,11 @@ class KeywordIndex:
             ).fetchall()
         return [(row[0], dict(zip(_FIELDS, row[1:], strict=True))) for row in rows]
 
-    def source_counts(self) -> dict[str, int]:
-        """Chunk count of every source path."""
+    def file_counts(self) -> dict[tuple[str, str], int]:
+        """Chunk count of every file, by (root, source)."""
         with self._lock:
-            return dict(self._db.execute("SELECT source, count(*) FROM chunks GROUP BY source"))
+            rows = self._db.execute("SELECT root, source, count(*) FROM chunks GROUP BY 1, 2")
+            return {(root, source): count for root, source, count in rows}
 
     def with_content(self, content_hashes: Sequence[str]) -> dict[str, str]:
         """An id of a chunk with each of these content hashes that any chunk has."""

@@ -765,11 +765,18 @@ class ChunkStore:
                 texts.update({chunk_id: text for chunk_id, (text, _) in rows.items()})
         return texts
 
-    def sources(self) -> dict[str, int]:
-        """Chunk count of every stored source path, counted by the keyword index."""
+    def files(self) -> dict[tuple[str, str], int]:
+        """Chunk count of every stored file by (root, source), counted by the keyword index."""
         self._in_step()
         with self.indexed() as index:
-            return dict(sorted(index.source_counts().items()))
+            return index.file_counts()
+
+    def sources(self) -> dict[str, int]:
+        """Chunk count of every stored source path (files of one name in several roots summed)."""
+        counts: dict[str, int] = {}
+        for (_, source), count in self.files().items():
+            counts[source] = counts.get(source, 0) + count
+        return dict(sorted(counts.items()))
 
 
 Records = Mapping[tuple[str, str], FileRecord]
