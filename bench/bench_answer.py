@@ -28,7 +28,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rag.answering.answerer import Answerer, build_prompt
+from rag.answering.answerer import Answerer
+from rag.answering.prompt import build_prompt
 from rag.evaluation import EvalQuestion, EvalReport, evaluate, load_questions
 from rag.models.embeddings import bundled_model_path
 from rag.models.llm import LlamaCppLLM, Prompt

@@ -1,6 +1,7 @@
 """Local, private question answering over your own documents: ingestion, retrieval, answers."""
 
-from rag.answering.answerer import Answer, Answerer, Citation, Turn
+from rag.answering.answer import Answer, Citation, Turn
+from rag.answering.answerer import Answerer
 from rag.documents.loaders import LoadError, load
 from rag.ingest.ingestion import Ingestor, IngestReport
 from rag.models.embeddings import Embedder

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.answerer import Answer, Answerer
+from rag.answering.answer import Answer
+from rag.answering.answerer import Answerer, AskOptions
 from rag.errors import SettingsError
 
 
@@ -179,7 +180,7 @@ def evaluate(
     """Ask every question (no chat history) and score the answers."""
     report = EvalReport(k)
     for question in questions:
-        answer = answerer.ask(question.question, k=k)
+        answer = answerer.ask(question.question, options=AskOptions(k=k))
         retrieved = [
             question.gold(str(chunk.metadata["source"]), chunk.also_in, _page(chunk.metadata))
             for chunk in [s.chunk for s in answer.retrieved] + answer.left_out

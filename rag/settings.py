@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,14 @@ def _moved_to(block: str, moved: dict[str, str]) -> Callable[[Any], Any]:
         return values
 
     return check
+
+
+class QuotePolicy(StrEnum):
+    """When a quote of the passage matching the question best replaces the model's text."""
+
+    OFF_PASSAGE = "off_passage"  # when that passage does not hold the model's answer
+    UNSUPPORTED = "unsupported"  # when no cited source holds it
+    NEVER = "never"  # the model's text stands, flagged when unsupported
 
 
 class EmbeddingSettings(_Block):
@@ -259,8 +268,8 @@ class AnswerSettings(_Block):
         description="An answer without [n] markers cites the best-ranked source holding at "
         "least this share of its words.",
     )
-    quote: Literal["never", "unsupported", "off_passage"] = Field(
-        "off_passage",
+    quote: QuotePolicy = Field(
+        QuotePolicy.OFF_PASSAGE,
         description="When to answer with a quote of the passage (sentence pair) that matches "
         "the question best instead of the model's text, which is kept aside: 'unsupported', "
         "when no cited source holds the model's answer; 'off_passage', also when that passage "

@@ -103,6 +103,8 @@ def _type_name(annotation: Any) -> str:
         type(None): "unset",
     }
     origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, Enum):
+        return " or ".join(f'"{member.value}"' for member in annotation)
     if origin is typing.Literal:
         return " or ".join(f'"{value}"' for value in typing.get_args(annotation))
     if origin in (typing.Union, types.UnionType):

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from rag.answering.answerer import NOTHING_FOUND, Answerer, Turn, build_prompt
+from rag.answering.answer import Turn
+from rag.answering.answerer import NOTHING_FOUND, Answerer, AskOptions
+from rag.answering.prompt import build_prompt
 from rag.errors import QuestionError
 from rag.models.embeddings import Embedder
 from rag.models.llm import LLM, Prompt, make_llm
@@ -307,7 +309,7 @@ def test_the_context_fits_the_token_budget_and_chunks_are_never_cut(
     settings.answer.excerpt_windows = 0  # whole chunks
     settings.retrieval.min_similarity = -1  # every chunk counts: more than fit
     counting = CountingLLM(model)
-    answer = answerer_for(settings, embedder, counting).ask(question, k=8)
+    answer = answerer_for(settings, embedder, counting).ask(question, options=AskOptions(k=8))
     assert answer.retrieved, "some sources fit"
     assert answer.left_out, "400 tokens cannot hold 8 chunks"
     prompt = counting.requests[0].completion
@@ -338,7 +340,7 @@ def test_a_long_question_is_refused_with_a_reason(answerer: Answerer) -> None:
 
 
 def test_document_text_cannot_pose_as_prompt_structure() -> None:
-    from rag.answering.answerer import Source
+    from rag.answering.answer import Source
     from tests.test_retrieval_unit import chunk
 
     hostile = chunk("x", [1, 0], source="evil.md")

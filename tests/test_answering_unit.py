@@ -1,20 +1,17 @@
 """Citation and support checks with exact inputs (the real model is tested in test_answering)."""
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from rag.answering.answerer import (
-    Answerer,
-    Source,
-    _numbers,
-    _stem,
-    is_follow_up,
-    resolve_markers,
-    support,
-)
+from rag.answering.answer import Source
+from rag.answering.answerer import _stem
+from rag.answering.citations import Checked, _numbers, check_answer, resolve_markers, support
+from rag.answering.prompt import excerpt, is_follow_up
 from rag.retrieval.retriever import Retrieved
-from rag.settings import AnswerSettings, LLMSettings
+from rag.settings import AnswerSettings
 
 
 def test_markers_that_point_at_nothing_are_dropped() -> None:
@@ -56,8 +53,9 @@ def chunk(
     return Source(number, retrieved, text)
 
 
-def checker(**settings: Any) -> Answerer:
-    return Answerer(AnswerSettings(**settings), LLMSettings(), None, None)  # type: ignore[arg-type]
+def checker(**settings: Any) -> Callable[[str, list[Source]], Checked]:
+    """The citation check with these answer settings: (the model's text, sources) -> Checked."""
+    return partial(check_answer, settings=AnswerSettings(**settings))
 
 
 def test_refusals_unsupported_answers_and_inferred_citations() -> None:
@@ -66,29 +64,29 @@ def test_refusals_unsupported_answers_and_inferred_citations() -> None:
         chunk(2, "A full charge takes 4.5 hours from the wall plug."),
     ]
     check = checker(quote="never")  # the model's own text, checked and flagged, never replaced
-    refused = check._checked("q", " I don't know.", sources, [], {})
+    refused = check(" I don't know.", sources)
     assert (refused.refused, refused.citations) == (True, [])
-    assert check._checked("q", "I don’t know", sources, [], {}).refused
+    assert check("I don’t know", sources).refused
 
-    cited = check._checked("q", "A full charge takes 4.5 hours [2].", sources, [], {})
+    cited = check("A full charge takes 4.5 hours [2].", sources)
     assert ([c.number for c in cited.citations], cited.supported) == ([2], True)
     assert cited.citations[0].by_model
 
-    wrong_figure = check._checked("q", "A full charge takes 6 hours [2].", sources, [], {})
+    wrong_figure = check("A full charge takes 6 hours [2].", sources)
     assert not wrong_figure.supported
 
     # A marker pointing at a source that does not hold the claim goes to the one that does.
-    wrong_source = check._checked("q", "A full charge takes 4.5 hours [1].", sources, [], {})
+    wrong_source = check("A full charge takes 4.5 hours [1].", sources)
     assert (wrong_source.text, wrong_source.supported) == (
         "A full charge takes 4.5 hours. [2]",
         True,
     )
 
-    inferred = check._checked("q", "It takes 4.5 hours from the wall plug.", sources, [], {})
+    inferred = check("It takes 4.5 hours from the wall plug.", sources)
     assert inferred.text == "It takes 4.5 hours from the wall plug. [2]"
     assert [(c.number, c.by_model) for c in inferred.citations] == [(2, False)]
 
-    unsupported = check._checked("q", "The motor is waterproof.", sources, [], {})
+    unsupported = check("The motor is waterproof.", sources)
     assert (unsupported.citations, unsupported.supported) == ([], False)
 
 
@@ -100,26 +98,20 @@ def test_the_citation_goes_to_the_passage_that_holds_the_answer() -> None:
     ]
     check = checker(quote="never")
     # The model cites [1], which does not hold its claim: the source that does is cited.
-    moved = check._checked(
-        "q", "A full charge takes 4.5 hours from the wall plug [1].", sources, [], {}
-    )
+    moved = check("A full charge takes 4.5 hours from the wall plug [1].", sources)
     assert [(c.number, c.page, c.by_model) for c in moved.citations] == [(3, 13, False)]
     assert moved.text.endswith("[3]")
     assert moved.supported
     # No marker: the source holding most of the answer wins over the better-ranked one.
-    inferred = check._checked("q", "A full charge takes 4.5 hours by USB.", sources, [], {})
+    inferred = check("A full charge takes 4.5 hours by USB.", sources)
     assert [c.number for c in inferred.citations] == [3]
     # A copied source label is taken off the answer, and names the source.
-    labelled = check._checked(
-        "q", "doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources, [], {}
-    )
+    labelled = check("doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources)
     assert labelled.text == "The battery charges in 4.5 hours. [2]"
-    numbered = check._checked(
-        "q", "[2] doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources, [], {}
-    )
+    numbered = check("[2] doc2.pdf, page 12: … The battery charges in 4.5 hours.", sources)
     assert numbered.text == "The battery charges in 4.5 hours. [2]"
     # Labels and nothing else say nothing: a refusal.
-    only = check._checked("q", "doc2.pdf, page 12: … doc1.pdf, page 11: …", sources, [], {})
+    only = check("doc2.pdf, page 12: … doc1.pdf, page 11: …", sources)
     assert only.refused
 
 
@@ -129,20 +121,18 @@ def test_an_answer_off_the_best_passage_becomes_a_quote_of_it() -> None:
         chunk(2, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.8,)),
     ]
     # The model copied a neighbouring passage: the passage matching the question best is quoted.
-    quoted = checker()._checked("q", "The frame is made of aluminium [1].", sources, [], {})
+    quoted = checker()("The frame is made of aluminium [1].", sources)
     assert quoted.text == '"Charging is easy. A full charge takes 4.5 hours." [2]'
     assert quoted.model_text == "The frame is made of aluminium [1]."
     assert [(c.number, c.by_model) for c in quoted.citations] == [(2, False)]
     # With quote="unsupported", a supported answer stands (citing where it is held).
-    kept = checker(quote="unsupported")._checked(
-        "q", "The frame is made of aluminium [1].", sources, [], {}
-    )
+    kept = checker(quote="unsupported")("The frame is made of aluminium [1].", sources)
     assert (kept.text, kept.model_text) == ("The frame is made of aluminium [1].", None)
     # An answer that the best passage holds is kept, and that passage is cited.
-    short = checker()._checked("q", "4.5 hours [1]", sources, [], {})
+    short = checker()("4.5 hours [1]", sources)
     assert (short.text, short.model_text) == ("4.5 hours [2]", None)
     # An invented figure is never kept: quoted instead.
-    invented = checker(quote="unsupported")._checked("q", "It takes 3 hours.", sources, [], {})
+    invented = checker(quote="unsupported")("It takes 3 hours.", sources)
     assert invented.text.startswith('"Charging is easy.')
     assert invented.model_text
 
@@ -157,43 +147,41 @@ def test_an_answer_right_after_an_unfinished_best_passage_stands() -> None:
         chunk(2, after, (0, 1), (0.6, 0.2), chunk_index=8, **same_file),
     ]
     model = "Point the repos option at archive.example.org [2]."
-    kept = checker()._checked("q", model, sources, [], {})
+    kept = checker()(model, sources)
     assert (kept.text, kept.model_text) == (model, None)
     assert [(c.number, c.page) for c in kept.citations] == [(2, 12)]
     # A finished best passage is one statement: an answer after it is a neighbour's, quoted.
     finished = [chunk(1, asked + " archive.", (1, 0, 2), (0.5, 0.9, 0.3)), sources[1]]
-    quoted = checker()._checked("q", model, finished, [], {})
+    quoted = checker()(model, finished)
     assert quoted.text.startswith('"How do I get binaries')
     assert quoted.model_text == model
     # So is one whose next chunk is not among the sources.
     apart = [sources[0], chunk(2, after, (0, 1), (0.6, 0.2), chunk_index=9, **same_file)]
-    assert checker()._checked("q", model, apart, [], {}).model_text == model
+    assert checker()(model, apart).model_text == model
 
 
 def test_a_refusal_beside_a_passage_that_plainly_answers_becomes_a_quote() -> None:
     sources = [chunk(1, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.8,))]
-    quoted = checker()._checked("q", "I don't know.", sources, [], {})
+    quoted = checker()("I don't know.", sources)
     assert quoted.text == '"Charging is easy. A full charge takes 4.5 hours." [1]'
     assert (quoted.refused, quoted.model_text) == (False, "I don't know.")
     assert [(c.number, c.by_model) for c in quoted.citations] == [(1, False)]
     # A passage that only touches the question leaves the refusal; so does quote="never".
     weak = [chunk(1, "Charging is easy. A full charge takes 4.5 hours.", (0,), (0.45,))]
-    assert checker()._checked("q", "I don't know.", weak, [], {}).refused
-    assert checker(quote="never")._checked("q", "I don't know.", sources, [], {}).refused
+    assert checker()("I don't know.", weak).refused
+    assert checker(quote="never")("I don't know.", sources).refused
 
 
 def test_excerpts_keep_the_best_sentence_pairs_and_mark_omissions() -> None:
     text = "One is first. Two is next. Three is here. Four is there. Five ends it."
     source = chunk(1, text, windows=(2, 0, 1, 3))
-    assert checker(excerpt_windows=1)._excerpt(source.chunk) == "… Three is here. Four is there. …"
-    assert checker(excerpt_windows=2)._excerpt(source.chunk) == (
+    assert excerpt(source.chunk, 1) == "… Three is here. Four is there. …"
+    assert excerpt(source.chunk, 2) == (
         "One is first. Two is next. Three is here. Four is there. …"
     )
     last = chunk(1, text, windows=(3, 0))
-    assert checker(excerpt_windows=2)._excerpt(last.chunk) == (
-        "One is first. Two is next. … Four is there. Five ends it."
-    )
-    assert checker(excerpt_windows=0)._excerpt(source.chunk) == text
+    assert excerpt(last.chunk, 2) == ("One is first. Two is next. … Four is there. Five ends it.")
+    assert excerpt(source.chunk, 0) == text
 
 
 def test_follow_ups_are_told_from_new_questions() -> None:

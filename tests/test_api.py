@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from rag.answering.answerer import AnswerStream
+from rag.answering.answer import AnswerStream
 from rag.api.app import Gate, Generation
 from rag.models.embeddings import Embedder
 from rag.settings import load_settings

@@ -16,7 +16,7 @@ from typing import Any, cast
 import numpy as np
 import pytest
 
-from rag.answering.answerer import AnswerStream
+from rag.answering.answer import AnswerStream
 from rag.cli.main import _eval as cli_eval
 from rag.cli.main import build_parser
 from rag.ingest.ingestion import Ingestor

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.answering.answerer import support
+from rag.answering.citations import support
 from rag.retrieval.retriever import (
     Retrieved,
     _mmr,

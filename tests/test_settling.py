@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from rag.answering.answerer import Answer, Answerer, AnswerStream
+from rag.answering.answer import Answer, AnswerStream
+from rag.answering.answerer import Answerer
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence, only_repeats
 from rag.cli.main import _print_streamed
 from rag.models.llm import Prompt

@@ -7,7 +7,7 @@ import pytest
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
-from rag.answering.answerer import Turn
+from rag.answering.answer import Turn
 from rag.documents.uploads import safe_file_name, save_upload
 from rag.models.embeddings import Embedder
 from rag.settings import load_settings

@@ -13,7 +13,9 @@ from typing import Any
 
 import streamlit as st
 
-from rag.answering.answerer import QUOTED_NOTICE, Answer, Source
+from rag.answering.answer import Answer, Source
+from rag.answering.answerer import AskOptions
+from rag.answering.citations import QUOTED_NOTICE
 from rag.documents.page_view import cited_page
 from rag.documents.scanning import printable
 from rag.errors import RagError
@@ -71,7 +73,7 @@ def main() -> None:
 
 
 @st.fragment
-def chat(services: Services, options: dict[str, Any]) -> None:
+def chat(services: Services, options: AskOptions) -> None:
     """The conversation. A question reruns only this part: the sidebar stays as it is."""
     state: Any = st.session_state
     settings = services.settings
@@ -102,7 +104,7 @@ def chat(services: Services, options: dict[str, Any]) -> None:
         ask(services, question, options)
 
 
-def ask(services: Services, question: str, options: dict[str, Any]) -> None:
+def ask(services: Services, question: str, options: AskOptions) -> None:
     """Show the question, stream the answer into the page, then its sources."""
     state: Any = st.session_state
     history = conversation(state.messages)
@@ -115,7 +117,7 @@ def ask(services: Services, question: str, options: dict[str, Any]) -> None:
     with st.chat_message("assistant"):
         shown = st.empty()
         try:
-            stream = services.answerer.stream(question, history, **options)
+            stream = services.answerer.stream(question, history, options)
             for piece in stream:
                 reply["text"] += piece
                 shown.markdown(plain(reply["text"]))
@@ -193,7 +195,7 @@ def page_picture(path: str, mtime_ns: int, page: int, passage: str) -> bytes:
     return out.getvalue()
 
 
-def sidebar(services: Services) -> dict[str, Any]:
+def sidebar(services: Services) -> AskOptions:
     """Uploads, the document list, answer settings and what is in use; returns the options."""
     settings = services.settings
     with st.sidebar:
@@ -221,16 +223,16 @@ def sidebar(services: Services) -> dict[str, Any]:
         st.subheader("Answer settings")
         # The settings file may go past the usual ranges: the controls then reach that far.
         retrieval, llm = settings.retrieval, settings.llm
-        options = {
-            "k": st.slider("Chunks to retrieve (k)", 1, max(12, retrieval.k), retrieval.k),
-            "hybrid": st.toggle("Hybrid retrieval (keywords + meaning)", retrieval.hybrid),
-            "temperature": st.slider(
+        options = AskOptions(
+            k=st.slider("Chunks to retrieve (k)", 1, max(12, retrieval.k), retrieval.k),
+            hybrid=st.toggle("Hybrid retrieval (keywords + meaning)", retrieval.hybrid),
+            temperature=st.slider(
                 "Temperature", 0.0, max(1.5, llm.temperature), llm.temperature, 0.05
             ),
-            "max_tokens": st.number_input(
-                "Max answer tokens", 1, max(2048, llm.max_tokens), llm.max_tokens
+            max_tokens=int(
+                st.number_input("Max answer tokens", 1, max(2048, llm.max_tokens), llm.max_tokens)
             ),
-        }
+        )
         st.subheader("In use")
         st.caption(plain(f"Model: {services.model_name()}"))
         st.caption(plain(f"Device: {services.device()}"))

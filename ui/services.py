@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from rag.answering.answerer import Answerer, Turn
+from rag.answering.answer import Turn
+from rag.answering.answerer import Answerer
 from rag.doctor import Report, diagnose
 from rag.documents.loaders import SUPPORTED_TYPES
 from rag.models.llm import LLM, LlamaCppLLM, LLMError

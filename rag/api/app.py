@@ -49,7 +49,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag import library
-from rag.answering.answerer import Answer, AnswerStream, Turn
+from rag.answering.answer import Answer, AnswerStream, Turn
+from rag.answering.answerer import AskOptions
 from rag.errors import RagError
 from rag.ingest.ingestion import IngestReport, Progress
 from rag.pipeline import Pipeline
@@ -383,9 +384,11 @@ def create_app(settings: Settings, workspaces: Workspaces | None = None) -> Fast
                 pipeline.answerer.stream,
                 question,
                 history,
-                k=body.k,
-                temperature=body.temperature,
-                max_tokens=body.max_completion_tokens or body.max_tokens,
+                AskOptions(
+                    k=body.k,
+                    temperature=body.temperature,
+                    max_tokens=body.max_completion_tokens or body.max_tokens,
+                ),
             )
         except BaseException:
             gate.abandon(ticket)

@@ -17,11 +17,13 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TextIO
 
 from tqdm import tqdm
 
-from rag.answering.answerer import QUOTED_NOTICE, Answer, Answerer, AnswerStream, Turn
+from rag.answering.answer import Answer, AnswerStream, Turn
+from rag.answering.answerer import Answerer, AskOptions
+from rag.answering.citations import QUOTED_NOTICE
 from rag.documents.scanning import printable
 from rag.errors import RagError
 from rag.ingest.ingestion import Ingestor, IngestReport, Progress
@@ -292,7 +294,7 @@ def _run(args: argparse.Namespace, pipeline: Pipeline) -> int:
         _tell("the store is empty: run `python ingest.py PATH` first")
         return EXIT_ERROR
     answerer = pipeline.answerer
-    options = {"k": args.k, "sources": args.source, "file_types": args.type}
+    options = AskOptions(k=args.k, sources=args.source, file_types=args.type)
     if args.command == "chat":
         answerer.warm_up()  # the first answer then comes as fast as the later ones
         return _chat(answerer, options)
@@ -411,8 +413,8 @@ def _sources(pipeline: Pipeline) -> int:
     return EXIT_OK
 
 
-def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bool) -> int:
-    stream = answerer.stream(question, **options)
+def _ask(answerer: Answerer, question: str, options: AskOptions, as_json: bool) -> int:
+    stream = answerer.stream(question, options=options)
     if as_json:
         print(json.dumps(stream.result().to_json(), ensure_ascii=False, indent=2))
         return EXIT_OK
@@ -421,7 +423,7 @@ def _ask(answerer: Answerer, question: str, options: dict[str, Any], as_json: bo
     return EXIT_OK
 
 
-def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
+def _chat(answerer: Answerer, options: AskOptions) -> int:
     history: list[Turn] = []
     store = answerer.retriever.store.location
     _tell(f"ask about your documents in {store}; an empty line starts over, Ctrl-D ends")
@@ -436,7 +438,7 @@ def _chat(answerer: Answerer, options: dict[str, Any]) -> int:
             _tell("(new conversation)")
             continue
         try:
-            answer = _print_streamed(answerer.stream(question, history, **options))
+            answer = _print_streamed(answerer.stream(question, history, options))
         except RagError as error:  # a store or server gone: say so, keep the conversation
             _tell(f"error: {error}")
             continue
