@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,15 +29,23 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from rag.answering.answer import Answer, Citation, Source
 from rag.answering.answerer import Answerer
-from rag.answering.prompt import build_prompt
-from rag.evaluation import EvalQuestion, EvalReport, evaluate, load_questions
+from rag.answering.citations import is_refusal
+from rag.evaluation import EvalQuestion, EvalReport, evaluate, load_questions, score
 from rag.models.embeddings import bundled_model_path
 from rag.models.llm import LlamaCppLLM, Prompt
 from rag.pipeline import Pipeline
+from rag.retrieval.retriever import Retrieved
 from rag.settings import load_settings
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' shared stand-ins
+from tests.fakes import NoStopLLM
+
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "pydoc"
+_NO_VECTOR = np.zeros(1, dtype=np.float32)  # the baseline's chunks are scored, never compared
 NAIVE_PROMPT = """Use the following pieces of context to answer the question at the end. \
 If you don't know the answer, just say that you don't know, don't try to make up an answer.
 
@@ -70,47 +79,40 @@ def naive_langchain(
     db = Chroma.from_documents(
         splitter.split_documents(documents), embeddings, persist_directory=str(work / "naive")
     )
-    hits = reciprocal = correct = refused_unanswerable = wrong_refusals = 0.0
-    page_hits = cited_pages = 0.0
-    answerable = [q for q in questions if q.answerable]
+    report = EvalReport(k=4)
     for question in questions:
         found = db.similarity_search(question.question, k=4)
         context = "\n\n".join(doc.page_content for doc in found)
         prompt = NAIVE_PROMPT.format(context=context, question=question.question)
         text = "".join(llm.stream(Prompt([], prompt, ("\nQuestion:", "\n\n\n")))).strip()
-        refused = "don't know" in text.lower() or "do not know" in text.lower()
-        if not question.answerable:
-            refused_unanswerable += refused
-            continue
-        wrong_refusals += refused
-        rank = next(
-            (i for i, d in enumerate(found, 1) if d.metadata["source"] in question.sources), None
+        report.rows.append(score(question, _naive_answer(question.question, text, found)))
+    return report.figures()
+
+
+def _naive_answer(question: str, text: str, found: list[Any]) -> Answer:
+    """The tutorial pipeline's answer as ours is scored: its chunks in rank order, refusals
+    by our rule, and (as it cites nothing) its top chunk as its citation."""
+    retrieved = [
+        Source(
+            rank,
+            Retrieved(
+                f"naive{rank}", doc.page_content, dict(doc.metadata), 0.0, 0.0, 0.0, _NO_VECTOR
+            ),
+            doc.page_content,
         )
-        hits += rank is not None
-        reciprocal += 1 / rank if rank else 0
-        correct += any(a.lower() in text.lower() for a in question.answers)
-        on_page = [
-            question.gold(d.metadata["source"], (), d.metadata.get("page"))[1] for d in found
-        ]
-        page_hits += any(on_page)
-        cited_pages += bool(on_page) and on_page[0] and not refused
-    paged = sum(bool(q.pages) for q in answerable)
-    return {
-        "page_hit@4": page_hits / paged if paged else None,
-        "cited_page_precision": cited_pages / paged if paged else None,
-        "hit@4": hits / len(answerable),
-        "mrr": reciprocal / len(answerable),
-        "accuracy": correct / len(answerable),
-        "refusals_unanswerable": refused_unanswerable,
-        "wrong_refusals": wrong_refusals,
-    }
+        for rank, doc in enumerate(found, start=1)
+    ]
+    refused = is_refusal(text)
+    top = retrieved[:1] if not refused else []
+    citations = [Citation(s.number, s.source, s.page, s.excerpt, 0.0, (), False) for s in top]
+    return Answer(question, text, citations, retrieved, refused=refused)
 
 
 def raw_stream(llm: LlamaCppLLM, prompt: Prompt, with_bias: bool) -> Iterator[Any]:
     """llama-cpp-python's own streaming call, the parameters ours sends."""
     settings = llm.settings
     options: dict[str, Any] = {
-        "max_tokens": settings.max_tokens,
+        "max_tokens": prompt.max_tokens or settings.max_tokens,
         "temperature": settings.temperature,
         "top_p": settings.top_p,
         "top_k": settings.top_k,
@@ -147,15 +149,10 @@ def overhead(answerer: Answerer, llm: LlamaCppLLM, questions: list[str], rounds:
     speed_plain: list[float] = []
     for _ in range(rounds):
         for question in questions:
-            # The prompt ours sends, built as the answerer builds it, without the line-end stop.
-            numbered, _ = answerer._fit(
-                question,
-                [],
-                answerer.retriever.retrieve(question),
-                answerer.llm_settings.max_tokens,
-            )
-            built = build_prompt(question, [], numbered)
-            prompt = Prompt(built.messages, built.completion, (), built.copy_from)
+            # The prompt ours sends, without the line-end stop (as the answerer's model has it).
+            built = answerer.prompt_for(question)
+            assert built is not None, question
+            prompt = replace(built, completion_stop=())
             llm.model.reset()  # an empty KV cache: the whole prompt is evaluated
             stream = answerer.stream(question)
             _, ours_rest, ours_pieces = timed_stream(iter(stream), time.perf_counter())
@@ -209,11 +206,9 @@ def main() -> None:
             # Long enough generations to time: no stop at the line end, 64 tokens.
             long_settings = settings.model_copy(deep=True)
             long_settings.llm.max_tokens = 64
-            long_llm = _NoStop(long_settings.llm)
-            long_llm._model = llm.model  # the same loaded model
             answerable = [q.question for q in questions if q.answerable][:10]
-            with Pipeline(long_settings, embedder=embedder, llm=long_llm) as timed:
-                results["overhead"] = overhead(timed.answerer, long_llm, answerable, args.rounds)
+            with Pipeline(long_settings, embedder=embedder, llm=NoStopLLM(llm)) as timed:
+                results["overhead"] = overhead(timed.answerer, llm, answerable, args.rounds)
 
     ours = results["ours"]
     print(f"\nquality on {args.eval.name} (ours | naive LangChain, same models):")
@@ -237,7 +232,7 @@ def main() -> None:
         (
             f"refusals (of {unanswerable} unanswerable)",
             ours["refusal_rate"] * unanswerable,
-            naive.get("refusals_unanswerable"),
+            naive["refusal_rate"] * unanswerable if "refusal_rate" in naive else None,
         ),
         (
             f"wrong refusals (of {answerable_count})",
@@ -319,13 +314,6 @@ def print_first_text(figures: dict[str, float]) -> None:
 
 def _shown(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-class _NoStop(LlamaCppLLM):
-    """Our model with the prompt's line-end stop removed, so generations run long enough to time."""
-
-    def stream(self, prompt: Prompt) -> Iterator[str]:
-        return super().stream(replace(prompt, completion_stop=()))
 
 
 if __name__ == "__main__":

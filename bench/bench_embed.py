@@ -35,7 +35,7 @@ def main() -> int:
     chunker = make_chunker(settings, embedder)
     paths = sorted(args.corpus.glob("*.txt"))
     texts = sorted({chunk.text for path in paths for chunk in chunker.split(load(path))})
-    model = embedder._loaded()  # the very model object: only the calling code differs
+    model = embedder.model  # the very model object: only the calling code differs
     gpu = embedder.device != "cpu"
     print(f"{len(texts)} chunks; device {embedder.device}; precision {embedder.precision}")
     print(f"our default batch: {embedder.batch_size}")

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rag.documents.loaders import _clean_pdf_text, _visible_pdf_text
 from rag.documents.ocr import RENDER_DPI, image_text, pdf_page_image
+from rag.documents.pdf import clean_pdf_text, visible_pdf_text
 
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "rmanuals"
 LIGATURES = re.compile("[\ufb00-\ufb06]")
@@ -31,7 +31,7 @@ HYPHENATED = re.compile(r"[a-z]-\n[a-z]")
 def pypdf_pages(path: Path) -> list[str]:
     from pypdf import PdfReader
 
-    return [_clean_pdf_text(_visible_pdf_text(page)[0]) for page in PdfReader(path).pages]
+    return [clean_pdf_text(visible_pdf_text(page)[0]) for page in PdfReader(path).pages]
 
 
 def pdfium_pages(path: Path) -> list[str]:
@@ -40,7 +40,7 @@ def pdfium_pages(path: Path) -> list[str]:
     document = pdfium.PdfDocument(path)
     try:
         return [
-            _clean_pdf_text(
+            clean_pdf_text(
                 page.get_textpage().get_text_range().replace("\r\n", "\n").replace("\ufffe", "")
             )
             for page in document

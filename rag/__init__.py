@@ -2,7 +2,8 @@
 
 from rag.answering.answer import Answer, Citation, Turn
 from rag.answering.answerer import Answerer
-from rag.documents.loaders import LoadError, load
+from rag.documents.document import LoadError
+from rag.documents.loaders import load
 from rag.ingest.ingestion import Ingestor, IngestReport
 from rag.models.embeddings import Embedder
 from rag.models.llm import LLM, LLMError, make_llm

@@ -180,27 +180,35 @@ def evaluate(
     """Ask every question (no chat history) and score the answers."""
     report = EvalReport(k)
     for question in questions:
-        answer = answerer.ask(question.question, options=AskOptions(k=k))
-        retrieved = [
-            question.gold(str(chunk.metadata["source"]), chunk.also_in, _page(chunk.metadata))
-            for chunk in [s.chunk for s in answer.retrieved] + answer.left_out
-        ]
-        cited = [question.gold(c.source, c.also_in, c.page) for c in answer.citations]
-        text = answer.text.lower()
-        row = EvalRow(
-            question,
-            answer,
-            rank=_first(in_file for in_file, _ in retrieved),
-            correct=not answer.refused and any(a.lower() in text for a in question.answers),
-            cited=len(cited),
-            cited_gold=sum(in_file for in_file, _ in cited),
-            page_rank=_first(on_page for _, on_page in retrieved),
-            cited_gold_pages=sum(on_page for _, on_page in cited),
-        )
+        row = score(question, answerer.ask(question.question, options=AskOptions(k=k)))
         report.rows.append(row)
         if on_row:
             on_row(row)
     return report
+
+
+def score(question: EvalQuestion, answer: Answer) -> EvalRow:
+    """How one answer went: where the gold passages ranked, whether it is right, what it cites.
+
+    Any pipeline's answer can be scored so (the benchmarks' baselines too): its ``retrieved``
+    chunks in rank order, its ``citations``, and whether it ``refused``.
+    """
+    retrieved = [
+        question.gold(str(chunk.metadata["source"]), chunk.also_in, _page(chunk.metadata))
+        for chunk in [s.chunk for s in answer.retrieved] + answer.left_out
+    ]
+    cited = [question.gold(c.source, c.also_in, c.page) for c in answer.citations]
+    text = answer.text.lower()
+    return EvalRow(
+        question,
+        answer,
+        rank=_first(in_file for in_file, _ in retrieved),
+        correct=not answer.refused and any(a.lower() in text for a in question.answers),
+        cited=len(cited),
+        cited_gold=sum(in_file for in_file, _ in cited),
+        page_rank=_first(on_page for _, on_page in retrieved),
+        cited_gold_pages=sum(on_page for _, on_page in cited),
+    )
 
 
 def _first(flags: Iterable[bool]) -> int | None:

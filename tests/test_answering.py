@@ -1,7 +1,6 @@
 """Answers with citations: the real store, embedding model and bundled GGUF model."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,35 +11,16 @@ from rag.answering.answerer import NOTHING_FOUND, Answerer, AskOptions
 from rag.answering.prompt import build_prompt
 from rag.errors import QuestionError
 from rag.models.embeddings import Embedder
-from rag.models.llm import LLM, Prompt, make_llm
+from rag.models.llm import LLM, make_llm
 from rag.pipeline import Pipeline
 from rag.settings import Settings, load_settings
 from tests.conftest import ROOT, ingest, run_rag
 from tests.docgen import write_pdf
+from tests.fakes import CountingLLM, PieceCountingLLM
 
 pytestmark = pytest.mark.slow
 
 SAMPLE = ROOT / "data" / "sample"
-
-
-class CountingLLM:
-    """The real model, counting the requests it gets."""
-
-    def __init__(self, llm: LLM) -> None:
-        self.llm = llm
-        self.requests: list[Prompt] = []
-        self.name = llm.name
-        self.chat = llm.chat
-
-    def count_tokens(self, text: str) -> int:
-        return self.llm.count_tokens(text)
-
-    def load(self) -> None:
-        self.llm.load()
-
-    def stream(self, prompt: Prompt) -> Iterator[str]:
-        self.requests.append(prompt)
-        return self.llm.stream(prompt)
 
 
 @pytest.fixture(scope="module")
@@ -184,17 +164,6 @@ def test_an_index_or_contents_page_is_never_quoted_or_cited(
 
 
 TOPICS = ["The kestrel tool", "Sorting feathers by colour", "The count report", "Scans"]
-
-
-class PieceCountingLLM(CountingLLM):
-    """The real model, counting the pieces it writes."""
-
-    pieces = 0
-
-    def stream(self, prompt: Prompt) -> Iterator[str]:
-        for piece in self.llm.stream(prompt):
-            self.pieces += 1
-            yield piece
 
 
 def test_a_loop_is_cut_short_and_never_kept_as_the_answer(

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 
 from rag.documents.chunking import Chunker, is_navigation
-from rag.documents.loaders import LoadedDocument, Section, load
+from rag.documents.document import LoadedDocument, Section
+from rag.documents.loaders import load
 from rag.models.embeddings import TOKENIZE_WINDOW, Embedder
 from rag.settings import EmbeddingSettings
 from tests.conftest import SHARED_EVAL

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.documents.loaders import LoadError, load
+from rag.documents.document import LoadError
+from rag.documents.loaders import load
 from tests.docgen import write_csv, write_docx, write_html, write_mixed_folder, write_pdf
 
 
@@ -125,7 +126,7 @@ def test_bad_input_names_file_and_reason(
 
 
 def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
-    from rag.documents.loaders import MAX_CSV_COLUMNS
+    from rag.documents.office import MAX_CSV_COLUMNS
     from tests.hostile import wide_csv
 
     load(wide_csv(tmp_path / "fits.csv", columns=MAX_CSV_COLUMNS))
@@ -134,10 +135,10 @@ def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
 
 
 def test_pdf_text_is_words_as_typed(tmp_path: Path) -> None:
-    from rag.documents.loaders import _clean_pdf_text
+    from rag.documents.pdf import clean_pdf_text
 
-    assert _clean_pdf_text("de\ufb01ning \ufb02oating objects") == "defining floating objects"
-    assert _clean_pdf_text("a float-\ning point and a 3-\nD plot, Ameri-\nCa") == (
+    assert clean_pdf_text("de\ufb01ning \ufb02oating objects") == "defining floating objects"
+    assert clean_pdf_text("a float-\ning point and a 3-\nD plot, Ameri-\nCa") == (
         "a floating point and a 3-\nD plot, Ameri-\nCa"
     )
 

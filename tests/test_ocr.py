@@ -7,7 +7,8 @@ import pytest
 from fpdf import FPDF
 from PIL import Image, ImageDraw, ImageFont
 
-from rag.documents.loaders import LoadError, load
+from rag.documents.document import LoadError
+from rag.documents.loaders import load
 
 pytestmark = pytest.mark.slow
 

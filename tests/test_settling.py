@@ -1,7 +1,6 @@
 """What a front door may show while the model writes: sentences, loops, markup (exact inputs)."""
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from rag.answering.settling import cut_at_markup, loop_start, next_sentence, onl
 from rag.cli.main import _print_streamed
 from rag.models.llm import Prompt
 from rag.settings import AnswerSettings, LLMSettings
+from tests.fakes import ScriptedLLM
 from tests.test_answering_unit import chunk
 
 
@@ -62,29 +62,6 @@ def test_a_sentence_ends_once_what_follows_is_known() -> None:
     assert next_sentence("Philip A. Nelson wrote it. He", final=False) == len(
         "Philip A. Nelson wrote it."
     )
-
-
-class ScriptedLLM:
-    """Writes the pieces it is given: the check's logic alone, with exact inputs."""
-
-    name = "scripted"
-    chat = False
-
-    def __init__(self, *pieces: str) -> None:
-        self.pieces = pieces
-        self.closed = False
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split())
-
-    def load(self) -> None:
-        pass
-
-    def stream(self, prompt: Prompt) -> Iterator[str]:
-        try:
-            yield from self.pieces
-        finally:
-            self.closed = True
 
 
 QUOTE = '"Charging is easy. A full charge takes 4.5 hours." [2]'

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from rag.answering.answer import Answer, AnswerStream, Source, Turn
 from rag.answering.citations import Checked, LaterSentences, check_answer
@@ -32,6 +32,19 @@ NOTHING_FOUND = "I don't know: nothing in the documents matches this question."
 
 
 MIN_ANSWER_TOKENS = 32  # the least an answer's reserve may be capped to
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a question comes to before the model writes: a prompt, or an answer without one."""
+
+    question: str
+    retrieval_s: float
+    prompt: Prompt | None = None
+    numbered: list[Source] = field(default_factory=list)
+    left_out: list[Retrieved] = field(default_factory=list)
+    said: str = ""  # the answer when there is no prompt
+    capped_from: int | None = None  # the max_tokens asked, when the reserve is less
 
 
 @dataclass(frozen=True)
@@ -102,7 +115,34 @@ class Answerer:
             QuestionError: the question is empty or longer than ``answer.max_question_chars``,
                 or it leaves no room for its best source and an answer in the context.
         """
-        options = options or AskOptions()
+        started = time.perf_counter()
+        plan = self._plan(question, history, options or AskOptions())
+        timings = {"retrieval_s": plan.retrieval_s}
+        if plan.prompt is None:
+            return AnswerStream(self._said(plan.question, plan.said, timings, started))
+        settled = self._settle(
+            plan.question, plan.prompt, plan.numbered, plan.left_out, timings, started
+        )
+        if plan.capped_from is not None:
+            settled = _warned(
+                settled,
+                f"max_tokens {plan.capped_from} was capped at {plan.prompt.max_tokens}, so that "
+                "the best source fits the model's context",
+            )
+        return AnswerStream(settled)
+
+    def prompt_for(
+        self, question: str, history: Sequence[Turn] = (), options: AskOptions | None = None
+    ) -> Prompt | None:
+        """The prompt :meth:`stream` would send the model; None when it would not ask it."""
+        return self._plan(question, history, options or AskOptions()).prompt
+
+    def _plan(self, question: str, history: Sequence[Turn], options: AskOptions) -> _Plan:
+        """Check the question, retrieve, and fit the sources and the answer into the context.
+
+        Raises:
+            QuestionError: as :meth:`stream` says.
+        """
         question = question.strip()
         if not question:
             raise QuestionError("the question is empty")
@@ -119,11 +159,10 @@ class Answerer:
         )
         # An index or contents page only points at the answer: never shown, quoted or cited.
         found = [chunk for chunk in found if not chunk.metadata.get("navigation")]
-        timings = {"retrieval_s": time.perf_counter() - started}
+        retrieval_s = time.perf_counter() - started
         said = NOTHING_FOUND if not found else self._unknown_subject(question, found)
         if said is not None:
-            return AnswerStream(self._said(question, said, timings, started))
-
+            return _Plan(question, retrieval_s, said=said)
         asked = options.max_tokens or self.llm_settings.max_tokens
         reserve = self._capped_reserve(question, earlier, found[0], asked)
         numbered, left_out = self._fit(question, earlier, found, reserve)
@@ -132,14 +171,8 @@ class Answerer:
             temperature=options.temperature,
             max_tokens=reserve,
         )
-        settled = self._settle(question, prompt, numbered, left_out, timings, started)
-        if reserve < asked:
-            settled = _warned(
-                settled,
-                f"max_tokens {asked} was capped at {reserve}, so that "
-                "the best source fits the model's context",
-            )
-        return AnswerStream(settled)
+        capped_from = asked if reserve < asked else None
+        return _Plan(question, retrieval_s, prompt, numbered, left_out, capped_from=capped_from)
 
     def _capped_reserve(
         self, question: str, earlier: list[str], best: Retrieved, asked: int

@@ -47,7 +47,7 @@ def check_answer(raw: str, numbered: list[Source], settings: AnswerSettings) -> 
     by_number = {source.number: source for source in numbered}
     text, labelled = _without_label(raw.strip(), numbered)
     text, cited = resolve_markers(text, set(by_number))
-    refused = bool(_REFUSAL.match(text)) or not _has_words(text)
+    refused = is_refusal(text)
     mode = settings.quote
     passages = best_passage(numbered) if mode != QuotePolicy.NEVER else []
     if refused:
@@ -151,6 +151,11 @@ class LaterSentences:
         self.said.append(shown)
         self.citations += _citations(cited, self.by_number, bool(by_model))
         return shown, False
+
+
+def is_refusal(text: str) -> bool:
+    """Whether an answer says it does not know (in English), or says nothing at all."""
+    return bool(_REFUSAL.match(text)) or not _has_words(text)
 
 
 def _has_words(text: str) -> bool:

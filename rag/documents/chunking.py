@@ -22,7 +22,8 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from rag.documents.loaders import LoadedDocument, Section, is_navigation_line
+from rag.documents.document import LoadedDocument, Section
+from rag.documents.html import is_navigation_line
 from rag.errors import SettingsError
 
 # Boundaries tried in order, coarsest first. Overlap applies from the second one on.

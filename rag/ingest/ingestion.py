@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rag.documents.chunking import Chunk, Chunker, is_navigation
-from rag.documents.loaders import LoadError, file_type, load
+from rag.documents.document import LoadError
+from rag.documents.loaders import file_type, load
 from rag.documents.scanning import SourceFile, scan
 from rag.models.embedding_process import EmbeddingProcess, EmbeddingProcessError
 from rag.models.embeddings import Embedder

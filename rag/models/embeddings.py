@@ -145,12 +145,12 @@ class Embedder:
 
     def load(self) -> None:
         """Load the model now rather than on the first text to embed."""
-        self._loaded()
+        _ = self.model
 
     @property
     def device(self) -> str:
         """Device the model runs on (loads it)."""
-        return str(self._loaded().device)
+        return str(self.model.device)
 
     @property
     def batch_size(self) -> int:
@@ -173,7 +173,7 @@ class Embedder:
         Batches are formed from texts of equal word-piece counts (sorted by them), so almost no
         compute is spent on padding; pass ``token_counts`` when they are known already.
         """
-        model = self._loaded()
+        model = self.model
         dimension = int(model.get_embedding_dimension())
         vectors = np.zeros((len(texts), dimension), dtype=np.float32)
         counts = token_counts if token_counts is not None else self.count_tokens(texts)
@@ -213,7 +213,9 @@ class Embedder:
         device_type = self.device.split(":")[0]
         return torch.autocast(device_type, dtype=getattr(torch, precision))
 
-    def _loaded(self) -> Any:
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (loaded on first use)."""
         with self._load_lock:
             if self._model is None:
                 from sentence_transformers import SentenceTransformer
