@@ -73,7 +73,7 @@ class Writer:
     def _run(self) -> None:
         import numpy as np
 
-        from rag.storage.store import Metadata, StoredChunk
+        from rag.storage.records import Metadata, StoredChunk
 
         rng = np.random.default_rng(0)
         started = time.perf_counter()

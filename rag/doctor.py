@@ -37,7 +37,8 @@ from rag.models.llm import (
     usable_cores,
 )
 from rag.settings import Settings
-from rag.storage.store import ChunkStore, FileRecord, StoreError, open_store
+from rag.storage.records import FileRecord
+from rag.storage.store import ChunkStore, StoreError, open_store
 
 Status = Literal["ok", "info", "warn", "fail"]
 SECTIONS = ("versions", "llama.cpp", "embedding", "workload", "store", "settings")

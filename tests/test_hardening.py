@@ -25,7 +25,8 @@ from rag.models.llm import OpenAICompatibleLLM
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
 from rag.storage.keywords import KeywordIndex
-from rag.storage.store import Metadata, StoredChunk, StoreError, open_store
+from rag.storage.records import Metadata, StoredChunk
+from rag.storage.store import StoreError, open_store
 from tests.conftest import ROOT, SettingsFactory, ingest, run_cli
 from tests.docgen import write_mixed_folder
 from tests.servers import free_port, start_chroma

@@ -494,7 +494,7 @@ def test_ef_search_reaches_a_store_in_the_next_process_and_its_default_finds_tru
     import numpy as np
 
     from rag.settings import load_settings
-    from rag.storage.store import Metadata, StoredChunk
+    from rag.storage.records import Metadata, StoredChunk
 
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((8000, 384)).astype(np.float32)

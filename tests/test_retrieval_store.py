@@ -13,7 +13,10 @@ from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
 from rag.retrieval.retriever import Retrieved
 from rag.settings import Settings, load_settings
-from rag.storage.store import ChunkStore, ServerChunkStore, open_store
+from rag.storage import backends, upkeep
+from rag.storage import store as store_module
+from rag.storage.backends import ServerChunkStore
+from rag.storage.store import ChunkStore, open_store
 from tests.conftest import SettingsFactory
 from tests.docgen import write_mixed_folder, write_pdf
 from tests.test_hardening import synthetic_chunks
@@ -104,13 +107,14 @@ def test_a_new_process_searches_the_keyword_index_without_reading_the_store(
         count = writer.store.count()
     assert settings.keywords_path().is_file()
 
-    recent = ChunkStore._reconcile  # a server's index reads the chunks written lately
+    recent = upkeep.reconcile  # a server's index reads the chunks written lately
 
     def read_everything(store: ChunkStore, where: Mapping[str, Any] | None = None) -> float:
         assert where is not None, "the keyword index was rebuilt from the store"
         return recent(store, where)
 
-    monkeypatch.setattr(ChunkStore, "_reconcile", read_everything)
+    for module in (store_module, backends):
+        monkeypatch.setattr(module, "reconcile", read_everything)
     with Pipeline(settings, embedder=embedder) as reader:
         assert len(reader.store.index) == count
         top = reader.retriever_with(min_similarity=-1).retrieve("XJ-4417", k=1)[0]

@@ -21,7 +21,7 @@ from rag.answering.settling import cut_at_markup, only_repeats
 from rag.retrieval.retriever import Retrieved, sentences
 from rag.settings import AnswerSettings, QuotePolicy
 from rag.storage.keywords import keywords
-from rag.storage.store import next_position, position
+from rag.storage.records import next_position, position
 
 
 @dataclass

@@ -39,7 +39,8 @@ from rag.models.embedding_process import EmbeddingProcess, EmbeddingProcessError
 from rag.models.embeddings import Embedder
 from rag.settings import EmbeddingSettings, Settings
 from rag.storage.keywords import keywords
-from rag.storage.store import ChunkStore, FileRecord, Metadata, StoredChunk
+from rag.storage.records import FileRecord, Metadata, StoredChunk
+from rag.storage.store import ChunkStore
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -35,7 +35,8 @@ import numpy as np
 from rag.models.embeddings import Embedder
 from rag.settings import RetrievalSettings
 from rag.storage.keywords import keywords, singular
-from rag.storage.store import ChunkStore, Metadata, StoredChunk
+from rag.storage.records import Metadata, StoredChunk
+from rag.storage.store import ChunkStore
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray

@@ -1,36 +1,19 @@
-"""The Chroma collection that holds every chunk whole: id, text, metadata and vector.
+"""The one interface to the Chroma collection that holds every chunk whole.
 
-Chroma is the store of record: any Chroma client (LangChain's ``Chroma`` too) reads the chunks'
-texts and metadata from it. The per-file record lives in the chunks' own metadata: every chunk
-of a file carries the file's content hash, the pipeline that made it, its index and the file's
-chunk count. A file is stored *completely* when all its chunks share one hash and pipeline and
-the indexes run 0..count-1, so the record and the chunks can never disagree.
-
-The keyword index (``rag.storage.keywords``, a file per machine under ``data/keywords``) is derived:
-it is rebuilt from Chroma when it is missing, of another version or out of count. A write first
-notes the ids it will touch in the index's journal, then writes Chroma, then updates the index and
-clears those notes in one transaction; the next reader or writer settles notes a killed write left
-from what Chroma holds.
-
-An embedded client keeps the vector index it loaded in memory, so every write bumps a
-generation number beside the store, and every read or write first reopens the client when the
-generation moved. With a Chroma server, every chunk is stamped with the server's clock when
-written; a reader that sees the server's generation move reads the chunks stamped since it last
-looked (less ``CATCH_UP_MARGIN_S``), and compares every id when the counts disagree (at most
-every ``FULL_RECONCILE_S``, and always before an ingest trusts the records); a search's hit
-that the server no longer holds is dropped as it is met. Limits: a server write that lands more
-than ``CATCH_UP_MARGIN_S`` after its stamp is seen only at such a comparison.
+Chroma is the store of record: id, text, every metadata field and vector of each chunk, which
+any Chroma client (LangChain's ``Chroma`` too) reads. :class:`ChunkStore` is what the rest of
+the program calls: writes, reads, dense and keyword searches, per-file records, locking. The
+keyword index beside it is derived and kept in step (:mod:`rag.storage.upkeep`); the embedded
+and server kinds differ in how they see other processes' writes (:mod:`rag.storage.backends`).
+Limits: every read is paged (``READ_PAGE``), as embedded Chroma fails a read of more than
+about 32,766 records.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence, Set
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -40,20 +23,24 @@ from rag.errors import RagError
 from rag.settings import Settings
 from rag.storage.keywords import KeywordIndex
 from rag.storage.locking import NoLock, StoreLock
+from rag.storage.records import (
+    Hit,
+    IndexedRecords,
+    Metadata,
+    Records,
+    StoredChunk,
+    next_position,
+    position,
+)
+from rag.storage.upkeep import READ_PAGE, ROWS, fill_chroma, reconcile, settle
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
     from numpy.typing import NDArray
 
-Metadata = dict[str, str | int | float | bool]
 log = logging.getLogger(__name__)
-# What a read of chunks asks Chroma for beside their ids.
-ROWS = ["documents", "metadatas"]
 
-# Records per read: embedded Chroma fails a read of more than about 32,766 ("too many SQL
-# variables"), and a page bounds the memory one read takes.
-READ_PAGE = 10_000
 # How far before the newest stamp it has seen a server-mode index reads again: writes stamped
 # earlier that were still landing.
 CATCH_UP_MARGIN_S = 30.0
@@ -63,66 +50,6 @@ FULL_RECONCILE_S = 300.0
 
 class StoreError(RagError):
     """The store cannot be opened or does not match the current settings."""
-
-
-@dataclass
-class FileRecord:
-    """What the store holds for one source file."""
-
-    root: str
-    source: str
-    chunk_ids: set[str] = field(default_factory=set)
-    versions: set[tuple[str, str]] = field(default_factory=set)  # (file_hash, pipeline)
-    indexes: set[int] = field(default_factory=set)
-    chunk_counts: set[int] = field(default_factory=set)
-
-    def add(self, chunk_id: str, metadata: Mapping[str, Any]) -> None:
-        """Count one stored chunk of this file."""
-        self.chunk_ids.add(chunk_id)
-        self.versions.add((str(metadata["file_hash"]), str(metadata["pipeline"])))
-        self.indexes.add(int(metadata["chunk_index"]))
-        self.chunk_counts.add(int(metadata["chunk_count"]))
-
-    @property
-    def complete(self) -> bool:
-        """True when exactly one version is stored, with all its chunks, each once."""
-        return len(self.versions) == 1 and self.holds(*next(iter(self.versions)))
-
-    def holds(self, file_hash: str, pipeline: str) -> bool:
-        """True when exactly one complete version, this one, is stored."""
-        return (
-            self.versions == {(file_hash, pipeline)}
-            and len(self.chunk_counts) == 1
-            and self.indexes == set(range(next(iter(self.chunk_counts))))
-            and len(self.chunk_ids) == len(self.indexes)
-        )
-
-    @property
-    def file_hash(self) -> str | None:
-        """The stored content hash when there is a single one."""
-        return next(iter(self.versions))[0] if len(self.versions) == 1 else None
-
-
-@dataclass(frozen=True)
-class StoredChunk:
-    """A chunk as written to the store."""
-
-    id: str
-    text: str
-    metadata: Metadata
-    embedding: NDArray[np.float32]
-    words: Sequence[str] | None = None  # its keywords, when made already (by a worker)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A query result: the chunk, its unit-length embedding, its cosine distance (0: same)."""
-
-    id: str
-    text: str
-    metadata: Metadata
-    distance: float
-    embedding: NDArray[np.float32]
 
 
 def open_store(
@@ -137,6 +64,8 @@ def open_store(
         StoreError: the store is unreachable, or was built with another embedding model
             (unless ``check_embedder`` is off, for a store about to be reset).
     """
+    from rag.storage.backends import EmbeddedChunkStore, ServerChunkStore
+
     if settings.store.mode == "embedded":
         return EmbeddedChunkStore(settings, embedder_name, on_wait, check_embedder)
     return ServerChunkStore(settings, embedder_name, on_wait, check_embedder)
@@ -168,8 +97,8 @@ class ChunkStore:
                 self.collection = self._open_collection()
                 self._tune()
                 self.keywords = KeywordIndex(settings.keywords_path())
-                self._settle()
-                self._fill_chroma()
+                settle(self)
+                fill_chroma(self)
                 self._check_index()
             except BaseException:
                 self.close()  # a refused store keeps no files or threads open
@@ -245,111 +174,19 @@ class ChunkStore:
         are taken out.
         """
         if len(self.index) != self.collection.count():
-            self._reconcile()
+            reconcile(self)
 
     def rebuild_index(self) -> int:
         """Build the keyword index again from the collection; returns the chunks it holds."""
         with self.writing():
-            self._fill_chroma()
+            fill_chroma(self)
             self.index.clear()
-            self._reconcile()
+            reconcile(self)
             self.index.set_meta(chroma_rows=1)
             return len(self.index)
 
     def _catch_up(self) -> None:
         """Before a search: see what other machines wrote (each one's writes keep it in step)."""
-
-    def _settle(self) -> None:
-        """Finish the keyword index's part of a write that was killed after it began.
-
-        A chunk Chroma holds is indexed as Chroma holds it; one it lacks is forgotten.
-        """
-        pending = self.index.pending()
-        for start in range(0, len(pending), READ_PAGE):
-            page = pending[start : start + READ_PAGE]
-            found = self.collection.get(ids=page, include=cast(Any, ROWS))
-            chunks, _ = self._from_chroma(found)
-            held = set(found["ids"])
-            self.index.update(chunks, removed=[i for i in page if i not in held], settled=page)
-
-    def _reconcile(self, where: Mapping[str, Any] | None = None) -> float:
-        """Bring the keyword index in line with the chunks matching ``where``, or all of them.
-
-        Compares versions (content hash, and a server's write stamp) a page at a time and reads
-        the text of changed chunks only; with no ``where``, also forgets what the store no
-        longer holds. Returns the newest write stamp seen (0 when none).
-        """
-        newest = 0.0
-        textless: list[str] = []
-        with self.index.sweeping() if where is None else nullcontext(None) as keep:
-            for page in self._read_pages(where, ["metadatas"]):
-                ids = [chunk_id for chunk_id, _, _ in page]
-                indexed = self.index.versions(ids)
-                changed = [
-                    chunk_id
-                    for chunk_id, metadata, _ in page
-                    if not _same_version(metadata, indexed.get(chunk_id))
-                ]
-                if changed:
-                    found = self.collection.get(ids=changed, include=cast(Any, ROWS))
-                    chunks, missing = self._from_chroma(found)
-                    self.index.update(chunks)
-                    textless += missing
-                newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
-                if keep is not None:
-                    keep(ids)
-        if textless:
-            self._drop_textless(textless)
-        return newest
-
-    def _from_chroma(self, found: Any) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
-        """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless."""
-        rows, textless = [], []
-        for chunk_id, text, metadata in zip(
-            found["ids"], found["documents"], found["metadatas"], strict=True
-        ):
-            if text is not None:
-                rows.append((chunk_id, text, cast(Metadata, metadata)))
-            else:
-                textless.append(chunk_id)
-        return rows, textless
-
-    def _fill_chroma(self) -> None:
-        """Give Chroma the texts and metadata an older embedded store kept in the index alone.
-
-        Such a chunk's metadata has what dense filters need alone (no ``content_hash``). Once
-        per index (its ``chroma_rows`` mark); the vectors stay as they are.
-        """
-        if self.index.meta("chroma_rows"):
-            return
-        for page in self._read_pages(None, ["metadatas"]):
-            bare = [chunk_id for chunk_id, metadata, _ in page if "content_hash" not in metadata]
-            rows = self.index.rows(bare)
-            if rows:  # Chroma takes texts without their vectors only with its own embedder
-                found = self.collection.get(ids=list(rows), include=["embeddings"])
-                self.collection.update(
-                    ids=found["ids"],
-                    embeddings=found["embeddings"],
-                    documents=[rows[i][0] for i in found["ids"]],
-                    metadatas=cast(Any, [rows[i][1] for i in found["ids"]]),
-                )
-                self._wrote()
-        self.index.set_meta(chroma_rows=1)
-
-    def _drop_textless(self, chunk_ids: list[str]) -> None:
-        """Take out chunks without a text: an older store's whose keyword index was lost.
-
-        The next sync embeds their files again.
-        """
-        log.warning(
-            "%d chunks had no text in %s (the keyword index that held it was lost): taken out; "
-            "the next sync embeds their files again",
-            len(chunk_ids),
-            self.location,
-        )
-        for start in range(0, len(chunk_ids), self.max_batch):
-            self.collection.delete(ids=chunk_ids[start : start + self.max_batch])
-        self._wrote()  # other processes reload the vector index without them
 
     def __enter__(self) -> ChunkStore:
         return self
@@ -362,7 +199,7 @@ class ChunkStore:
         """Hold off writers, and see everything they wrote before."""
         with self.lock.shared(), self._failures("read"):
             self._refresh()
-            self._settle()
+            settle(self)
             yield
 
     @contextmanager
@@ -370,7 +207,7 @@ class ChunkStore:
         """Be the only one touching the store; tell other processes afterwards."""
         with self.lock.exclusive(), self._failures("write"):
             self._refresh()
-            self._settle()
+            settle(self)
             try:
                 yield
             finally:
@@ -779,69 +616,6 @@ class ChunkStore:
         return dict(sorted(counts.items()))
 
 
-Records = Mapping[tuple[str, str], FileRecord]
-
-
-class IndexedRecords(Records):
-    """The records of files under some roots, read a file at a time from the keyword index.
-
-    What an ingest of a million chunks needs in memory is then the files' names, not every
-    chunk's id. The store brings the index in step first (``ChunkStore._in_step``).
-    """
-
-    def __init__(self, store: ChunkStore, roots: list[str] | None) -> None:
-        self.store = store
-        self.roots = roots
-
-    def __getitem__(self, key: tuple[str, str]) -> FileRecord:
-        with self.store.indexed() as index:
-            rows = index.rows_of(*key)
-        if not rows or (self.roots is not None and key[0] not in self.roots):
-            raise KeyError(key)
-        record = FileRecord(*key)
-        for chunk_id, metadata in rows:
-            record.add(chunk_id, metadata)
-        return record
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        with self.store.indexed() as index:
-            return iter(list(index.files(self.roots)))
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-Position = tuple[Any, Any, Any, int]  # root, source, file version, chunk index
-
-
-def _same_version(metadata: Metadata, indexed: tuple[str, float | None] | None) -> bool:
-    """True when Chroma's chunk is the one the keyword index holds.
-
-    An id names its content and position, but an edit earlier in its file moves its offsets
-    and changes the file's hash: a server's writer upserts it with a new write stamp, which
-    the index must take too. A lean chunk (an embedded store's) carries neither hash nor stamp.
-    """
-    if indexed is None:
-        return False
-    content_hash, written = indexed
-    return (
-        metadata.get("content_hash", content_hash) == content_hash
-        and metadata.get("written", written) == written
-    )
-
-
-def position(metadata: Metadata) -> Position:
-    """Where a chunk stands: its file (root, source, file hash) and its index in it."""
-    m = metadata
-    return (m["root"], m["source"], m["file_hash"], int(m["chunk_index"]))
-
-
-def next_position(metadata: Metadata) -> Position:
-    """The position of the chunk after this one in its file."""
-    root, source, file_hash, index = position(metadata)
-    return (root, source, file_hash, index + 1)
-
-
 def _index_files(settings: Settings, collection: str, renamed: str = "") -> list[tuple[Path, Path]]:
     """The keyword index's files of a collection that exist, each with its ``renamed`` name."""
     old, new = settings.keywords_path(collection), settings.keywords_path(renamed or collection)
@@ -873,155 +647,3 @@ def _rows(embeddings: Any) -> Any:
 
 def _vector(embedding: Any) -> NDArray[np.float32]:
     return np.asarray(embedding, dtype=np.float32)
-
-
-class EmbeddedChunkStore(ChunkStore):
-    """Embedded Chroma under the data dir, guarded for several processes by a file lock.
-
-    Every write bumps a generation number beside the store, and every read or write first
-    reopens the client when the generation moved (see the module's docstring).
-    """
-
-    _advice = "check the disk (space, permissions); `rag doctor` checks the store"
-
-    def _lock(self, on_wait: Callable[[str], None] | None) -> StoreLock:
-        lock = StoreLock(
-            self.settings.lock_dir, self.settings.store.embedded.lock_timeout_s, on_wait
-        )
-        self._generation_file = lock.folder / "generation"
-        self._refresh_lock = threading.Lock()
-        return lock
-
-    def _opening(self) -> None:
-        self._seen_generation = self._generation()
-
-    @property
-    def location(self) -> str:
-        """The store's folder."""
-        return str(self.settings.chroma_path)
-
-    def _connect(self) -> ClientAPI:
-        import chromadb
-
-        self.settings.chroma_path.mkdir(parents=True, exist_ok=True)
-        return chromadb.PersistentClient(
-            path=str(self.settings.chroma_path), settings=self._chroma_settings()
-        )
-
-    def _generation(self) -> int:
-        try:
-            return int(self._generation_file.read_text() or 0)
-        except (FileNotFoundError, ValueError):
-            return 0
-
-    def _refresh(self) -> None:
-        """Reopen the client when another process wrote since this one last looked."""
-        with self._refresh_lock:  # threads of one process (the chat UI) share this store
-            generation = self._generation()
-            if generation != self._seen_generation:
-                self._close_client()
-                self.client = self._connected()
-                self.collection = self._open_collection()
-                self._seen_generation = generation
-
-    def _wrote(self) -> None:
-        self._seen_generation = self._generation() + 1
-        self._generation_file.write_text(str(self._seen_generation))
-
-
-class ServerChunkStore(ChunkStore):
-    """A collection on a Chroma server (``chroma run``), shared by any number of processes.
-
-    The server serializes writes itself, so there is no lock; the generation is a token in the
-    collection's metadata that every write replaces.
-    """
-
-    _advice = "check that the Chroma server is running and reachable"
-
-    def _lock(self, on_wait: Callable[[str], None] | None) -> NoLock:
-        self._catch_up_lock = threading.Lock()
-        return NoLock()
-
-    @property
-    def location(self) -> str:
-        """The server's URL."""
-        server = self.settings.store.server
-        return f"http://{server.host}:{server.port}"
-
-    def _connect(self) -> ClientAPI:
-        import chromadb
-
-        server = self.settings.store.server
-        client = chromadb.HttpClient(
-            host=server.host, port=server.port, settings=self._chroma_settings()
-        )
-        client.heartbeat()
-        return client
-
-    def _refresh(self) -> None:
-        """Look the collection up again.
-
-        Another process's reset replaces it with a new one of the same name, and this handle
-        must never point at the dropped one.
-        """
-        self.collection = self._open_collection()
-
-    def _check_index(self) -> None:
-        self._catch_up()
-
-    def _catch_up(self) -> None:
-        """Read the chunks written since the index last looked, when the generation moved.
-
-        When the counts still disagree, every id is compared, at most every
-        ``FULL_RECONCILE_S`` (writers elsewhere keep the counts moving).
-        """
-        seen = f"{self.collection.id}:{(self.collection.metadata or {}).get('generation', '')}"
-        if seen == self.index.meta("generation"):
-            return
-        with self._catch_up_lock:  # one thread reads for all (the API's threads)
-            if seen != self.index.meta("generation"):
-                self._read_since(seen)
-
-    def _in_step(self) -> None:
-        """Catch up, then compare every id now when the counts still disagree.
-
-        Records decide what an ingest writes, so a deletion made elsewhere is not left to
-        the next full compare (``FULL_RECONCILE_S``) or to a search that meets it.
-        """
-        with self.reading():
-            self._catch_up()
-            with self._catch_up_lock:
-                self._compare_every_id()
-
-    def _read_since(self, seen: str) -> None:
-        """Read the chunks stamped since the last look; every id when the counts disagree."""
-        since = float(self.index.meta("written") or 0)
-        newest = self._reconcile({"written": {"$gte": since - CATCH_UP_MARGIN_S}})
-        newest = max(newest, self._compare_every_id(at_most_every_s=FULL_RECONCILE_S))
-        self.index.set_meta(generation=seen, written=max(since, newest))
-
-    def _compare_every_id(self, at_most_every_s: float = 0.0) -> float:
-        """Compare every id when the counts disagree: a deletion made elsewhere.
-
-        Not again within ``at_most_every_s`` of the last comparison. Returns the newest write
-        stamp seen (0 when none).
-        """
-        compared = float(self.index.meta("compared") or 0)
-        if len(self.index) == self.collection.count() or time.time() - compared <= at_most_every_s:
-            return 0.0
-        newest = self._reconcile()
-        self.index.set_meta(compared=time.time())
-        return newest
-
-    def _stamp(self) -> Metadata:
-        """The server's clock in seconds: what a reader's index catches up from."""
-        return {"written": self.client.heartbeat() / 1e9}
-
-    def _dropped(self) -> None:
-        """Nothing to do: readers find the collection gone (or a new one) when they look."""
-
-    def _wrote(self) -> None:
-        # A random token: concurrent writers to a server never repeat one.
-        self.collection.modify(
-            metadata={"embedder": self.embedder_name, "generation": uuid.uuid4().hex}
-        )
