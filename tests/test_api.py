@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from rag.answering.answer import AnswerStream
-from rag.api.app import Gate, Generation
+from rag.api.chat import Gate, Generation
 from rag.models.embeddings import Embedder
 from rag.settings import load_settings
 from rag.workspaces import Workspaces
