@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from rag.answering.answer import AnswerStream
-from rag.cli.main import _eval as cli_eval
 from rag.cli.main import build_parser
+from rag.cli.questions import evaluate_set as cli_eval
 from rag.ingest.ingestion import Ingestor
 from rag.models.embeddings import Embedder
 from rag.models.llm import OpenAICompatibleLLM

@@ -8,7 +8,7 @@ import pytest
 from rag.answering.answer import Answer, AnswerStream
 from rag.answering.answerer import Answerer
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence, only_repeats
-from rag.cli.main import _print_streamed
+from rag.cli.questions import print_streamed as _print_streamed
 from rag.models.llm import Prompt
 from rag.settings import AnswerSettings, LLMSettings
 from tests.fakes import ScriptedLLM

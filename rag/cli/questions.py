@@ -1,0 +1,140 @@
+"""``rag search``, ``rag ask``, ``rag chat`` and ``rag eval``: questions from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rag.answering.answer import Answer, AnswerStream, Turn
+from rag.answering.answerer import Answerer, AskOptions
+from rag.answering.citations import QUOTED_NOTICE
+from rag.cli.documents import print_report
+from rag.cli.output import (
+    EXIT_ERROR,
+    EXIT_OK,
+    tell,
+)
+from rag.documents.scanning import printable
+from rag.errors import RagError
+from rag.pipeline import Pipeline
+from rag.retrieval.retriever import Retriever
+from rag.settings import Settings
+
+
+def search(query: str, k: int | None, retriever: Retriever) -> int:
+    """Print the chunks retrieved for ``query``, with source, page, heading and similarity."""
+    if retriever.store.count() == 0:
+        tell("the store is empty: run `python ingest.py PATH` first")
+        return EXIT_OK
+    found = retriever.retrieve(query, k)
+    if not found:
+        print("nothing relevant found: no chunk is above the relevance floor")
+    for rank, chunk in enumerate(found, start=1):
+        where = printable(chunk.metadata["source"])
+        if "page" in chunk.metadata:
+            where += f", page {chunk.metadata['page']}"
+        if chunk.metadata.get("headings"):
+            where += f" ({chunk.metadata['headings']})"
+        snippet = " ".join(chunk.text.split())[:200]
+        print(f"{rank}. [similarity {chunk.similarity:.2f}] {where}\n   {snippet}")
+    print(f"searched {retriever.store.location}")
+    return EXIT_OK
+
+
+def ask(answerer: Answerer, question: str, options: AskOptions, as_json: bool) -> int:
+    """Stream one answer and its sources (or print it as JSON)."""
+    stream = answerer.stream(question, options=options)
+    if as_json:
+        print(json.dumps(stream.result().to_json(), ensure_ascii=False, indent=2))
+        return EXIT_OK
+    if print_streamed(stream).retrieved:
+        print(f"store: {answerer.retriever.store.location}")
+    return EXIT_OK
+
+
+def chat(answerer: Answerer, options: AskOptions) -> int:
+    """A conversation at the terminal: follow-ups use it, an empty line starts over."""
+    history: list[Turn] = []
+    store = answerer.retriever.store.location
+    tell(f"ask about your documents in {store}; an empty line starts over, Ctrl-D ends")
+    while True:
+        try:
+            question = input("> ").strip()
+        except EOFError:
+            print()
+            return EXIT_OK
+        if not question:
+            history.clear()
+            tell("(new conversation)")
+            continue
+        try:
+            answer = print_streamed(answerer.stream(question, history, options))
+        except RagError as error:  # a store or server gone: say so, keep the conversation
+            tell(f"error: {error}")
+            continue
+        history.append(Turn(question, answer.text))
+
+
+def print_streamed(stream: AnswerStream) -> Answer:
+    """Print the answer as it settles (every piece stands), then what to know of it, its sources."""
+    for piece in stream:
+        print(piece, end="", flush=True)
+    answer = stream.result()
+    print()
+    if answer.model_text is not None:
+        print(f"note: {QUOTED_NOTICE} The model wrote: {printable(answer.model_text)}")
+    for warning in answer.warnings:
+        print(f"warning: {warning}")
+    _print_sources(answer)
+    return answer
+
+
+def _print_sources(answer: Answer) -> None:
+    if answer.refused and not answer.retrieved:
+        return
+    if not answer.supported:
+        print("warning: the cited sources do not hold this answer's words; check it")
+    for citation in answer.citations:
+        print(
+            f"[{citation.number}] {printable(citation.label)}  similarity {citation.similarity:.2f}"
+        )
+        print(f"    {citation.snippet[:300]}")
+    if not answer.citations and answer.retrieved:
+        shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in answer.retrieved)
+        print(f"retrieved: {shown}")
+    if answer.left_out:
+        print(f"left out (over the context budget): {len(answer.left_out)} chunks")
+
+
+def evaluate_set(args: argparse.Namespace, settings: Settings) -> int:
+    """Ingest a corpus into a fresh store, ask its question set and print the figures."""
+    from rag.evaluation import evaluate, load_questions
+
+    questions = load_questions(args.questions)
+    if not args.corpus.is_dir():
+        tell(f"error: corpus {args.corpus} is not a folder")
+        return EXIT_ERROR
+    with tempfile.TemporaryDirectory(prefix="rag-eval-") as data_dir:
+        # A fresh embedded store of its own, whatever the settings say; the caller's settings
+        # stay as they were (a copy is shallow: its store block is copied too).
+        embedded = settings.store.model_copy(update={"mode": "embedded"})
+        settings = settings.model_copy(update={"data_dir": Path(data_dir), "store": embedded})
+        with Pipeline(settings) as pipeline:
+            report = pipeline.ingestor.sync([args.corpus])
+            print_report(report, out=sys.stderr)
+            answerer = pipeline.answerer
+            answerer.load()
+            k = args.k or settings.retrieval.k
+            progress = tqdm(total=len(questions), desc="questions", disable=None, file=sys.stderr)
+            result = evaluate(answerer, questions, k, lambda row: progress.update(1))
+            progress.close()
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        print(result.table())
+    return EXIT_OK
