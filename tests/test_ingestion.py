@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rag.ingest import ingestion as ingestion_module
+from rag.ingest.embed import EmbeddingRunner
 from rag.ingest.ingestion import Ingestor
 from rag.models import embedding_process as embedding_process_module
 from rag.models.embedding_process import EmbeddingProcess
@@ -362,9 +363,7 @@ def test_auto_starts_the_models_own_process_only_on_a_gpu_and_for_a_large_sync()
         ("this", True, 10**6),
         ("own", False, 0),
     ]:
-        embedding = ingestion_module._Embedding(
-            cast(Embedder, SimpleNamespace(on_gpu=on_gpu)), where
-        )
+        embedding = EmbeddingRunner(cast(Embedder, SimpleNamespace(on_gpu=on_gpu)), where)
         embedding.embedded_here = embedded
         chosen[(where, on_gpu, embedded)] = embedding._wants_own_process()
     assert [key for key, own in chosen.items() if own] == [("auto", True, 4096), ("own", False, 0)]
