@@ -36,7 +36,8 @@ from rag.answering.answerer import Answerer
 from rag.answering.citations import is_refusal
 from rag.evaluation import EvalQuestion, EvalReport, evaluate, load_questions, score
 from rag.models.embeddings import bundled_model_path
-from rag.models.llm import LlamaCppLLM, Prompt
+from rag.models.llama_cpp_llm import LlamaCppLLM
+from rag.models.llm import Prompt
 from rag.pipeline import Pipeline
 from rag.retrieval.retriever import Retrieved
 from rag.settings import load_settings

@@ -24,7 +24,7 @@ from pathlib import Path
 MEASURE = """
 import json, sys
 from rag.doctor import time_llm
-from rag.models.llm import LlamaCppLLM
+from rag.models.llama_cpp_llm import LlamaCppLLM
 from rag.settings import LLMSettings
 import llama_cpp
 assert llama_cpp.__file__.startswith(sys.argv[1]), llama_cpp.__file__

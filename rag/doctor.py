@@ -27,15 +27,9 @@ from typing import Any, Literal
 
 from rag import llama_build
 from rag.models.embeddings import Embedder
-from rag.models.llm import (
-    LLM,
-    LlamaCppLLM,
-    LLMError,
-    OpenAICompatibleLLM,
-    llama_offload_supported,
-    llama_system_info,
-    usable_cores,
-)
+from rag.models.llama_cpp_llm import LlamaCppLLM, llama_offload_supported, llama_system_info
+from rag.models.llm import LLM, LLMError, usable_cores
+from rag.models.server_llm import OpenAICompatibleLLM
 from rag.settings import Settings
 from rag.storage.records import FileRecord
 from rag.storage.store import ChunkStore, StoreError, open_store

@@ -21,7 +21,7 @@ from rag.cli.main import build_parser
 from rag.cli.questions import evaluate_set as cli_eval
 from rag.ingest.ingestion import Ingestor
 from rag.models.embeddings import Embedder
-from rag.models.llm import OpenAICompatibleLLM
+from rag.models.server_llm import OpenAICompatibleLLM
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
 from rag.storage.keywords import KeywordIndex

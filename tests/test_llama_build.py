@@ -89,7 +89,7 @@ def test_the_installed_llama_cpp_is_the_build_the_project_made_for_this_machine(
 
 @pytest.mark.slow
 def test_the_cpu_code_is_portable_and_never_takes_the_amx_path() -> None:
-    from rag.models.llm import llama_system_info
+    from rag.models.llama_cpp_llm import llama_system_info
 
     info = llama_system_info()
     assert "AMX_INT8 = 1" not in info

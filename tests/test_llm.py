@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.models.llm import (
-    LlamaCppLLM,
-    LLMError,
-    OpenAICompatibleLLM,
-    Prompt,
-    defuse_special_tokens,
-    make_llm,
-)
+from rag.models.llama_cpp_llm import LlamaCppLLM
+from rag.models.llm import LLMError, Prompt, make_llm
+from rag.models.server_llm import OpenAICompatibleLLM, defuse_special_tokens
 from rag.settings import LLMSettings
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,8 @@ from rag.answering.answer import Turn
 from rag.answering.answerer import Answerer
 from rag.doctor import Report, diagnose
 from rag.documents.loaders import SUPPORTED_TYPES
-from rag.models.llm import LLM, LlamaCppLLM, LLMError
+from rag.models.llama_cpp_llm import LlamaCppLLM
+from rag.models.llm import LLM, LLMError
 from rag.pipeline import Pipeline
 from rag.settings import DEFAULT_WORKSPACE, Settings
 from rag.storage.store import ChunkStore
