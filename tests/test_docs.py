@@ -47,3 +47,13 @@ def _anchors(page: Path) -> set[str]:
     """GitHub's anchors for a page's headings."""
     headings = re.findall(r"^#+\s+(.+)$", page.read_text(encoding="utf-8"), flags=re.M)
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_file_the_pages_name_exists() -> None:
+    named = {
+        path
+        for page in _PAGES
+        for path in re.findall(r"\b(?:rag|ui|bench|tests)/[\w/]+\.py\b", page.read_text())
+    }
+    assert named
+    assert sorted(path for path in named if not (ROOT / path).exists()) == []
