@@ -119,12 +119,14 @@ class Answerer:
         plan = self._plan(question, history, options or AskOptions())
         timings = {"retrieval_s": plan.retrieval_s}
         if plan.prompt is None:
-            return AnswerStream(self._said(plan.question, plan.said, timings, started))
+            return AnswerStream(
+                self._answer_without_model(plan.question, plan.said, timings, started)
+            )
         settled = self._settle(
             plan.question, plan.prompt, plan.numbered, plan.left_out, timings, started
         )
         if plan.capped_from is not None:
-            settled = _warned(
+            settled = _with_warning(
                 settled,
                 f"max_tokens {plan.capped_from} was capped at {plan.prompt.max_tokens}, so that "
                 "the best source fits the model's context",
@@ -197,7 +199,7 @@ class Answerer:
         return min(asked, room)
 
     @staticmethod
-    def _said(
+    def _answer_without_model(
         question: str, said: str, timings: dict[str, float], started: float
     ) -> Generator[str, None, Answer]:
         timings["first_token_s"] = timings["total_s"] = time.perf_counter() - started
@@ -232,7 +234,7 @@ class Answerer:
                     final = True
                 else:
                     timings.setdefault("model_first_token_s", time.perf_counter() - started)
-                    raw, looped, final = _guarded(raw + piece, judged)
+                    raw, looped, final = _cut_at_markup_or_loop(raw + piece, judged)
                 while True:
                     rest = raw[judged:]
                     body = rest.lstrip()
@@ -285,11 +287,13 @@ class Answerer:
             return None
         unknown = self.retriever.unknown_terms(question)
         if unknown:
-            return "I don't know: the documents never mention " + _listed(unknown)
+            return "I don't know: the documents never mention " + _quoted_list(unknown)
         held = {_stem(word) for chunk in found for word in keywords(chunk.text)}
         absent = [name for name in self.retriever.names(question) if _stem(name) not in held]
         if absent:
-            return "I don't know: no passage found for this question mentions " + _listed(absent)
+            return "I don't know: no passage found for this question mentions " + _quoted_list(
+                absent
+            )
         return None
 
     def _fit(
@@ -326,7 +330,7 @@ def _stem(word: str) -> str:
     return word[:-1] if word.endswith("e") and len(word) > 4 else word
 
 
-def _listed(terms: list[str]) -> str:
+def _quoted_list(terms: list[str]) -> str:
     return ", ".join(f"“{term}”" for term in terms)
 
 
@@ -342,13 +346,15 @@ def _answer(question: str, checked: Checked) -> Answer:
     )
 
 
-def _warned(settled: Generator[str, None, Answer], warning: str) -> Generator[str, None, Answer]:
+def _with_warning(
+    settled: Generator[str, None, Answer], warning: str
+) -> Generator[str, None, Answer]:
     answer = yield from settled
     answer.warnings.insert(0, warning)
     return answer
 
 
-def _guarded(raw: str, judged: int) -> tuple[str, str, bool]:
+def _cut_at_markup_or_loop(raw: str, judged: int) -> tuple[str, str, bool]:
     """The model's text up to a chat-control spelling or a loop; the loop; whether it was cut.
 
     Text already judged (the first ``judged`` characters) is never cut.

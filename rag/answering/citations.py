@@ -259,13 +259,13 @@ def _without_label(text: str, numbered: list[Source]) -> tuple[str, int | None]:
     """
     named = None
     labels = {fence(source.label) + ":": source.number for source in numbered}
-    while label := next((lb for lb in labels if _unmarked(text).startswith(lb)), None):
-        text = _unmarked(text)[len(label) :].strip().lstrip("…").strip()
+    while label := next((lb for lb in labels if _without_markers(text).startswith(lb)), None):
+        text = _without_markers(text)[len(label) :].strip().lstrip("…").strip()
         named = labels[label] if named is None else named
     return text, named
 
 
-def _unmarked(text: str) -> str:
+def _without_markers(text: str) -> str:
     """``text`` less a leading ``[n]`` marker ("[1] R-data.pdf, page 19: …", as numbered)."""
     return re.sub(r"^\[\d+\]\s*", "", text)
 

@@ -86,11 +86,11 @@ def ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
     finally:
         bars.close()
     print_report(report, verbose=args.verbose)
-    print(f"store: {pipeline.store.location} ({_named(pipeline.settings)})")
+    print(f"store: {pipeline.store.location} ({_store_named(pipeline.settings)})")
     return EXIT_OK if report.ok else EXIT_FILES_FAILED
 
 
-def _named(settings: Settings) -> str:
+def _store_named(settings: Settings) -> str:
     return f"collection {settings.collection_name!r}, workspace {settings.workspace!r}"
 
 

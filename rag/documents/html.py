@@ -116,7 +116,7 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
             style = _style_of(child, rules)
             inner = _color(style.get("background-color") or style.get("background", ""))
             shown_on = inner or background
-            if _hidden(child, style, shown_on):
+            if _is_hidden(child, style, shown_on):
                 builder.hidden_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
                 continue
             if _navigation(child):
@@ -245,7 +245,7 @@ def _color(value: str) -> tuple[int, ...] | None:
     return next((rgb for name, rgb in _NAMED_COLORS.items() if name in value.split()), None)
 
 
-def _hidden(tag: Any, style: dict[str, str], background: tuple[int, ...]) -> bool:
+def _is_hidden(tag: Any, style: dict[str, str], background: tuple[int, ...]) -> bool:
     """Whether a reader would see nothing of ``tag``: hidden, transparent, tiny or camouflaged."""
     if tag.has_attr("hidden") or str(tag.get("aria-hidden", "")).lower() == "true":
         return True

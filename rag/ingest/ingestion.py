@@ -217,7 +217,7 @@ class Ingestor:
         group: list[PreparedFile] = []
         group_chunks = 0
         for file, record, outcome in prepared:
-            taken = self._taken(file, record, outcome, report)
+            taken = self._file_to_embed(file, record, outcome, report)
             self.progress.file_done()
             if taken is not None:
                 group.append(taken)
@@ -248,7 +248,7 @@ class Ingestor:
         self.store.write(delete_ids=[i for record in gone for i in record.chunk_ids])
         _report_removals(gone, added, report)
 
-    def _taken(
+    def _file_to_embed(
         self,
         file: SourceFile,
         record: FileRecord | None,

@@ -35,12 +35,12 @@ class _Changes(FileSystemEventHandler):
         if event.event_type in {"opened", "closed_no_write"}:
             return
         paths = [event.src_path, getattr(event, "dest_path", "")]
-        if all(self._ignored(str(path)) for path in paths if path):
+        if all(self._is_ignored(str(path)) for path in paths if path):
             return
         with self.lock:
             self.last_change = time.monotonic()
 
-    def _ignored(self, path: str) -> bool:
+    def _is_ignored(self, path: str) -> bool:
         """The store's own files; everything else may matter (a sync skips hidden files)."""
         return any(Path(path).is_relative_to(folder) for folder in self.ignored)
 

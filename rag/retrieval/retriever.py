@@ -229,7 +229,7 @@ class Retriever:
         ending = [chunk for chunk in chunks if _runs_on(chunk)]
         continued: dict[str, Retrieved] = {}
         absorbed: set[str] = set()
-        following = self.store.following([c.metadata for c in ending])
+        following = self.store.next_chunks([c.metadata for c in ending])
         for chunk, after in zip(ending, following, strict=True):
             if after is None or after.metadata.get("page") != chunk.metadata.get("page"):
                 continue

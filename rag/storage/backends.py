@@ -44,7 +44,7 @@ class EmbeddedChunkStore(ChunkStore):
         self._refresh_lock = threading.Lock()
         return lock
 
-    def _opening(self) -> None:
+    def _note_generation(self) -> None:
         self._seen_generation = self._generation()
 
     @property
@@ -72,11 +72,11 @@ class EmbeddedChunkStore(ChunkStore):
             generation = self._generation()
             if generation != self._seen_generation:
                 self._close_client()
-                self.client = self._connected()
+                self.client = self._open_client()
                 self.collection = self._open_collection()
                 self._seen_generation = generation
 
-    def _wrote(self) -> None:
+    def _announce_write(self) -> None:
         self._seen_generation = self._generation() + 1
         self._generation_file.write_text(str(self._seen_generation))
 
@@ -134,7 +134,7 @@ class ServerChunkStore(ChunkStore):
             if seen != self.index.meta("generation"):
                 self._read_since(seen)
 
-    def _in_step(self) -> None:
+    def _bring_index_in_step(self) -> None:
         """Catch up, then compare every id now when the counts still disagree.
 
         Records decide what an ingest writes, so a deletion made elsewhere is not left to
@@ -169,10 +169,10 @@ class ServerChunkStore(ChunkStore):
         """The server's clock in seconds: what a reader's index catches up from."""
         return {"written": self.client.heartbeat() / 1e9}
 
-    def _dropped(self) -> None:
+    def _announce_drop(self) -> None:
         """Nothing to do: readers find the collection gone (or a new one) when they look."""
 
-    def _wrote(self) -> None:
+    def _announce_write(self) -> None:
         # A random token: concurrent writers to a server never repeat one.
         self.collection.modify(
             metadata={"embedder": self.embedder_name, "generation": uuid.uuid4().hex}

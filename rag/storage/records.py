@@ -87,7 +87,7 @@ class IndexedRecords(Records):
     """The records of files under some roots, read a file at a time from the keyword index.
 
     What an ingest of a million chunks needs in memory is then the files' names, not every
-    chunk's id. The store brings the index in step first (``ChunkStore._in_step``).
+    chunk's id. The store brings the index in step first (``ChunkStore._bring_index_in_step``).
     """
 
     def __init__(self, store: ChunkStore, roots: list[str] | None) -> None:

@@ -89,8 +89,8 @@ class ChunkStore:
         self._check_embedder = check_embedder
         self.lock = self._lock(on_wait)
         with self.lock.exclusive():
-            self._opening()
-            self.client = self._connected()
+            self._note_generation()
+            self.client = self._open_client()
             self.keywords: KeywordIndex | None = None
             try:
                 self.max_batch = self.client.get_max_batch_size()
@@ -108,7 +108,7 @@ class ChunkStore:
         """What guards writers from each other."""
         raise NotImplementedError
 
-    def _opening(self) -> None:
+    def _note_generation(self) -> None:
         """Note what a later refresh compares against, before the client opens."""
 
     @property
@@ -119,7 +119,7 @@ class ChunkStore:
     def _connect(self) -> ClientAPI:
         raise NotImplementedError
 
-    def _connected(self) -> ClientAPI:
+    def _open_client(self) -> ClientAPI:
         """A client of the store; any failure to open it as a StoreError that says where."""
         try:
             return self._connect()
@@ -131,7 +131,7 @@ class ChunkStore:
         """See what other processes wrote since this one last looked."""
         raise NotImplementedError
 
-    def _wrote(self) -> None:
+    def _announce_write(self) -> None:
         """Tell other processes that this one wrote."""
         raise NotImplementedError
 
@@ -211,7 +211,7 @@ class ChunkStore:
             try:
                 yield
             finally:
-                self._wrote()
+                self._announce_write()
 
     @contextmanager
     def _failures(self, action: str) -> Iterator[None]:
@@ -286,11 +286,11 @@ class ChunkStore:
             self.keywords = None
             for file, _ in _index_files(self.settings, self.settings.collection_name):
                 file.unlink()
-            self._dropped()
+            self._announce_drop()
 
-    def _dropped(self) -> None:
+    def _announce_drop(self) -> None:
         """Tell other processes that the collection is gone."""
-        self._wrote()
+        self._announce_write()
 
     def rename(self, collection_name: str) -> None:
         """Give the collection another name (a workspace renamed); reopen the store after."""
@@ -320,10 +320,10 @@ class ChunkStore:
 
         Reading Chroma's metadata takes ~9 s and ~700 MB of memory for 100,000 chunks.
         """
-        self._in_step()
+        self._bring_index_in_step()
         return IndexedRecords(self, roots)
 
-    def _in_step(self) -> None:
+    def _bring_index_in_step(self) -> None:
         """Make the keyword index hold what the store holds, before its records are trusted.
 
         Reading settles a killed write's part; an embedded store's index follows every other
@@ -485,7 +485,7 @@ class ChunkStore:
             if text is not None
         }
 
-    def _stored(self, result: Any) -> list[StoredChunk]:
+    def _chunks_of(self, result: Any) -> list[StoredChunk]:
         """The chunks of a Chroma ``get`` with embeddings, with their texts and metadata.
 
         A caller holds the lock; a chunk without a text is left out.
@@ -506,10 +506,10 @@ class ChunkStore:
                     ids=list(ids[start : start + READ_PAGE]),
                     include=cast(Any, ["embeddings", *ROWS]),
                 )
-                found += self._stored(result)
+                found += self._chunks_of(result)
         return found
 
-    def following(self, metadatas: Sequence[Metadata]) -> list[StoredChunk | None]:
+    def next_chunks(self, metadatas: Sequence[Metadata]) -> list[StoredChunk | None]:
         """The chunk after each of these in its file (same version), or None at a file's end."""
         wanted = {next_position(m): i for i, m in enumerate(metadatas)}
         found: list[StoredChunk | None] = [None] * len(metadatas)
@@ -520,7 +520,7 @@ class ChunkStore:
             if not ids:
                 return found
             result = self.collection.get(ids=ids, include=cast(Any, ["embeddings", *ROWS]))
-            stored = self._stored(result)
+            stored = self._chunks_of(result)
         for chunk in stored:
             if (key := position(chunk.metadata)) in wanted:
                 found[wanted[key]] = chunk
@@ -604,7 +604,7 @@ class ChunkStore:
 
     def files(self) -> dict[tuple[str, str], int]:
         """Chunk count of every stored file by (root, source), counted by the keyword index."""
-        self._in_step()
+        self._bring_index_in_step()
         with self.indexed() as index:
             return index.file_counts()
 

@@ -108,7 +108,7 @@ def fill_chroma(store: ChunkStore) -> None:
                 documents=[rows[i][0] for i in found["ids"]],
                 metadatas=cast(Any, [rows[i][1] for i in found["ids"]]),
             )
-            store._wrote()
+            store._announce_write()
     store.index.set_meta(chroma_rows=1)
 
 
@@ -125,7 +125,7 @@ def drop_textless(store: ChunkStore, chunk_ids: list[str]) -> None:
     )
     for start in range(0, len(chunk_ids), store.max_batch):
         store.collection.delete(ids=chunk_ids[start : start + store.max_batch])
-    store._wrote()  # other processes reload the vector index without them
+    store._announce_write()  # other processes reload the vector index without them
 
 
 def _same_version(metadata: Metadata, indexed: tuple[str, float | None] | None) -> bool:
