@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.answer import Source
+from rag.answering.answer import QUOTED_NOTICE, UNSUPPORTED_NOTICE, Answer, Source
 from rag.answering.answerer import _stem
 from rag.answering.citations import Checked, _numbers, check_answer, resolve_markers, support
 from rag.answering.prompt import excerpt, is_follow_up
@@ -199,3 +199,18 @@ def test_inflections_share_a_stem() -> None:
     assert _stem("deleting") == _stem("deletion") == _stem("delete") == "delet"
     assert _stem("caches") == _stem("cache")
     assert _stem("zlib") == "zlib"
+
+
+def test_what_a_reader_must_know_is_worded_once_for_every_front_door() -> None:
+    plain = Answer("q", "Four hours [1].")
+    assert plain.notices == []
+    quoted = Answer(
+        "q", '"Four hours." [1]', model_text="Six hours.", warnings=["max_tokens was capped"]
+    )
+    assert [(n.kind, n.text) for n in quoted.notices] == [
+        ("note", f"{QUOTED_NOTICE} The model wrote: Six hours."),
+        ("warning", "max_tokens was capped"),
+    ]
+    unsupported = Answer("q", "The motor is waterproof.", supported=False)
+    assert [n.text for n in unsupported.notices] == [UNSUPPORTED_NOTICE]
+    assert unsupported.to_json()["notices"] == [{"kind": "warning", "text": UNSUPPORTED_NOTICE}]

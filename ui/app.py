@@ -15,7 +15,6 @@ import streamlit as st
 
 from rag.answering.answer import Answer, Source
 from rag.answering.answerer import AskOptions
-from rag.answering.citations import QUOTED_NOTICE
 from rag.documents.page_view import cited_page
 from rag.documents.scanning import printable
 from rag.errors import RagError
@@ -132,22 +131,14 @@ def ask(services: Services, question: str, options: AskOptions) -> None:
         show_sources(answer)
 
 
-def show_quoted(answer: Answer) -> None:
-    """Say when a quote of the best passage replaced what the model wrote."""
-    if answer.model_text is not None:
-        st.caption(plain(f"{QUOTED_NOTICE} The model wrote: {answer.model_text}"))
-
-
 def show_sources(answer: Answer) -> None:
     """The citations under an answer: file, page, score and snippet, numbered as in the text."""
-    show_quoted(answer)
-    for warning in answer.warnings:
-        st.warning(plain(warning[:1].upper() + warning[1:] + "."), icon=":material/warning:")
-    if not answer.supported:
-        st.warning(
-            "The cited sources do not hold this answer's words: check it against them.",
-            icon=":material/warning:",
-        )
+    for notice in answer.notices:  # worded once, for every front door
+        if notice.kind == "note":
+            st.caption(plain(notice.text))
+        else:
+            text = notice.text[:1].upper() + notice.text[1:] + "."
+            st.warning(plain(text), icon=":material/warning:")
     timings = answer.timings
     st.caption(
         f"retrieval {timings.get('retrieval_s', 0):.2f} s · "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from rag.retrieval.retriever import Retrieved
 
@@ -57,6 +57,21 @@ class Citation:
         return where + (f" (also in {', '.join(self.also_in)})" if self.also_in else "")
 
 
+QUOTED_NOTICE = (
+    "The model's answer was not in the passage that matches the question best; "
+    "that passage is quoted instead."
+)
+UNSUPPORTED_NOTICE = "the cited sources do not hold this answer's words; check it against them"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What a reader must know of an answer besides its text, worded once for every door."""
+
+    kind: Literal["note", "warning"]
+    text: str
+
+
 @dataclass
 class Answer:
     """Everything about one answer: text, citations, the chunks retrieved for it, timings."""
@@ -73,6 +88,17 @@ class Answer:
     # of the best passage replaced it
     warnings: list[str] = field(default_factory=list)  # what the reader should know of it
 
+    @property
+    def notices(self) -> list[Notice]:
+        """A quote that replaced the model's words, the warnings, an unsupported answer."""
+        found = []
+        if self.model_text is not None:
+            found.append(Notice("note", f"{QUOTED_NOTICE} The model wrote: {self.model_text}"))
+        found += [Notice("warning", warning) for warning in self.warnings]
+        if not self.supported:
+            found.append(Notice("warning", UNSUPPORTED_NOTICE))
+        return found
+
     def to_json(self) -> dict[str, Any]:
         """The shape of ``rag ask --json``, and of what the API sends beside the text."""
         return {
@@ -82,6 +108,7 @@ class Answer:
             "supported": self.supported,
             "model_text": self.model_text,
             "warnings": self.warnings,
+            "notices": [{"kind": n.kind, "text": n.text} for n in self.notices],
             "citations": [
                 {
                     "number": c.number,

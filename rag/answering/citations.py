@@ -103,12 +103,6 @@ def quote(passage: tuple[Source, str], settings: AnswerSettings) -> str:
     return f'"{_cut(text, settings.quote_chars)}" [{source.number}]'
 
 
-QUOTED_NOTICE = (
-    "The model's answer was not in the passage that matches the question best; "
-    "that passage is quoted instead."
-)
-
-
 _REFUSAL = re.compile(r"^\W*(i do not know|i don['’]?t know|i cannot tell|unknown)\b", re.I)
 
 

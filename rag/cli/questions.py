@@ -12,7 +12,6 @@ from tqdm import tqdm
 
 from rag.answering.answer import Answer, AnswerStream, Turn
 from rag.answering.answerer import Answerer, AskOptions
-from rag.answering.citations import QUOTED_NOTICE
 from rag.cli.documents import print_report
 from rag.cli.output import (
     EXIT_ERROR,
@@ -86,10 +85,8 @@ def print_streamed(stream: AnswerStream) -> Answer:
         print(piece, end="", flush=True)
     answer = stream.result()
     print()
-    if answer.model_text is not None:
-        print(f"note: {QUOTED_NOTICE} The model wrote: {printable(answer.model_text)}")
-    for warning in answer.warnings:
-        print(f"warning: {warning}")
+    for notice in answer.notices:
+        print(f"{notice.kind}: {printable(notice.text)}")
     _print_sources(answer)
     return answer
 
@@ -97,8 +94,6 @@ def print_streamed(stream: AnswerStream) -> Answer:
 def _print_sources(answer: Answer) -> None:
     if answer.refused and not answer.retrieved:
         return
-    if not answer.supported:
-        print("warning: the cited sources do not hold this answer's words; check it")
     for citation in answer.citations:
         print(
             f"[{citation.number}] {printable(citation.label)}  similarity {citation.similarity:.2f}"
