@@ -15,7 +15,6 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rag.documents.chunking import Chunk, Chunker
 from rag.documents.document import LoadError
@@ -26,10 +25,6 @@ from rag.models.embeddings import Embedder
 from rag.settings import EmbeddingSettings
 from rag.storage.keywords import keywords
 from rag.storage.records import FileRecord
-
-if TYPE_CHECKING:
-    pass
-
 
 _POOL_MIN_FILES = 16  # changed files loaded in line first: starting the workers takes seconds
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from rag.ingest.embed import EmbeddingRunner
 from rag.storage.records import StoredChunk
 from rag.storage.store import ChunkStore
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass
