@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rag.ingest import ingestion as ingestion_module
+from rag.ingest import prepare as prepare_module
 from rag.ingest.embed import EmbeddingRunner
 from rag.ingest.ingestion import Ingestor
 from rag.models import embedding_process as embedding_process_module
@@ -240,7 +241,7 @@ def test_the_workers_make_the_words_the_keyword_index_takes(
         return real_keywords(text)
 
     monkeypatch.setattr(keywords_module, "keywords", counted)
-    monkeypatch.setattr(ingestion_module, "keywords", counted, raising=False)
+    monkeypatch.setattr(prepare_module, "keywords", counted)  # the prepare step's own name
     with Pipeline(settings, embedder=embedder) as pipeline:
         report = pipeline.ingestor.sync([docs])
         in_line = len({text for text in split})  # the first 16 files', split in this process
