@@ -44,7 +44,7 @@ from rag.errors import RagError  # noqa: E402
 from rag.models.llm import LLMError, Prompt, make_llm  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.settings import load_settings  # noqa: E402
-from rag.storage.store import StoreError  # noqa: E402
+from rag.storage.connection import StoreError  # noqa: E402
 from tests import hostile  # noqa: E402
 from tests.docgen import paragraphs  # noqa: E402
 from tests.hostile import Measured as Run  # noqa: E402

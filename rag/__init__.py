@@ -9,7 +9,8 @@ from rag.models.embeddings import Embedder
 from rag.models.llm import LLM, LLMError, make_llm
 from rag.retrieval.retriever import Retrieved, Retriever
 from rag.settings import Settings, load_settings
-from rag.storage.store import ChunkStore, StoreError
+from rag.storage.connection import StoreError
+from rag.storage.store import ChunkStore
 
 __all__ = [
     "LLM",

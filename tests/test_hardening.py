@@ -24,9 +24,10 @@ from rag.models.embeddings import Embedder
 from rag.models.server_llm import OpenAICompatibleLLM
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
+from rag.storage.connection import StoreError
 from rag.storage.keywords import KeywordIndex
 from rag.storage.records import Metadata, StoredChunk
-from rag.storage.store import StoreError, open_store
+from rag.storage.store import open_store
 from tests.conftest import ROOT, SettingsFactory, ingest, run_cli
 from tests.docgen import write_mixed_folder
 from tests.servers import free_port, start_chroma

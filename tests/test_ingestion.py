@@ -23,7 +23,8 @@ from rag.models.embedding_process import EmbeddingProcess
 from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
 from rag.storage import keywords as keywords_module
-from rag.storage.store import ChunkStore, StoreError, open_store
+from rag.storage.connection import StoreError
+from rag.storage.store import ChunkStore, open_store
 from tests.conftest import SettingsFactory
 from tests.docgen import paragraphs, write_mixed_folder
 
@@ -473,6 +474,7 @@ RECALL_SCRIPT = """
 import json, sys
 import numpy as np
 from rag.settings import load_settings
+from rag.storage.connection import StoreError
 from rag.storage.store import open_store
 
 hnsw = {} if sys.argv[2] == "default" else {"ef_search": int(sys.argv[2])}

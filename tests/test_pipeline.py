@@ -8,7 +8,7 @@ import pytest
 from rag.errors import ModelNotFoundError
 from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
-from rag.storage.store import StoreError
+from rag.storage.connection import StoreError
 from tests.conftest import ROOT, SettingsFactory
 
 SAMPLE = ROOT / "data" / "sample"

@@ -11,8 +11,9 @@ from collections import Counter
 from rag.doctor.report import Check, Report
 from rag.models.embeddings import Embedder
 from rag.settings import Settings
+from rag.storage.connection import StoreError
 from rag.storage.records import FileRecord
-from rag.storage.store import ChunkStore, StoreError, open_store
+from rag.storage.store import ChunkStore, open_store
 
 RECORD_FIELDS = ("root", "source", "file_hash", "pipeline", "chunk_index", "chunk_count")
 

@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rag.storage.connection import CATCH_UP_MARGIN_S, FULL_RECONCILE_S
 from rag.storage.locking import NoLock, StoreLock
 from rag.storage.records import Metadata
-from rag.storage.store import CATCH_UP_MARGIN_S, FULL_RECONCILE_S, ChunkStore
+from rag.storage.store import ChunkStore
 from rag.storage.upkeep import reconcile
 
 if TYPE_CHECKING:

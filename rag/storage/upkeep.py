@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 from rag.storage.records import Metadata
 
 if TYPE_CHECKING:
-    from rag.storage.store import ChunkStore
+    from rag.storage.connection import StoreConnection
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ ROWS = ["documents", "metadatas"]
 READ_PAGE = 10_000
 
 
-def settle(store: ChunkStore) -> None:
+def settle(store: StoreConnection) -> None:
     """Finish the keyword index's part of a write that was killed after it began.
 
     A chunk Chroma holds is indexed as Chroma holds it; one it lacks is forgotten.
@@ -43,7 +43,7 @@ def settle(store: ChunkStore) -> None:
         store.index.update(chunks, removed=[i for i in page if i not in held], settled=page)
 
 
-def reconcile(store: ChunkStore, where: Mapping[str, Any] | None = None) -> float:
+def reconcile(store: StoreConnection, where: Mapping[str, Any] | None = None) -> float:
     """Bring the keyword index in line with the chunks matching ``where``, or all of them.
 
     Compares versions (content hash, and a server's write stamp) a page at a time and reads
@@ -75,7 +75,7 @@ def reconcile(store: ChunkStore, where: Mapping[str, Any] | None = None) -> floa
 
 
 def rows_from_chroma(
-    store: ChunkStore, found: Any
+    store: StoreConnection, found: Any
 ) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
     """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless."""
     rows, textless = [], []
@@ -89,7 +89,7 @@ def rows_from_chroma(
     return rows, textless
 
 
-def fill_chroma(store: ChunkStore) -> None:
+def fill_chroma(store: StoreConnection) -> None:
     """Give Chroma the texts and metadata an older embedded store kept in the index alone.
 
     Such a chunk's metadata has what dense filters need alone (no ``content_hash``). Once
@@ -112,7 +112,7 @@ def fill_chroma(store: ChunkStore) -> None:
     store.index.set_meta(chroma_rows=1)
 
 
-def drop_textless(store: ChunkStore, chunk_ids: list[str]) -> None:
+def drop_textless(store: StoreConnection, chunk_ids: list[str]) -> None:
     """Take out chunks without a text: an older store's whose keyword index was lost.
 
     The next sync embeds their files again.
