@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -54,10 +55,21 @@ class PieceCountingLLM(CountingLLM):
 
 
 class NoStopLLM(WrappedLLM):
-    """The real model without the prompt's line-end stop: generations long enough to time."""
+    """The real model without the prompt's line-end stop: generations long enough to time.
+
+    ``arrivals`` holds when each piece of the last generation came, for its speed apart from
+    what the answerer does with the pieces.
+    """
+
+    def __init__(self, llm: LLM) -> None:
+        super().__init__(llm)
+        self.arrivals: list[float] = []
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
-        return self.llm.stream(replace(prompt, completion_stop=()))
+        self.arrivals = []
+        for piece in self.llm.stream(replace(prompt, completion_stop=())):
+            self.arrivals.append(time.perf_counter())
+            yield piece
 
 
 class ScriptedLLM:
