@@ -13,8 +13,7 @@ from rag.models.embeddings import Embedder
 from rag.pipeline import Pipeline
 from rag.retrieval.retriever import Retrieved
 from rag.settings import Settings, load_settings
-from rag.storage import backends, upkeep
-from rag.storage import store as store_module
+from rag.storage import backends, connection, upkeep
 from rag.storage.backends import ServerChunkStore
 from rag.storage.store import ChunkStore, open_store
 from tests.conftest import SettingsFactory
@@ -113,7 +112,7 @@ def test_a_new_process_searches_the_keyword_index_without_reading_the_store(
         assert where is not None, "the keyword index was rebuilt from the store"
         return recent(store, where)
 
-    for module in (store_module, backends):
+    for module in (connection, backends):  # where it is called
         monkeypatch.setattr(module, "reconcile", read_everything)
     with Pipeline(settings, embedder=embedder) as reader:
         assert len(reader.store.index) == count
