@@ -24,6 +24,7 @@ from rag.models.embeddings import Embedder
 from rag.models.server_llm import OpenAICompatibleLLM
 from rag.pipeline import Pipeline
 from rag.settings import EmbeddingSettings, load_settings
+from rag.storage import connection
 from rag.storage.connection import StoreError
 from rag.storage.keywords import KeywordIndex
 from rag.storage.records import Metadata, StoredChunk
@@ -148,6 +149,23 @@ def test_a_store_past_33000_chunks_keeps_working(
         assert report.chunks_in_store == ingested
         found = rebuilt.retriever.retrieve("boiler pressure", 4)
         assert found[0].metadata["source"] == "manual.pdf"
+
+
+def test_a_chroma_failure_while_the_store_opens_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opening settles a killed write by reading Chroma, which can fail (a full disk: Chroma
+    must apply its log first); the user gets the store's place and what to check."""
+    settings = load_settings(data_dir=tmp_path / "data")
+    with open_store(settings, "test-model") as store:
+        store.write(new_chunks=synthetic_chunks("/docs", 1, 2, 384))
+
+    def failing(store: object) -> None:
+        raise RuntimeError("Failed to apply logs to the metadata segment")
+
+    monkeypatch.setattr(connection, "settle", failing)
+    with pytest.raises(StoreError, match=r"cannot open the Chroma store at .*apply logs.*disk"):
+        open_store(settings, "test-model")
 
 
 def without_root_powers() -> list[str]:

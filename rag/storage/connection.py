@@ -60,7 +60,7 @@ class StoreConnection:
         self.embedder_name = embedder_name
         self._check_embedder = check_embedder
         self.lock = self._lock(on_wait)
-        with self.lock.exclusive():
+        with self.lock.exclusive(), self._failures("open"):
             self._note_generation()
             self.client = self._open_client()
             self.keywords: KeywordIndex | None = None
