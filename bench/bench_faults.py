@@ -49,7 +49,12 @@ from tests import hostile  # noqa: E402
 from tests.docgen import paragraphs  # noqa: E402
 from tests.hostile import Measured as Run  # noqa: E402
 from tests.hostile import run_measured  # noqa: E402
-from tests.servers import free_port, start_chroma, start_llama_server  # noqa: E402
+from tests.servers import (  # noqa: E402
+    free_port,
+    start_chroma,
+    start_llama_server,
+    wait_until_serving,
+)
 
 NORMAL = "# Kestrel\n\nThe kestrel hovers over the field at dawn.\n"
 
@@ -338,6 +343,7 @@ def app_under_load(work: Path, seconds: float, figures: Figures) -> None:
     env = {**os.environ, "RAG_DATA_DIR": str(data), "RAG_UI__PORT": str(port)}
     log = (work / "app.log").open("w")
     app = subprocess.Popen([sys.executable, "-m", "rag.cli", "ui"], env=env, stdout=log, stderr=log)
+    wait_until_serving(f"http://127.0.0.1:{port}", lambda r: r.status_code == 200, app, None)
     deadline = time.monotonic() + seconds
     results: list[Run] = []
 
