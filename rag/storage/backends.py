@@ -73,7 +73,7 @@ class EmbeddedChunkStore(ChunkStore):
             generation = self._generation()
             if generation != self._seen_generation:
                 self._close_client()
-                self.client = self._open_client()
+                self.client = self._connect()
                 self.collection = self._open_collection()
                 self._seen_generation = generation
 

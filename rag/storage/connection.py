@@ -62,7 +62,7 @@ class StoreConnection:
         self.lock = self._lock(on_wait)
         with self.lock.exclusive(), self._failures("open"):
             self._note_generation()
-            self.client = self._open_client()
+            self.client = self._connect()
             self.keywords: KeywordIndex | None = None
             try:
                 self.max_batch = self.client.get_max_batch_size()
@@ -89,15 +89,8 @@ class StoreConnection:
         raise NotImplementedError
 
     def _connect(self) -> ClientAPI:
+        """A client of the store (its failures become a StoreError in ``_failures``)."""
         raise NotImplementedError
-
-    def _open_client(self) -> ClientAPI:
-        """A client of the store; any failure to open it as a StoreError that says where."""
-        try:
-            return self._connect()
-        except Exception as error:  # chromadb, httpx and sqlite raise many unrelated types
-            msg = f"cannot open the Chroma store at {self.location}: {error}"
-            raise StoreError(msg) from error
 
     def _refresh(self) -> None:
         """See what other processes wrote since this one last looked."""

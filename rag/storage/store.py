@@ -27,7 +27,7 @@ from rag.storage.records import (
     next_position,
     position,
 )
-from rag.storage.upkeep import READ_PAGE, ROWS
+from rag.storage.upkeep import READ_PAGE, ROWS, rows_from_chroma
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -195,11 +195,8 @@ class ChunkStore(StoreConnection):
         metadatas: Sequence[Any] | None,
     ) -> dict[str, tuple[str, Metadata]]:
         """The (text, metadata) of chunks Chroma returned, but a textless one's."""
-        return {
-            i: (text, cast(Metadata, metadata))
-            for i, text, metadata in zip(ids, documents or [], metadatas or [], strict=True)
-            if text is not None
-        }
+        rows, _ = rows_from_chroma(ids, documents or [], metadatas or [])
+        return {chunk_id: (text, metadata) for chunk_id, text, metadata in rows}
 
     def _chunks_of(self, result: Any) -> list[StoredChunk]:
         """The chunks of a Chroma ``get`` with embeddings, with their texts and metadata.

@@ -10,7 +10,7 @@ rebuilt so. :func:`fill_chroma` gives an older store's texts back to Chroma once
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any, cast
 
@@ -37,8 +37,8 @@ def settle(store: StoreConnection) -> None:
     pending = store.index.pending()
     for start in range(0, len(pending), READ_PAGE):
         page = pending[start : start + READ_PAGE]
-        found = store.collection.get(ids=page, include=cast(Any, ROWS))
-        chunks, _ = rows_from_chroma(store, found)
+        found: Any = store.collection.get(ids=page, include=cast(Any, ROWS))
+        chunks, _ = rows_from_chroma(found["ids"], found["documents"], found["metadatas"])
         held = set(found["ids"])
         store.index.update(chunks, removed=[i for i in page if i not in held], settled=page)
 
@@ -62,8 +62,10 @@ def reconcile(store: StoreConnection, where: Mapping[str, Any] | None = None) ->
                 if not _same_version(metadata, indexed.get(chunk_id))
             ]
             if changed:
-                found = store.collection.get(ids=changed, include=cast(Any, ROWS))
-                chunks, missing = rows_from_chroma(store, found)
+                found: Any = store.collection.get(ids=changed, include=cast(Any, ROWS))
+                chunks, missing = rows_from_chroma(
+                    found["ids"], found["documents"], found["metadatas"]
+                )
                 store.index.update(chunks)
                 textless += missing
             newest = max([newest, *(float(m.get("written", 0)) for _, m, _ in page)])
@@ -75,13 +77,11 @@ def reconcile(store: StoreConnection, where: Mapping[str, Any] | None = None) ->
 
 
 def rows_from_chroma(
-    store: StoreConnection, found: Any
+    ids: Sequence[str], documents: Sequence[str | None], metadatas: Sequence[Any]
 ) -> tuple[list[tuple[str, str, Metadata]], list[str]]:
-    """The (id, text, metadata) of a Chroma ``get``'s chunks, and the ids of those textless."""
+    """The (id, text, metadata) of chunks Chroma returned, and the ids of those textless."""
     rows, textless = [], []
-    for chunk_id, text, metadata in zip(
-        found["ids"], found["documents"], found["metadatas"], strict=True
-    ):
+    for chunk_id, text, metadata in zip(ids, documents, metadatas, strict=True):
         if text is not None:
             rows.append((chunk_id, text, cast(Metadata, metadata)))
         else:
@@ -97,7 +97,9 @@ def fill_chroma(store: StoreConnection) -> None:
     """
     if store.index.meta("chroma_rows"):
         return
-    for page in store._read_pages(None, ["metadatas"]):
+    # An empty index holds no texts to give (a new one, or a lost one rebuilt from Chroma).
+    pages = store._read_pages(None, ["metadatas"]) if len(store.index) else iter(())
+    for page in pages:
         bare = [chunk_id for chunk_id, metadata, _ in page if "content_hash" not in metadata]
         rows = store.index.rows(bare)
         if rows:  # Chroma takes texts without their vectors only with its own embedder
@@ -133,7 +135,8 @@ def _same_version(metadata: Metadata, indexed: tuple[str, float | None] | None) 
 
     An id names its content and position, but an edit earlier in its file moves its offsets
     and changes the file's hash: a server's writer upserts it with a new write stamp, which
-    the index must take too. A lean chunk (an embedded store's) carries neither hash nor stamp.
+    the index must take too. A lean chunk (an older embedded store's) carries neither hash nor
+    stamp.
     """
     if indexed is None:
         return False
