@@ -1,4 +1,4 @@
-"""The one place the pipeline is assembled: embedder, store, retriever, ingestor, model, answerer.
+"""The one place the pipeline is assembled: store, models, retriever, ingestor, answerer, chats.
 
 Every front door (the CLI, the chat app), every benchmark and every test builds its parts here,
 so they all get the same wiring: the store opened with the same checks, the retriever and the
@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from rag.answering.answerer import Answerer
+from rag.conversations import Conversations
 from rag.ingest.ingestion import Ingestor, Progress
 from rag.models.embeddings import Embedder
 from rag.models.llm import LLM, make_llm
@@ -54,6 +55,7 @@ class Pipeline:
         self.store = open_store(settings, self.embedder.name, on_wait, check_embedder)
         self.retriever = Retriever(settings.retrieval, self.store, self.embedder)
         self.ingestor = Ingestor(settings, self.store, self.embedder)
+        self.conversations = Conversations(settings.conversations_path, settings.workspace)
         self._llm = llm
         self._llm_from = llm_from or (lambda: make_llm(settings.llm))
         self._answerer: Answerer | None = None

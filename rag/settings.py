@@ -483,6 +483,11 @@ class Settings(BaseSettings):
         return folder / f"{collection or self.collection_name}.sqlite3"
 
     @property
+    def conversations_path(self) -> Path:
+        """The file of every workspace's conversations (the app's and ``rag chat``'s)."""
+        return self.data_dir / "conversations.sqlite3"
+
+    @property
     def lock_dir(self) -> Path:
         """Folder of the locks and the write generation that guard the embedded store."""
         return self.data_dir / "chroma.lock"

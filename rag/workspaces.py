@@ -6,7 +6,7 @@ existing stores need no migration. Any other workspace NAME lives in the collect
 ``{store.collection}__NAME`` of the same store, and its uploads in
 ``data/workspaces/NAME/uploads``. A question asked in one workspace only ever reaches that
 workspace's collection. Removing a workspace drops its collection (its chunks and their file
-records, which are the same rows) and its uploads folder, and nothing else.
+records, which are the same rows), its uploads folder and its conversations, and nothing else.
 
 :class:`Workspaces` holds the pipelines of a long-running process (the API server, the app),
 one per workspace, sharing one embedding model and one LLM. Limits: names are lowercase
@@ -151,7 +151,7 @@ class Workspaces:
         return self.default.llm
 
     def remove(self, name: str) -> None:
-        """Drop the workspace's chunks, records and uploads; nothing else.
+        """Drop the workspace's chunks, records, uploads and conversations; nothing else.
 
         Raises:
             WorkspaceError: it is the default workspace, or no workspace has that name.
@@ -162,6 +162,7 @@ class Workspaces:
                 raise WorkspaceError(msg)
             pipeline = self.get(name)
             pipeline.store.drop()
+            pipeline.conversations.delete_all()
             pipeline.close()
             del self._pipelines[name]
             shutil.rmtree(pipeline.settings.workspace_dir, ignore_errors=True)
@@ -179,6 +180,7 @@ class Workspaces:
             pipeline = self.get(old)
             renamed = in_workspace(self.settings, self._free(new))
             pipeline.store.rename(renamed.collection_name)
+            pipeline.conversations.move_to(new)
             pipeline.close()
             del self._pipelines[old]
             if pipeline.settings.workspace_dir.exists():

@@ -43,6 +43,8 @@ def test_a_workspace_sees_only_its_documents_and_goes_without_a_trace(
     uploads.mkdir(parents=True)
     (uploads / "note.txt").write_text("an upload of the birds workspace")
     assert served.names() == ["default", "birds"]
+    birds.conversations.start("Where do kestrels hunt?")
+    default.conversations.start(CHARGE)
     with pytest.raises(WorkspaceError, match="exists already"):
         served.create("birds")
 
@@ -55,6 +57,7 @@ def test_a_workspace_sees_only_its_documents_and_goes_without_a_trace(
     assert served.names() == ["default", "raptors"]
     assert set(raptors.store.sources()) == {"kestrel.md"}
     assert (raptors.settings.uploads_dir / "note.txt").exists()
+    assert [c.title for c in raptors.conversations.recent()] == ["Where do kestrels hunt?"]
     with pytest.raises(WorkspaceError, match="no workspace is named 'birds'"):
         served.get("birds")
 
@@ -62,6 +65,8 @@ def test_a_workspace_sees_only_its_documents_and_goes_without_a_trace(
     assert served.names() == ["default"]
     assert not raptors.settings.workspace_dir.exists()
     assert default.store.count() == in_default  # nothing else removed
+    assert served.create("raptors").conversations.recent() == []  # its chats went with it
+    assert [c.title for c in default.conversations.recent()] == [CHARGE]
     with pytest.raises(WorkspaceError, match="cannot be removed"):
         served.remove("default")
     served.close()

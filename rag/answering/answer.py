@@ -6,7 +6,7 @@ Plain data that every front door reads; ``Answer.to_json`` is the one JSON shape
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -35,7 +35,7 @@ class Source:
     @property
     def label(self) -> str:
         """'file, page 3' as the prompt and the reader see it."""
-        return self.source + (f", page {self.page}" if self.page is not None else "")
+        return source_label(self.source, self.page)
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,13 @@ class Citation:
     @property
     def label(self) -> str:
         """'file, page 3 (also in other.md)' as the reader sees it."""
-        where = self.source + (f", page {self.page}" if self.page is not None else "")
-        return where + (f" (also in {', '.join(self.also_in)})" if self.also_in else "")
+        return source_label(self.source, self.page, self.also_in)
+
+
+def source_label(source: str, page: int | None, also_in: Sequence[str] = ()) -> str:
+    """'file, page 3 (also in other.md)': where a passage is, as every front door writes it."""
+    where = source + (f", page {page}" if page is not None else "")
+    return where + (f" (also in {', '.join(also_in)})" if also_in else "")
 
 
 QUOTED_NOTICE = (
