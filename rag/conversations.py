@@ -202,12 +202,7 @@ class Conversations:
 
     def answer(self, turn: int, answer: Answer, model: str) -> None:
         """Record a turn's finished answer, with what it cites and the model that wrote it."""
-        details = answer.to_json()
-        details["roots"] = {
-            str(source.number): str(source.chunk.metadata.get("root", ""))
-            for source in answer.retrieved
-        }
-        self._end(turn, "answered", answer.text, details, model)
+        self._end(turn, "answered", answer.text, answer_details(answer), model)
 
     def interrupt(self, turn: int, partial: str = "") -> None:
         """Record that a turn's answer was stopped before it finished."""
@@ -295,6 +290,20 @@ class Conversations:
         return "\n".join(lines)
 
 
+def answer_details(answer: Answer) -> dict[str, Any]:
+    """What is kept of an answer besides its text: ``Answer.to_json`` and its sources' folders.
+
+    The folders (``roots``, by source number) let the app show a cited page again; the API
+    does not send them.
+    """
+    details = answer.to_json()
+    details["roots"] = {
+        str(source.number): str(source.chunk.metadata.get("root", ""))
+        for source in answer.retrieved
+    }
+    return details
+
+
 def exchange_text(exchange: Exchange) -> str:
     """What a reader sees for a turn's answer: its text, or how it ended without one."""
     if exchange.state == "answered":
@@ -303,4 +312,4 @@ def exchange_text(exchange: Exchange) -> str:
         return f"No answer: {exchange.text}"
     if exchange.state == "interrupted":
         return "Interrupted: no answer to this question."
-    return "Unfinished: no answer was stored for this question."
+    return "No answer stored: it is still being answered elsewhere, or was stopped."

@@ -36,6 +36,16 @@ class Document:
     source: str
     chunks: int
 
+    @property
+    def size(self) -> str:
+        """'1 chunk', '4 chunks': as the lists show it."""
+        return counted(self.chunks, "chunk")
+
+
+def counted(number: int, noun: str) -> str:
+    """'1 chunk', '2 chunks': a count with its noun, for people (English plurals in -s only)."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
 
 @dataclass
 class UploadOutcome:

@@ -75,7 +75,7 @@ def test_upload_ask_see_sources_and_refusal_in_chromium(app_url: str, tmp_path: 
         page.locator("input[type=file]").set_input_files([str(document), str(hostile)])
         page.get_by_role("button", name="Ingest").click()
         expect(page.get_by_text("Added 2, updated 0")).to_be_visible(timeout=120_000)
-        expect(page.get_by_text("kestrel.md · 1 chunks")).to_be_visible()
+        expect(page.get_by_text("kestrel.md · 1 chunk")).to_be_visible()
 
         ask(page, "How long does the Kestrel X9 drone fly on one battery?")
         answer = page.get_by_test_id("stChatMessage").nth(1)
@@ -230,7 +230,7 @@ def test_two_app_machines_on_one_chroma_server_share_the_documents(
             expect(first.get_by_text("Added 1, updated 0")).to_be_visible(timeout=120_000)
 
             second.goto(f"http://127.0.0.1:{ports[1]}")
-            expect(second.get_by_text("kestrel.md · 1 chunks")).to_be_visible(timeout=120_000)
+            expect(second.get_by_text("kestrel.md · 1 chunk")).to_be_visible(timeout=120_000)
             ask(second, "How long does the Kestrel X9 drone fly on one battery?")
             answer = second.get_by_test_id("stChatMessage").nth(1)
             expect(answer).to_contain_text("47 minutes", timeout=120_000)
@@ -241,3 +241,77 @@ def test_two_app_machines_on_one_chroma_server_share_the_documents(
         for app in apps:
             app.terminate()
             app.wait(timeout=30)
+
+
+def test_a_chat_lasts_through_reloads_tabs_and_a_restart(tmp_path: Path) -> None:
+    port, data = free_port(), tmp_path / "data"
+    url = f"http://127.0.0.1:{port}"
+    document = tmp_path / "kestrel.md"
+    document.write_text(DOCUMENT)
+    process = start_app(data, port, tmp_path / "app.log")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+            first = browser.new_page(viewport={"width": 1280, "height": 700})
+            first.goto(url)
+            expect(first.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+            first.locator("input[type=file]").set_input_files(str(document))
+            first.get_by_role("button", name="Ingest").click()
+            expect(first.get_by_text("Added 1, updated 0")).to_be_visible(timeout=120_000)
+            messages = first.get_by_test_id("stChatMessage")
+            for number in range(3):  # more than the window holds
+                ask(first, "How long does the Kestrel X9 drone fly on one battery?")
+                expect(messages.nth(2 * number + 1)).to_contain_text("47 minutes", timeout=120_000)
+            expect(first.get_by_text("Sources (1 cited")).to_have_count(3, timeout=30_000)
+            # The box is pinned at the bottom, under the newest answer, which is in view.
+            box = first.get_by_test_id("stChatInputTextArea").bounding_box()
+            newest = messages.nth(5).bounding_box()
+            assert box is not None and newest is not None
+            assert box["y"] > 700 * 0.8
+            assert newest["y"] + newest["height"] <= box["y"] + 5
+            expect(messages.nth(5)).to_be_in_viewport()
+            assert "chat=" in first.url
+
+            first.reload()  # the same chat, from the address
+            expect(messages).to_have_count(6, timeout=120_000)
+            second = browser.new_page()
+            second.goto(url)  # another tab, no address: the last chat
+            expect(second.get_by_test_id("stChatMessage")).to_have_count(6, timeout=120_000)
+
+            # Both tabs ask at once in the same chat: nothing is lost.
+            ask(first, "What did the pilots write?")
+            ask(second, "Who won the 2022 football world cup?")
+            for page in (first, second):  # each answers its own question
+                expect(page.get_by_text("Sources (").last).to_be_visible(timeout=180_000)
+                page.wait_for_timeout(2000)
+            second.reload()
+            turns = second.get_by_test_id("stChatMessage")
+            expect(turns).to_have_count(10, timeout=120_000)
+            shown = [turns.nth(n).inner_text() for n in range(10)]
+            asked = {shown[6].splitlines()[-1], shown[8].splitlines()[-1]}  # after the avatar
+            assert asked == {"What did the pilots write?", "Who won the 2022 football world cup?"}
+            assert not [text for text in shown if "No answer" in text]
+            # The export holds what the chat shows.
+            second.get_by_text("This chat", exact=True).click()
+            with second.expect_download() as download:
+                second.get_by_role("button", name="Export as Markdown").click()
+            exported = Path(download.value.path()).read_text()
+            assert exported.count("## ") == 5
+            assert exported.count("47 minutes") >= 3
+            assert "Who won the 2022 football world cup?" in exported
+            assert "- [1] kestrel.md" in exported
+            browser.close()
+
+        process.terminate()
+        process.wait(timeout=30)
+        process = start_app(data, port, tmp_path / "app2.log")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+            page = browser.new_page()
+            page.goto(url)  # after a restart: the same chat
+            expect(page.get_by_test_id("stChatMessage")).to_have_count(10, timeout=120_000)
+            expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text("47 minutes")
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

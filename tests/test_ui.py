@@ -7,13 +7,13 @@ import pytest
 from streamlit.delta_generator import DeltaGenerator
 from streamlit.testing.v1 import AppTest
 
-from rag.answering.answer import Turn
+from rag.conversations import Conversations
 from rag.documents.uploads import safe_file_name, save_upload
 from rag.models.embeddings import Embedder
 from rag.settings import load_settings
 from tests.conftest import ROOT, ingest
 from tests.servers import free_port
-from ui.services import conversation, plain
+from ui.services import plain
 
 APP = str(ROOT / "ui" / "app.py")
 SAMPLE = ROOT / "data" / "sample"
@@ -60,7 +60,12 @@ def sample_dir(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> 
     return data_dir
 
 
-def app(monkeypatch: pytest.MonkeyPatch, data_dir: Path, **env: str) -> AppTest:
+def app(
+    monkeypatch: pytest.MonkeyPatch, data_dir: Path, *, fresh: bool = True, **env: str
+) -> AppTest:
+    """The page in a new browser session; ``fresh``: with no earlier conversation to open."""
+    if fresh:
+        (data_dir / "conversations.sqlite3").unlink(missing_ok=True)
     monkeypatch.setenv("RAG_DATA_DIR", str(data_dir))
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -95,9 +100,28 @@ def test_chat_answers_with_sources_and_starts_over(
 
     page.chat_input[0].set_value("Who won the 2022 football world cup?").run()
     assert "I don't know" in page.chat_message[3].markdown[0].value.replace("\\", "")
+    chats = [b for b in page.sidebar.button if b.key and b.key.startswith("chat:")]
+    assert [b.label.replace("\\", "") for b in chats] == [
+        "How long does a full charge of the battery take?"
+    ]
+
+    again = app(monkeypatch, sample_dir, fresh=False)  # a reload, another tab: the same chat
+    assert [m.name for m in again.chat_message] == ["user", "assistant"] * 2
+    shown = again.chat_message[1]
+    assert "4.5 hours" in shown.markdown[0].value.replace("\\", "")
+    assert shown.expander[0].label.startswith("Sources (1 cited")
+    assert "I don't know" in again.chat_message[3].markdown[0].value.replace("\\", "")
+    again.chat_input[0].set_value("What does it weigh?").run()  # goes on where it was
+    assert len(again.chat_message) == 6
 
     page.sidebar.button[0].click().run()  # new chat
     assert len(page.chat_message) == 0
+    page.chat_input[0].set_value("How many charge cycles does the warranty cover?").run()
+    chats = [b for b in page.sidebar.button if b.key and b.key.startswith("chat:")]
+    assert len(chats) == 2  # the newest first, shown
+    assert chats[0].label.startswith("How many charge cycles")
+    chats[1].click().run()
+    assert len(page.chat_message) == 6
 
 
 @pytest.mark.slow
@@ -219,16 +243,23 @@ def test_settings_beyond_the_usual_range_open_the_page(
     assert page.sidebar.number_input[0].value == 4096
 
 
-def test_an_interrupted_answer_leaves_the_conversation_paired() -> None:
-    answered: dict[str, Any] = {"role": "assistant", "text": "Four hours.", "answer": object()}
-    messages: list[dict[str, Any]] = [
-        {"role": "user", "text": "What does the warranty cover?"},  # interrupted: no answer
-        {"role": "user", "text": "How long does charging take?"},
-        answered,
-        {"role": "user", "text": "And the frame?"},
-        {"role": "assistant", "text": "partial", "answer": None},  # stopped while streaming
+@pytest.mark.slow
+def test_an_unfinished_answer_is_shown_so_and_pairs_with_nothing(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path
+) -> None:
+    (sample_dir / "conversations.sqlite3").unlink(missing_ok=True)
+    chats = Conversations(sample_dir / "conversations.sqlite3", "default")
+    conversation = chats.start("What does the warranty cover?").id
+    chats.ask(conversation, "What does the warranty cover?")  # the app was stopped meanwhile
+    page = app(monkeypatch, sample_dir, fresh=False)
+    assert "No answer stored" in page.chat_message[1].caption[0].value
+    page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
+    assert "4.5 hours" in page.chat_message[3].markdown[0].value.replace("\\", "")
+    history = chats.history(conversation)  # what the next follow-up reads
+    assert [turn.question for turn in history] == [
+        "How long does a full charge of the battery take?"
     ]
-    assert conversation(messages) == [Turn("How long does charging take?", "Four hours.")]
+    assert [e.state for e in chats.exchanges(conversation)] == ["answering", "answered"]
 
 
 @pytest.mark.slow
@@ -265,13 +296,16 @@ def test_workspaces_keep_their_documents_apart_in_the_app(
     assert "kestrel.md" not in documents()
 
     page.sidebar.selectbox[0].select("birds").run()
-    page.sidebar.text_input[1].set_value("raptors")
-    button("Rename").click().run()
+    assert len(page.chat_message) == 2  # its own chat comes back with it
+    page.text_input(key="workspace_name").set_value("raptors")
+    page.button(key="rename_workspace").click().run()
     assert page.sidebar.selectbox[0].options == ["default", "raptors"]
     assert "kestrel.md" in documents()
-    page.sidebar.checkbox[0].check().run()
-    button("Remove").click().run()
+    assert len(page.chat_message) == 2
+    page.checkbox(key="remove_workspace_sure").check().run()
+    page.button(key="remove_workspace").click().run()
     assert page.sidebar.selectbox[0].options == ["default"]
     assert page.sidebar.selectbox[0].value == "default"
     assert "user-guide.md" in documents()  # nothing else removed
     assert not (data / "workspaces" / "raptors").exists()
+    assert Conversations(data / "conversations.sqlite3", "raptors").recent() == []

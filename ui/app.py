@@ -8,20 +8,25 @@ literally, never as HTML or markdown.
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
+import streamlit.components.v1 as components
 
-from rag.answering.answer import Answer, Source
+from rag.answering.answer import source_label
 from rag.answering.answerer import AskOptions
+from rag.conversations import TITLE_CHARS, NoConversationError, answer_details, exchange_text
 from rag.documents.page_view import cited_page
 from rag.documents.scanning import printable
 from rag.errors import RagError
 from rag.ingest.ingestion import Progress
 from rag.library import accept_uploads, list_documents, remove_document
 from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
-from ui.services import UPLOAD_TYPES, Services, conversation, plain
+from ui.services import UPLOAD_TYPES, Services, plain
+
+CHATS_LISTED = 30  # the sidebar's list; the CLI lists them all
 
 st.set_page_config(page_title="Ask your documents", page_icon=":material/forum:")
 
@@ -59,9 +64,12 @@ def main() -> None:
         st.error(plain(f"The app cannot start: {error}"), icon=":material/error:")
         st.stop()
     state: Any = st.session_state
-    state.setdefault("messages", [])
-    services = shared.in_workspace(state.setdefault("workspace", settings.workspace))
+    # A reload keeps the address: the workspace and the chat come back from it.
+    wanted = state.setdefault("workspace", st.query_params.get("workspace", settings.workspace))
+    services = shared.in_workspace(wanted)
     state.workspace = services.workspace  # the default again when the chosen one was removed
+    if "conversation" not in state:
+        open_conversation(services, st.query_params.get("chat"))
     options = sidebar(services)
 
     st.title("Ask your documents")
@@ -71,6 +79,24 @@ def main() -> None:
     chat(services, options)
 
 
+def open_conversation(services: Services, wanted: str | None) -> None:
+    """Show conversation ``wanted``, else the workspace's last one, else a new chat."""
+    state: Any = st.session_state
+    try:
+        found = {c.id for c in services.conversations.recent()}
+        latest = services.conversations.latest()
+    except RagError as error:
+        st.error(plain(f"Cannot read the conversations: {error}"), icon=":material/error:")
+        found, latest = set(), None
+    chosen = wanted if wanted in found else (latest.id if latest else None)
+    state.conversation = chosen
+    st.query_params.clear()  # the address names what is shown, for a reload
+    if services.workspace != DEFAULT_WORKSPACE:
+        st.query_params["workspace"] = services.workspace
+    if chosen is not None:
+        st.query_params["chat"] = chosen
+
+
 @st.fragment
 def chat(services: Services, options: AskOptions) -> None:
     """The conversation. A question reruns only this part: the sidebar stays as it is."""
@@ -78,6 +104,12 @@ def chat(services: Services, options: AskOptions) -> None:
     settings = services.settings
     try:
         empty = services.store.count() == 0
+        exchanges = (
+            services.conversations.exchanges(state.conversation) if state.conversation else []
+        )
+    except NoConversationError:  # deleted in another tab
+        exchanges = []
+        state.conversation = None
     except RagError as error:
         st.error(plain(f"Cannot read the store: {error}"), icon=":material/error:")
         return
@@ -87,95 +119,140 @@ def chat(services: Services, options: AskOptions) -> None:
             "or run `python ingest.py PATH` in a terminal.",
             icon=":material/upload_file:",
         )
-    for message in state.messages:
-        with st.chat_message(message["role"]):
-            st.markdown(plain(message["text"]))
-            if message.get("answer") is not None:
-                show_sources(message["answer"])
-            elif message["role"] == "assistant":  # a rerun stopped it while it streamed
-                st.caption("Interrupted: no answer to this question.")
+    for exchange in exchanges:
+        with st.chat_message("user"):
+            st.markdown(plain(exchange.question))
+        with st.chat_message("assistant"):
+            if exchange.state == "failed":
+                st.error(plain(exchange_text(exchange)), icon=":material/error:")
+            elif exchange.details is None:  # stopped while it streamed, or still streaming
+                st.caption(plain(exchange_text(exchange)))
+            else:
+                st.markdown(plain(exchange.text))
+                show_sources(exchange.details)
 
-    question = st.chat_input(
-        "Ask a question about your documents",
-        max_chars=settings.answer.max_question_chars,
-    )
+    with st.bottom:  # pinned under the conversation, as chat apps have it
+        question = st.chat_input(
+            "Ask a question about your documents",
+            max_chars=settings.answer.max_question_chars,
+        )
     if question:
         ask(services, question, options)
+    scroll_to_newest()
+
+
+def scroll_to_newest() -> None:
+    """Scroll the page to its end, where the newest turn is, as chat apps do.
+
+    Our own constant script (no document text), run in a zero-height frame of this page; the
+    time makes each run's frame new, so the script runs again.
+    """
+    script = (
+        f"<script>/* {time.time_ns()} */"
+        "const main = window.parent.document.querySelector('[data-testid=\"stMain\"]');"
+        "if (main) { main.scrollTo({top: main.scrollHeight}); }</script>"
+    )
+    components.html(script, height=0)
 
 
 def ask(services: Services, question: str, options: AskOptions) -> None:
-    """Show the question, stream the answer into the page, then its sources."""
+    """Show the question, stream the answer into the page, then its sources; store the turn."""
     state: Any = st.session_state
-    history = conversation(state.messages)
+    chats = services.conversations
+    try:
+        started = state.conversation is None
+        if started:
+            state.conversation = chats.start(question).id
+            st.query_params["chat"] = state.conversation
+        history = chats.history(state.conversation)
+        # Stored before it streams: a rerun that stops the stream leaves it interrupted.
+        turn = chats.ask(state.conversation, question)
+    except RagError as error:
+        st.error(plain(f"Cannot keep the conversation: {error}"), icon=":material/error:")
+        return
     with st.chat_message("user"):
         st.markdown(plain(question))
-    state.messages.append({"role": "user", "text": question})
-    # Recorded before it streams: a rerun that stops the stream leaves it marked unfinished.
-    reply: dict[str, Any] = {"role": "assistant", "text": "", "answer": None}
-    state.messages.append(reply)
+    scroll_to_newest()
     with st.chat_message("assistant"):
         shown = st.empty()
+        text, ended, stream = "", False, None
         try:
             stream = services.answerer.stream(question, history, options)
             for piece in stream:
-                reply["text"] += piece
-                shown.markdown(plain(reply["text"]))
+                text += piece
+                shown.markdown(plain(text))
             answer = stream.result()
+            chats.answer(turn, answer, services.model_name())
+            ended = True
         except RagError as error:
             shown.empty()
             st.error(plain(f"No answer: {error}"), icon=":material/error:")
-            del state.messages[-2:]
+            chats.fail(turn, str(error))
+            ended = True
             return
-        reply |= {"text": answer.text, "answer": answer}
+        finally:
+            if not ended:  # a click or a new question stopped it: the model stops too
+                if stream is not None:
+                    stream.close()
+                chats.interrupt(turn, text)
         shown.markdown(plain(answer.text))
-        show_sources(answer)
+        show_sources(answer_details(answer))
+    if started:
+        st.rerun()  # the whole page: the sidebar lists the new conversation
 
 
-def show_sources(answer: Answer) -> None:
-    """The citations under an answer: file, page, score and snippet, numbered as in the text."""
-    for notice in answer.notices:  # worded once, for every front door
-        if notice.kind == "note":
-            st.caption(plain(notice.text))
+def show_sources(details: dict[str, Any]) -> None:
+    """Under an answer: its notices, timings, and citations (file, page, score, snippet)."""
+    for notice in details["notices"]:  # worded once, for every front door
+        if notice["kind"] == "note":
+            st.caption(plain(notice["text"]))
         else:
-            text = notice.text[:1].upper() + notice.text[1:] + "."
+            text = notice["text"][:1].upper() + notice["text"][1:] + "."
             st.warning(plain(text), icon=":material/warning:")
-    timings = answer.timings
+    timings = details["timings"]
     st.caption(
         f"retrieval {timings.get('retrieval_s', 0):.2f} s · "
         f"first token {timings.get('first_token_s', 0):.2f} s · "
         f"total {timings.get('total_s', 0):.2f} s"
     )
-    if not answer.retrieved:
+    retrieved, citations = details["retrieved"], details["citations"]
+    if not retrieved:
         return
-    label = f"Sources ({len(answer.citations)} cited, {len(answer.retrieved)} retrieved)"
+    label = f"Sources ({len(citations)} cited, {len(retrieved)} retrieved)"
     with st.expander(label):
-        by_number = {source.number: source for source in answer.retrieved}
-        for citation in answer.citations:
-            line = f"[{citation.number}] {printable(citation.label)} · "
-            line += f"similarity {citation.similarity:.2f}"
+        by_number = {source["number"]: source for source in retrieved}
+        for citation in citations:
+            where = source_label(citation["source"], citation["page"], citation["also_in"])
+            line = f"[{citation['number']}] {printable(where)} · "
+            line += f"similarity {citation['similarity']:.2f}"
             st.markdown(plain(line))
-            st.caption(plain(citation.snippet))
-            show_page(by_number[citation.number], citation.snippet)
+            st.caption(plain(citation["snippet"]))
+            source = by_number[citation["number"]]
+            root = details["roots"].get(str(citation["number"]), "")
+            show_page(root, source["source"], source["page"], citation["snippet"])
+        cited = {c["number"] for c in citations}
         uncited = [
-            s for s in answer.retrieved if s.number not in {c.number for c in answer.citations}
+            f"[{s['number']}] {printable(source_label(s['source'], s['page']))}"
+            for s in retrieved
+            if s["number"] not in cited
         ]
         if uncited:
-            shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in uncited)
-            st.caption(plain(f"Also retrieved: {shown}"))
+            st.caption(plain(f"Also retrieved: {', '.join(uncited)}"))
 
 
-def show_page(source: Source, passage: str) -> None:
+def show_page(root: str, source: str, page: int | None, passage: str) -> None:
     """A cited PDF page as a picture, the passage marked, for the reader to check."""
-    path = Path(str(source.chunk.metadata.get("root", ""))) / source.source
-    if source.page is None or path.suffix.lower() != ".pdf":
+    path = Path(root) / source
+    if page is None or path.suffix.lower() != ".pdf":
         return
     try:
-        picture = page_picture(str(path), path.stat().st_mtime_ns, source.page, passage)
+        picture = page_picture(str(path), path.stat().st_mtime_ns, page, passage)
     except (OSError, ValueError, RuntimeError):  # moved, changed or unreadable since ingest
-        st.caption(plain(f"Page {source.page} cannot be shown: the file is gone or changed."))
+        st.caption(plain(f"Page {page} cannot be shown: the file is gone or changed."))
         return
     st.image(picture)  # a caption of its own is rendered as markdown: the file name goes below
-    st.caption(plain(f"{printable(source.label)}, the cited passage marked"))
+    where = source_label(source, page)
+    st.caption(plain(f"{printable(where)}, the cited passage marked"))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -190,8 +267,7 @@ def sidebar(services: Services) -> AskOptions:
     """Uploads, the document list, answer settings and what is in use; returns the options."""
     settings = services.settings
     with st.sidebar:
-        if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
-            st.session_state["messages"] = []
+        conversations(services)
         chooser = st.container()  # drawn here, filled after the upload form below has run:
         # listing workspaces reads the store, which waits while another process writes
 
@@ -234,6 +310,58 @@ def sidebar(services: Services) -> AskOptions:
     return options
 
 
+def conversations(services: Services) -> None:
+    """A new chat, the workspace's chats newest first, and rename, export, delete for this one."""
+    state: Any = st.session_state
+    if st.button("New chat", icon=":material/add_comment:", use_container_width=True):
+        state.conversation = None
+        st.query_params.pop("chat", None)
+    chats = services.conversations
+    try:
+        listed = chats.recent()
+    except RagError as error:
+        st.error(plain(f"Cannot read the conversations: {error}"), icon=":material/error:")
+        return
+    if not listed:
+        return
+    st.subheader("Chats")
+    for shown in listed[:CHATS_LISTED]:
+        current = shown.id == state.conversation
+        if st.button(
+            plain(shown.title),
+            key=f"chat:{shown.id}",
+            type="primary" if current else "tertiary",
+            use_container_width=True,
+        ):
+            open_conversation(services, shown.id)
+            st.rerun()
+    if len(listed) > CHATS_LISTED:
+        st.caption(f"and {len(listed) - CHATS_LISTED} older (`rag conversations` lists them)")
+    current = next((c for c in listed if c.id == state.conversation), None)
+    if current is None:
+        return
+    with st.expander("This chat"):
+        try:
+            title = st.text_input("Title", current.title, max_chars=TITLE_CHARS)
+            if st.button("Rename", icon=":material/edit:", key="rename_chat") and title:
+                chats.rename(current.id, title)
+                st.rerun()
+            st.download_button(
+                "Export as Markdown",
+                chats.export_markdown(current.id),
+                file_name=f"chat-{current.id}.md",
+                mime="text/markdown",
+                icon=":material/download:",
+            )
+            sure = st.checkbox("Delete this chat", key="delete_chat_sure")
+            if st.button("Delete", icon=":material/delete:", key="delete_chat", disabled=not sure):
+                chats.delete(current.id)
+                open_conversation(services, None)
+                st.rerun()
+        except RagError as error:
+            st.error(plain(str(error)), icon=":material/error:")
+
+
 def workspaces(services: Services) -> None:
     """Choose the workspace (a separate set of documents); create, rename or remove one."""
     names = services.workspaces.names()
@@ -248,12 +376,19 @@ def workspaces(services: Services) -> None:
                 switch_to(new.strip())
             if services.workspace == DEFAULT_WORKSPACE:
                 return
-            renamed = st.text_input(f"Rename {services.workspace} to", max_chars=40)
-            if st.button("Rename", icon=":material/edit:") and renamed:
+            renamed = st.text_input(
+                f"Rename {services.workspace} to", max_chars=40, key="workspace_name"
+            )
+            if st.button("Rename", icon=":material/edit:", key="rename_workspace") and renamed:
                 services.workspaces.rename(services.workspace, renamed.strip())
                 switch_to(renamed.strip())
-            sure = st.checkbox(f"Remove {services.workspace} with its documents and uploads")
-            if st.button("Remove", icon=":material/delete:", disabled=not sure):
+            sure = st.checkbox(
+                f"Remove {services.workspace} with its documents, uploads and chats",
+                key="remove_workspace_sure",
+            )
+            if st.button(
+                "Remove", icon=":material/delete:", key="remove_workspace", disabled=not sure
+            ):
                 services.workspaces.remove(services.workspace)
                 switch_to(DEFAULT_WORKSPACE)
         except RagError as error:  # a bad or taken name, a store that fails
@@ -261,9 +396,10 @@ def workspaces(services: Services) -> None:
 
 
 def switch_to(workspace: str) -> None:
-    """Show ``workspace`` from now on, with a new conversation: chats do not cross them."""
+    """Show ``workspace`` from now on, with its last chat: chats do not cross workspaces."""
     st.session_state["workspace"] = workspace
-    st.session_state["messages"] = []
+    del st.session_state["conversation"]  # chosen again, in the new workspace
+    st.query_params.clear()
     st.rerun()
 
 
@@ -318,7 +454,7 @@ def documents(services: Services) -> None:
     for document in stored:
         root, source = document.root, document.source
         name, remove = st.columns([5, 1])
-        name.markdown(plain(f"{printable(source)} · {document.chunks} chunks"))
+        name.markdown(plain(f"{printable(source)} · {document.size}"))
         if remove.button(
             "", icon=":material/delete:", key=f"remove:{root}:{source}", help="Remove"
         ):

@@ -7,13 +7,11 @@ turns documents' and the model's text into something Streamlit shows literally.
 
 from __future__ import annotations
 
-import itertools
 import re
 from dataclasses import dataclass, replace
-from typing import Any
 
-from rag.answering.answer import Turn
 from rag.answering.answerer import Answerer
+from rag.conversations import Conversations
 from rag.doctor import Report, diagnose
 from rag.documents.loaders import SUPPORTED_TYPES
 from rag.models.llama_cpp_llm import LlamaCppLLM
@@ -92,6 +90,11 @@ class Services:
         return self.pipeline.answerer
 
     @property
+    def conversations(self) -> Conversations:
+        """The chosen workspace's conversations."""
+        return self.pipeline.conversations
+
+    @property
     def llm(self) -> LLM:
         """The model, loaded once for every session and workspace."""
         return self.pipeline.llm
@@ -117,21 +120,6 @@ class Services:
             server = f"{store.server.host}:{store.server.port}"
             return f"Chroma server {server}, collection {self.settings.collection_name!r}"
         return f"embedded Chroma at {self.settings.chroma_path}"
-
-
-def conversation(messages: list[dict[str, Any]]) -> list[Turn]:
-    """The finished exchanges of a chat: a question directly followed by its finished answer.
-
-    A question whose answer was interrupted (a click or a new question while it streamed)
-    has none, or an unfinished one: it is left out, and no answer pairs with another question.
-    """
-    return [
-        Turn(asked["text"], answered["text"])
-        for asked, answered in itertools.pairwise(messages)
-        if asked["role"] == "user"
-        and answered["role"] == "assistant"
-        and answered.get("answer") is not None
-    ]
 
 
 def plain(text: str) -> str:

@@ -23,7 +23,7 @@ from rag.cli.output import (
 from rag.documents.scanning import printable
 from rag.errors import RagError
 from rag.ingest.ingestion import Ingestor, IngestReport, Progress
-from rag.library import list_documents
+from rag.library import counted, list_documents
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -150,5 +150,6 @@ def list_sources(pipeline: Pipeline) -> int:
     for document in documents:
         print(f"{document.chunks:6d}  {printable(document.source)}")
     chunks = sum(document.chunks for document in documents)
-    print(f"{len(documents)} documents, {chunks} chunks in {pipeline.store.location}")
+    sizes = f"{counted(len(documents), 'document')}, {counted(chunks, 'chunk')}"
+    print(f"{sizes} in {pipeline.store.location}")
     return EXIT_OK

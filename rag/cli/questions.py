@@ -20,6 +20,7 @@ from rag.cli.output import (
 )
 from rag.documents.scanning import printable
 from rag.errors import RagError
+from rag.library import counted
 from rag.pipeline import Pipeline
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
@@ -103,7 +104,7 @@ def _print_sources(answer: Answer) -> None:
         shown = ", ".join(f"[{s.number}] {printable(s.label)}" for s in answer.retrieved)
         print(f"retrieved: {shown}")
     if answer.left_out:
-        print(f"left out (over the context budget): {len(answer.left_out)} chunks")
+        print(f"left out (over the context budget): {counted(len(answer.left_out), 'chunk')}")
 
 
 def evaluate_set(args: argparse.Namespace, settings: Settings) -> int:
