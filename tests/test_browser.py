@@ -266,7 +266,8 @@ def test_a_chat_lasts_through_reloads_tabs_and_a_restart(tmp_path: Path) -> None
             # The box is pinned at the bottom, under the newest answer, which is in view.
             box = first.get_by_test_id("stChatInputTextArea").bounding_box()
             newest = messages.nth(5).bounding_box()
-            assert box is not None and newest is not None
+            assert box is not None
+            assert newest is not None
             assert box["y"] > 700 * 0.8
             assert newest["y"] + newest["height"] <= box["y"] + 5
             expect(messages.nth(5)).to_be_in_viewport()
