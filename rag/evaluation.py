@@ -1,7 +1,8 @@
 """Measure answers against a question set: retrieval, accuracy, refusals, citations, latency.
 
 The input is JSON lines, one question each: ``{"id", "question", "answers": [accepted
-answers], "sources": [gold files], "pages": [gold pages, optional], "answerable": bool}``. An
+answers], "sources": [gold files], "pages": [gold pages, optional], "answerable": bool,
+"first": the question before it in the same chat, for a follow-up set (optional)}``. An
 answer is correct when it contains an accepted answer (case-insensitive); a citation is precise
 when its passage is in a gold file. Where a set names pages (1-based, as the PDF counts them),
 retrieval and citations are also scored by page: a gold page is a gold file's page in ``pages``.
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.answering.answer import Answer
+from rag.answering.answer import Answer, Turn
 from rag.answering.answerer import Answerer, AskOptions
 from rag.errors import SettingsError
 
@@ -32,6 +33,7 @@ class EvalQuestion:
     sources: list[str]
     answerable: bool
     pages: list[int] = field(default_factory=list)
+    first: str = ""  # in a follow-up set: the question asked before this one, in the same chat
 
     def gold(self, source: str, also_in: Iterable[str], page: int | None) -> tuple[bool, bool]:
         """Whether a passage is in a gold file, and whether it is on a gold page."""
@@ -60,6 +62,7 @@ def load_questions(path: Path) -> list[EvalQuestion]:
                     [str(s) for s in item.get("sources", [])],
                     bool(item.get("answerable", True)),
                     [int(page) for page in item.get("pages", [])],
+                    str(item.get("first", "")),
                 )
             )
         except (ValueError, KeyError, TypeError) as error:
@@ -177,10 +180,18 @@ def evaluate(
     k: int,
     on_row: Callable[[EvalRow], object] | None = None,
 ) -> EvalReport:
-    """Ask every question (no chat history) and score the answers."""
+    """Ask every question and score the answers.
+
+    A question with a ``first`` is a follow-up: the first question is asked, and this one after
+    it in the same chat; only this one is scored.
+    """
     report = EvalReport(k)
+    options = AskOptions(k=k)
     for question in questions:
-        row = score(question, answerer.ask(question.question, options=AskOptions(k=k)))
+        history = []
+        if question.first:
+            history = [Turn(question.first, answerer.ask(question.first, options=options).text)]
+        row = score(question, answerer.ask(question.question, history, options))
         report.rows.append(row)
         if on_row:
             on_row(row)

@@ -283,8 +283,17 @@ class AnswerSettings(_Block):
         "0.62 or more, the others 0.40 at most. Above 2: never.",
     )
     quote_chars: int = Field(400, ge=40, description="Longest quoted passage, in characters.")
+    rewrite_follow_ups: bool = Field(
+        True,
+        description="Rewrite a chat's follow-up ('what does it return?') into a question that "
+        "stands alone, the last question's subject put in, before retrieval. Off: the earlier "
+        "questions (history_turns) join the follow-up's search instead.",
+    )
     history_turns: int = Field(
-        1, ge=0, description="Earlier questions of a chat that join a follow-up's retrieval."
+        1,
+        ge=0,
+        description="With rewrite_follow_ups off: earlier questions of a chat that join a "
+        "follow-up's retrieval.",
     )
     max_question_chars: int = Field(2000, ge=1, description="Longer questions are refused.")
 

@@ -362,11 +362,36 @@ def test_cli_ask_json_and_plain(sample_settings: Settings) -> None:
     assert result.stdout.splitlines()[-1] == f"store: {sample_settings.chroma_path}"
 
 
-def test_cli_chat_keeps_the_conversation(sample_settings: Settings) -> None:
+def test_cli_chat_keeps_the_conversation(sample_settings: Settings, tmp_path: Path) -> None:
+    sample_settings.conversations_path.unlink(missing_ok=True)
+    data = ["--data-dir", str(sample_settings.data_dir)]
     questions = "What does the warranty cover on the frame?\nand for how many charge cycles?\n"
-    result = run_rag("chat", "--data-dir", str(sample_settings.data_dir), stdin=questions)
+    result = run_rag("chat", *data, stdin=questions)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("warranty.pdf") >= 2  # the follow-up found the warranty too
+
+    listed = run_rag("conversations", *data)
+    assert listed.returncode == 0, listed.stderr
+    (line,) = listed.stdout.splitlines()
+    conversation = line.split()[0]
+    assert line.endswith("2 questions  What does the warranty cover on the frame?")
+    resumed = run_rag("chat", "--resume", *data, stdin="how many charge cycles does it cover?\n")
+    assert resumed.returncode == 0, resumed.stderr
+    # The follow-up, rewritten to stand alone, finds the warranty.
+    assert "searched as: How many charge cycles does the warranty cover?" in resumed.stdout
+    assert "> and for how many charge cycles?" in resumed.stdout  # the earlier turns, shown
+    shown = run_rag("conversations", "--show", conversation, *data).stdout
+    assert shown.count("\n> ") == 3
+    assert "warranty.pdf" in shown.split("\n> how many charge cycles does it cover?\n")[1]
+    exported = tmp_path / "chat.md"
+    run_rag("conversations", "--export", conversation, "-o", str(exported), *data)
+    assert exported.read_text().count("\n## ") == 3
+    assert "- [1] warranty.pdf, page 1" in exported.read_text()
+    missing = run_rag("conversations", "--show", "nosuchid", *data)
+    assert missing.returncode == 2
+    assert "no conversation 'nosuchid' in workspace 'default'" in missing.stderr
+    assert run_rag("conversations", "--delete", conversation, *data).returncode == 0
+    assert run_rag("conversations", *data).stdout == ""
 
 
 def test_cli_ask_on_an_empty_store(tmp_path: Path) -> None:

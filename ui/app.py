@@ -220,6 +220,8 @@ def show_sources(details: dict[str, Any]) -> None:
         return
     label = f"Sources ({len(citations)} cited, {len(retrieved)} retrieved)"
     with st.expander(label):
+        if details.get("standalone_question"):  # a follow-up, rewritten to stand alone
+            st.caption(plain(f"Searched as: {details['standalone_question']}"))
         by_number = {source["number"]: source for source in retrieved}
         for citation in citations:
             where = source_label(citation["source"], citation["page"], citation["also_in"])

@@ -15,7 +15,7 @@ from rag.conversations import Conversations
 from rag.doctor import Report, diagnose
 from rag.documents.loaders import SUPPORTED_TYPES
 from rag.models.llama_cpp_llm import LlamaCppLLM
-from rag.models.llm import LLM, LLMError
+from rag.models.llm import LLM, name_of
 from rag.pipeline import Pipeline
 from rag.settings import DEFAULT_WORKSPACE, Settings
 from rag.storage.store import ChunkStore
@@ -101,10 +101,7 @@ class Services:
 
     def model_name(self) -> str:
         """The model's name, or why a server cannot tell it (the page still opens)."""
-        try:
-            return self.llm.name
-        except LLMError as error:
-            return f"unknown ({error})"
+        return name_of(self.llm)
 
     def device(self) -> str:
         """Where the model runs, for people."""

@@ -92,6 +92,7 @@ class Answer:
     model_text: str | None = None  # what the model wrote, when no source held it and a quote
     # of the best passage replaced it
     warnings: list[str] = field(default_factory=list)  # what the reader should know of it
+    standalone_question: str | None = None  # a follow-up as it was searched for and answered
 
     @property
     def notices(self) -> list[Notice]:
@@ -108,6 +109,7 @@ class Answer:
         """The shape of ``rag ask --json``, and of what the API sends beside the text."""
         return {
             "question": self.question,
+            "standalone_question": self.standalone_question,
             "answer": self.text,
             "refused": self.refused,
             "supported": self.supported,

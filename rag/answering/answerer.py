@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from rag.answering.answer import Answer, AnswerStream, Source, Turn
 from rag.answering.citations import Checked, LaterSentences, check_answer
+from rag.answering.followups import standalone_question
 from rag.answering.prompt import build_prompt, excerpt, is_follow_up, source_block
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence
 from rag.errors import QuestionError
@@ -40,6 +41,7 @@ class _Plan:
 
     question: str
     retrieval_s: float
+    standalone: str  # the question as retrieval and the model saw it (a follow-up rewritten)
     prompt: Prompt | None = None
     numbered: list[Source] = field(default_factory=list)
     left_out: list[Retrieved] = field(default_factory=list)
@@ -109,6 +111,9 @@ class Answerer:
     ) -> AnswerStream:
         """Retrieve for ``question`` (in the context of ``history``), then stream the answer.
 
+        A follow-up is rewritten into a question that stands alone first
+        (:mod:`rag.answering.followups`); the answer's ``standalone_question`` says so.
+
         ``options`` override the settings for this question.
 
         Raises:
@@ -118,13 +123,14 @@ class Answerer:
         started = time.perf_counter()
         plan = self._plan(question, history, options or AskOptions())
         timings = {"retrieval_s": plan.retrieval_s}
+        rewritten = plan.standalone if plan.standalone != plan.question else None
         if plan.prompt is None:
-            return AnswerStream(
-                self._answer_without_model(plan.question, plan.said, timings, started)
-            )
+            said = self._answer_without_model(plan.question, plan.said, timings, started)
+            return AnswerStream(_asked_as(said, rewritten))
         settled = self._settle(
             plan.question, plan.prompt, plan.numbered, plan.left_out, timings, started
         )
+        settled = _asked_as(settled, rewritten)
         if plan.capped_from is not None:
             settled = _with_warning(
                 settled,
@@ -152,29 +158,34 @@ class Answerer:
             msg = f"the question is longer than {self.settings.max_question_chars} characters"
             raise QuestionError(msg)
         started = time.perf_counter()
+        standalone = question
         earlier: list[str] = []  # a question that stands alone is not dragged back to old subjects
-        if self.settings.history_turns and is_follow_up(question):
+        if self.settings.rewrite_follow_ups:
+            standalone = standalone_question(question, history)
+        elif self.settings.history_turns and is_follow_up(question):
             earlier = [turn.question for turn in history][-self.settings.history_turns :]
-        query = " ".join([*earlier, question])
+        query = " ".join([*earlier, standalone])
         found = self.retriever.retrieve(
             query, options.k, options.sources, options.file_types, options.hybrid
         )
         # An index or contents page only points at the answer: never shown, quoted or cited.
         found = [chunk for chunk in found if not chunk.metadata.get("navigation")]
         retrieval_s = time.perf_counter() - started
-        said = NOTHING_FOUND if not found else self._unknown_subject(question, found)
+        said = NOTHING_FOUND if not found else self._unknown_subject(standalone, found)
         if said is not None:
-            return _Plan(question, retrieval_s, said=said)
+            return _Plan(question, retrieval_s, standalone, said=said)
         asked = options.max_tokens or self.llm_settings.max_tokens
-        reserve = self._capped_reserve(question, earlier, found[0], asked)
-        numbered, left_out = self._fit(question, earlier, found, reserve)
+        reserve = self._capped_reserve(standalone, earlier, found[0], asked)
+        numbered, left_out = self._fit(standalone, earlier, found, reserve)
         prompt = replace(
-            build_prompt(question, earlier, numbered),
+            build_prompt(standalone, earlier, numbered),
             temperature=options.temperature,
             max_tokens=reserve,
         )
         capped_from = asked if reserve < asked else None
-        return _Plan(question, retrieval_s, prompt, numbered, left_out, capped_from=capped_from)
+        return _Plan(
+            question, retrieval_s, standalone, prompt, numbered, left_out, capped_from=capped_from
+        )
 
     def _capped_reserve(
         self, question: str, earlier: list[str], best: Retrieved, asked: int
@@ -344,6 +355,14 @@ def _answer(question: str, checked: Checked) -> Answer:
         supported=checked.supported,
         model_text=checked.model_text,
     )
+
+
+def _asked_as(
+    settled: Generator[str, None, Answer], rewritten: str | None
+) -> Generator[str, None, Answer]:
+    answer = yield from settled
+    answer.standalone_question = rewritten
+    return answer
 
 
 def _with_warning(

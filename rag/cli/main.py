@@ -1,4 +1,4 @@
-"""Command line: ``rag ingest``, ``search``, ``sources``, ``ask``, ``chat``, ``eval``, ``doctor``.
+"""Command line: ``rag`` and its commands (``rag --help`` lists them).
 
 Entry points only build services from settings and call them. Exit status: 0 when all went
 well, 1 when some files failed (for ``doctor``: some check failed), 2 when the command could
@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 
 from rag.answering.answerer import AskOptions
+from rag.cli.conversations import manage_conversations
 from rag.cli.documents import SKIPPED_SHOWN, ingest, list_sources
 from rag.cli.output import (
     EXIT_ERROR,
@@ -111,10 +112,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ask.add_argument("question", help="what to ask")
     ask.add_argument("--json", action="store_true", help="print one JSON object instead")
-    commands.add_parser(
+    chat = commands.add_parser(
         "chat",
         parents=[common, answering],
         help="ask questions in a loop; follow-ups use the conversation (Ctrl-D ends)",
+        description="A conversation at the terminal, kept with the app's (`rag conversations` "
+        "lists them): follow-ups use it, an empty line starts a new one.",
+    )
+    chat.add_argument(
+        "--resume",
+        nargs="?",
+        const="last",
+        metavar="ID",
+        help="go on with the last conversation, or the one with this id",
+    )
+    conversations = commands.add_parser(
+        "conversations",
+        parents=[common],
+        help="list the workspace's conversations; show, export or delete one",
+    )
+    chosen = conversations.add_mutually_exclusive_group()
+    chosen.add_argument("--show", metavar="ID", help="print a conversation with its sources")
+    chosen.add_argument("--export", metavar="ID", help="write a conversation as Markdown")
+    chosen.add_argument("--delete", metavar="ID", help="delete a conversation")
+    conversations.add_argument(
+        "--output", "-o", metavar="FILE", help="with --export: the file (default: print it)"
     )
     ui = commands.add_parser(
         "ui",
@@ -171,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--rename", nargs=2, metavar=("OLD", "NEW"), help="give a workspace another name"
     )
     workspaces.add_argument(
-        "--remove", metavar="NAME", help="remove a workspace: its chunks, records and uploads"
+        "--remove",
+        metavar="NAME",
+        help="remove a workspace: its chunks, records, uploads and conversations",
     )
     evaluation.add_argument("questions", type=Path, metavar="QA", help="question set (.jsonl)")
     evaluation.add_argument("--corpus", type=Path, required=True, help="folder of documents")
@@ -197,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings, args)
         if args.command == "workspaces":
             return manage_workspaces(settings, args)
+        if args.command == "conversations":
+            return manage_conversations(settings, args)
         reset = args.command == "ingest" and args.reset
         _check_workspace(settings, create=args.command == "ingest" and args.create)
         with Pipeline(settings, on_wait=tell, check_embedder=not reset) as pipeline:
@@ -253,6 +279,6 @@ def _run(args: argparse.Namespace, pipeline: Pipeline) -> int:
     options = AskOptions(k=args.k, sources=args.source, file_types=args.type)
     if args.command == "chat":
         answerer.warm_up()  # the first answer then comes as fast as the later ones
-        return chat(answerer, options)
+        return chat(answerer, options, pipeline.conversations, args.resume)
     answerer.load()  # the answer's timings then count answering, never loading
     return ask(answerer, args.question, options, args.json)

@@ -10,17 +10,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rag.answering.answer import Answer, AnswerStream, Turn
+from rag.answering.answer import Answer, AnswerStream
 from rag.answering.answerer import Answerer, AskOptions
+from rag.cli.conversations import show_conversation
 from rag.cli.documents import print_report
 from rag.cli.output import (
     EXIT_ERROR,
     EXIT_OK,
     tell,
 )
+from rag.conversations import Conversations
 from rag.documents.scanning import printable
 from rag.errors import RagError
 from rag.library import counted
+from rag.models.llm import name_of
 from rag.pipeline import Pipeline
 from rag.retrieval.retriever import Retriever
 from rag.settings import Settings
@@ -57,11 +60,22 @@ def ask(answerer: Answerer, question: str, options: AskOptions, as_json: bool) -
     return EXIT_OK
 
 
-def chat(answerer: Answerer, options: AskOptions) -> int:
-    """A conversation at the terminal: follow-ups use it, an empty line starts over."""
-    history: list[Turn] = []
+def chat(answerer: Answerer, options: AskOptions, chats: Conversations, resume: str | None) -> int:
+    """A conversation at the terminal, kept like the app's; an empty line starts a new one.
+
+    Follow-ups use the conversation; ``resume`` ("last" or an id) goes on with an earlier one.
+
+    Raises:
+        NoConversationError: no conversation has the id ``resume`` names.
+    """
+    current = chats.latest() if resume == "last" else chats.get(resume) if resume else None
+    if current is not None:
+        show_conversation(chats, current.id)
+    elif resume:
+        tell("no earlier conversation in this workspace: starting a new one")
     store = answerer.retriever.store.location
     tell(f"ask about your documents in {store}; an empty line starts over, Ctrl-D ends")
+    model = name_of(answerer.llm)
     while True:
         try:
             question = input("> ").strip()
@@ -69,15 +83,23 @@ def chat(answerer: Answerer, options: AskOptions) -> int:
             print()
             return EXIT_OK
         if not question:
-            history.clear()
+            current = None
             tell("(new conversation)")
             continue
+        if current is None:
+            current = chats.start(question)
+        history = chats.history(current.id)
+        turn = chats.ask(current.id, question)
         try:
             answer = print_streamed(answerer.stream(question, history, options))
         except RagError as error:  # a store or server gone: say so, keep the conversation
+            chats.fail(turn, str(error))
             tell(f"error: {error}")
             continue
-        history.append(Turn(question, answer.text))
+        except BaseException:  # Ctrl-C while it streamed
+            chats.interrupt(turn)
+            raise
+        chats.answer(turn, answer, model)
 
 
 def print_streamed(stream: AnswerStream) -> Answer:
@@ -86,6 +108,8 @@ def print_streamed(stream: AnswerStream) -> Answer:
         print(piece, end="", flush=True)
     answer = stream.result()
     print()
+    if answer.standalone_question:
+        print(f"searched as: {printable(answer.standalone_question)}")
     for notice in answer.notices:
         print(f"{notice.kind}: {printable(notice.text)}")
     _print_sources(answer)

@@ -77,6 +77,14 @@ class LLM(Protocol):
         ...
 
 
+def name_of(llm: LLM) -> str:
+    """The model's name, or why a server cannot tell it (for a page or a record, never fatal)."""
+    try:
+        return llm.name
+    except LLMError as error:
+        return f"unknown ({error})"
+
+
 def sampling(settings: LLMSettings, prompt: Prompt, chat: bool) -> dict[str, Any]:
     """The streaming request's sampling options, the same for both backends."""
     return {
