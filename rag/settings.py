@@ -339,6 +339,11 @@ class LLMServerSettings(_Block):
 class LLMSettings(_Block):
     """The model that writes answers, and how it samples, whichever backend runs it."""
 
+    model_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders where `rag models` and the app look for GGUF files, besides the "
+        "Hugging Face hub cache and LM Studio's models folder.",
+    )
     backend: Literal["llama_cpp", "openai"] = Field(
         "llama_cpp", description="In process, or any OpenAI-compatible server (llama.cpp, vLLM)."
     )

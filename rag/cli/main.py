@@ -13,6 +13,7 @@ from pathlib import Path
 from rag.answering.answerer import AskOptions
 from rag.cli.conversations import manage_conversations
 from rag.cli.documents import SKIPPED_SHOWN, ingest, list_sources
+from rag.cli.models import list_models
 from rag.cli.output import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -21,6 +22,7 @@ from rag.cli.output import (
 from rag.cli.questions import ask, chat, evaluate_set, search
 from rag.cli.servers import doctor, manage_workspaces, run_app, serve
 from rag.errors import RagError
+from rag.models.catalog import resolve_model
 from rag.pipeline import Pipeline
 from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
 
@@ -96,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument(
+        "--model",
+        metavar="NAME|PATH",
+        help="answer with this model: a GGUF file, or a name `rag models` lists",
+    )
     answering.add_argument("-k", type=int, help="how many chunks to retrieve (default: setting)")
     answering.add_argument(
         "--source", action="append", metavar="FILE", help="only from this stored file (repeatable)"
@@ -137,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     chosen.add_argument("--delete", metavar="ID", help="delete a conversation")
     conversations.add_argument(
         "--output", "-o", metavar="FILE", help="with --export: the file (default: print it)"
+    )
+    commands.add_parser(
+        "models",
+        parents=[common],
+        help="list the GGUF models on this machine (or the LLM server's), with their facts",
+        description="Look for GGUF files in llm.model_dirs, the Hugging Face hub cache and LM "
+        "Studio's models folder, and show each one's parameters, quantization, trained "
+        "context and chat template, read from the file without loading it.",
     )
     ui = commands.add_parser(
         "ui",
@@ -211,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(
             args.settings, data_dir=args.data_dir, workspace=getattr(args, "workspace", None)
         )
+        if getattr(args, "model", None):
+            settings = settings.model_copy(update={"llm": resolve_model(settings.llm, args.model)})
+        if args.command == "models":
+            return list_models(settings)
         if args.command == "eval":
             return evaluate_set(args, settings)
         if args.command == "ui":

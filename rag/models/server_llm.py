@@ -51,11 +51,23 @@ class OpenAICompatibleLLM:
         """The model's name on the server: the setting, else the first one it lists."""
         if self.settings.server.model:
             return self.settings.server.model
+        listed = self.models()
+        if not listed:
+            msg = f"the LLM server at {self.base_url} lists no models"
+            raise LLMError(msg)
+        return listed[0]
+
+    def models(self) -> list[str]:
+        """The names of the models the server lists.
+
+        Raises:
+            LLMError: the server cannot be reached or does not list them.
+        """
         import openai
 
         try:
-            return str(self.client.models.list().data[0].id)
-        except (openai.OpenAIError, IndexError) as error:
+            return [str(model.id) for model in self.client.models.list().data]
+        except openai.OpenAIError as error:
             msg = f"cannot list the models of the LLM server at {self.base_url}: {error}"
             raise LLMError(msg) from error
 
