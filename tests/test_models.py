@@ -7,8 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from rag.models.catalog import resolve_model
+from rag.models.choice import ModelChoice
 from rag.models.gguf import GGUFError, read_facts
-from rag.models.llm import bundled_gguf_path
+from rag.models.llama_cpp_llm import LlamaCppLLM
+from rag.models.llm import LLMError, bundled_gguf_path
+from rag.settings import LLMSettings
 from tests.conftest import ROOT, run_rag
 
 
@@ -101,3 +105,19 @@ def test_rag_models_finds_ggufs_in_a_folder_and_ask_takes_one_by_name(tmp_path: 
     assert missing.returncode == 2
     assert "no GGUF file has the name or path 'nosuch'" in missing.stderr
     assert "my-gemma.gguf" in missing.stderr
+
+
+@pytest.mark.slow
+def test_choosing_another_model_frees_the_last(tmp_path: Path) -> None:
+    other = tmp_path / "other.gguf"
+    other.symlink_to(bundled_gguf_path())
+    settings = LLMSettings(model_dirs=[tmp_path])
+    first = LlamaCppLLM(settings)
+    first.load()
+    choice = ModelChoice(first, settings)
+    assert choice.model(settings) is first
+    second = choice.model(resolve_model(settings, str(other)))
+    assert second.name == "other.gguf"
+    with pytest.raises(LLMError, match="another one was chosen"):  # freed, never reloaded
+        first.load()
+    assert choice.model(resolve_model(settings, "other")) is second

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from rag.conversations import Conversations
 from rag.documents.uploads import safe_file_name, save_upload
 from rag.models.embeddings import Embedder
+from rag.models.llm import bundled_gguf_path
 from rag.settings import load_settings
 from tests.conftest import ROOT, ingest
 from tests.servers import free_port
@@ -309,3 +310,29 @@ def test_workspaces_keep_their_documents_apart_in_the_app(
     assert "user-guide.md" in documents()  # nothing else removed
     assert not (data / "workspaces" / "raptors").exists()
     assert Conversations(data / "conversations.sqlite3", "raptors").recent() == []
+
+
+@pytest.mark.slow
+def test_a_model_chosen_in_the_sidebar_answers_and_is_remembered(
+    monkeypatch: pytest.MonkeyPatch, sample_dir: Path, tmp_path: Path
+) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "other-gemma.gguf").symlink_to(bundled_gguf_path())
+    page = app(monkeypatch, sample_dir, RAG_LLM__MODEL_DIRS=f'["{models}"]')
+    chooser = next(box for box in page.sidebar.selectbox if box.label == "Model")
+    assert len(chooser.options) == 2
+    chooser.select_index(1).run()
+    captions = " ".join(c.value for c in page.sidebar.caption).replace("\\", "")
+    assert "Model: other-gemma.gguf" in captions
+    page.chat_input[0].set_value("How long does a full charge of the battery take?").run()
+    assert "4.5 hours" in page.chat_message[1].markdown[0].value.replace("\\", "")
+    chats = Conversations(sample_dir / "conversations.sqlite3", "default")
+    latest = chats.latest()
+    assert latest is not None
+    assert [e.model for e in chats.exchanges(latest.id)] == ["other-gemma.gguf"]
+
+    again = app(monkeypatch, sample_dir, RAG_LLM__MODEL_DIRS=f'["{models}"]')  # next visit
+    captions = " ".join(c.value for c in again.sidebar.caption).replace("\\", "")
+    assert "Model: other-gemma.gguf" in captions
+    (sample_dir / "chosen-model.txt").unlink()

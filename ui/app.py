@@ -23,7 +23,8 @@ from rag.documents.scanning import printable
 from rag.errors import RagError
 from rag.ingest.ingestion import Progress
 from rag.library import accept_uploads, list_documents, remove_document
-from rag.settings import DEFAULT_WORKSPACE, Settings, load_settings
+from rag.models.catalog import find_models
+from rag.settings import DEFAULT_WORKSPACE, LLMSettings, Settings, load_settings
 from ui.services import UPLOAD_TYPES, Services, plain
 
 CHATS_LISTED = 30  # the sidebar's list; the CLI lists them all
@@ -290,6 +291,7 @@ def sidebar(services: Services) -> AskOptions:
         documents(services)
 
         st.subheader("Answer settings")
+        choose_model(services)
         # The settings file may go past the usual ranges: the controls then reach that far.
         retrieval, llm = settings.retrieval, settings.llm
         options = AskOptions(
@@ -362,6 +364,44 @@ def conversations(services: Services) -> None:
                 st.rerun()
         except RagError as error:
             st.error(plain(str(error)), icon=":material/error:")
+
+
+def choose_model(services: Services) -> None:
+    """The workspace's model, among the GGUF files found (remembered for the workspace)."""
+    llm = services.model_settings
+    if llm.backend != "llama_cpp":
+        return  # a server's model is the server's: named under "In use"
+    found = found_models(llm.model_dump_json())
+    current = llm.llama_cpp.model_path or (found[0][0] if found else None)
+    paths = [path for path, _ in found]
+    if current not in paths or len(paths) < 2:
+        return
+    labels = dict(found)
+    chosen = st.selectbox(
+        "Model",
+        paths,
+        index=paths.index(current),
+        format_func=lambda path: labels[path],
+        help="GGUF files found in llm.model_dirs, the Hugging Face cache and LM Studio's "
+        "folder (`rag models` lists them); one is in memory at a time",
+    )
+    if chosen != current:
+        services.choose_model(chosen)
+        st.rerun()
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def found_models(llm_json: str) -> list[tuple[Path, str]]:
+    """(path, label) of every readable GGUF found; the folders are searched once a minute."""
+    llm = LLMSettings.model_validate_json(llm_json)
+    return [
+        (
+            f.path,
+            f"{f.facts.name} · {f.facts.parameters_label} {f.facts.quantization} ({f.path.name})",
+        )
+        for f in find_models(llm)
+        if f.facts is not None
+    ]
 
 
 def workspaces(services: Services) -> None:

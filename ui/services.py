@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from rag.answering.answerer import Answerer
 from rag.conversations import Conversations
 from rag.doctor import Report, diagnose
 from rag.documents.loaders import SUPPORTED_TYPES
+from rag.models.choice import ModelChoice, model_settings, remember_model
 from rag.models.llama_cpp_llm import LlamaCppLLM
 from rag.models.llm import LLM, name_of
 from rag.pipeline import Pipeline
-from rag.settings import DEFAULT_WORKSPACE, Settings
+from rag.settings import DEFAULT_WORKSPACE, LLMSettings, Settings
 from rag.storage.store import ChunkStore
 from rag.workspaces import Workspaces
 
@@ -35,6 +37,7 @@ class Services:
 
     workspaces: Workspaces
     checks: Report  # rag doctor's checks, without the timed workload, run once at start
+    models: ModelChoice  # the one model in memory, whichever workspace chose it
     workspace: str = DEFAULT_WORKSPACE
 
     @classmethod
@@ -56,7 +59,7 @@ class Services:
             llm=default.llm,
             workload=False,
         )
-        return cls(workspaces, checks)
+        return cls(workspaces, checks, ModelChoice(default.llm, settings.llm))
 
     def in_workspace(self, name: str) -> Services:
         """The same services, seen from workspace ``name`` (the default when it is gone).
@@ -86,8 +89,23 @@ class Services:
 
     @property
     def answerer(self) -> Answerer:
-        """The chosen workspace's answerer."""
-        return self.pipeline.answerer
+        """The chosen workspace's answerer, with the workspace's model.
+
+        Raises:
+            ModelNotFoundError: the model's file is gone.
+        """
+        return Answerer(
+            self.settings.answer, self.model_settings, self.pipeline.retriever, self.llm
+        )
+
+    @property
+    def model_settings(self) -> LLMSettings:
+        """The workspace's model: the one chosen for it in the app, else the settings' one."""
+        return model_settings(self.settings)
+
+    def choose_model(self, path: Path) -> None:
+        """Answer in this workspace with the GGUF at ``path`` from now on (and next visit)."""
+        remember_model(self.settings, str(path))
 
     @property
     def conversations(self) -> Conversations:
@@ -96,8 +114,12 @@ class Services:
 
     @property
     def llm(self) -> LLM:
-        """The model, loaded once for every session and workspace."""
-        return self.pipeline.llm
+        """The workspace's model: loaded once, the last one freed when another is chosen.
+
+        Raises:
+            ModelNotFoundError: the model's file is gone.
+        """
+        return self.models.model(self.model_settings)
 
     def model_name(self) -> str:
         """The model's name, or why a server cannot tell it (the page still opens)."""

@@ -19,7 +19,7 @@ from functools import cache, cached_property
 from typing import Any
 
 from rag.errors import ModelNotFoundError
-from rag.models.llm import Prompt, bundled_gguf_path, sampling, usable_cores
+from rag.models.llm import LLMError, Prompt, bundled_gguf_path, sampling, usable_cores
 from rag.settings import LLMSettings
 
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # a source's number, as the model's tokens hold it
@@ -39,6 +39,7 @@ class LlamaCppLLM:
             raise ModelNotFoundError(msg)
         self.name = self.model_path.name
         self._model: Any = None
+        self._closed = False
         self._lock = threading.Lock()  # one llama.cpp context serves one request at a time
         self._load_lock = threading.Lock()  # two first questions at once load it once
         # Token ids by text: a source is counted for the budget, then biased; tokenized once.
@@ -66,9 +67,20 @@ class LlamaCppLLM:
     def model(self) -> Any:
         """The loaded ``llama_cpp.Llama``."""
         with self._load_lock:
+            if self._closed:
+                msg = f"the model {self.name} was closed: another one was chosen; ask again"
+                raise LLMError(msg)
             if self._model is None:
                 self._model = self._open()
             return self._model
+
+    def close(self) -> None:
+        """Free the model once the answer it is writing, if any, is done; it is not reopened."""
+        with self._lock, self._load_lock:
+            self._closed = True
+            if self._model is not None:
+                self._model.close()
+                self._model = None
 
     def _open(self) -> Any:
         _quiet_llama_log()
