@@ -352,8 +352,12 @@ class LLMSettings(_Block):
         description="Send chat messages (true) or a plain completion prompt (false). Unset: "
         "in process, chat when the GGUF has a chat template; on a server, chat.",
     )
-    n_ctx: int = Field(
-        4096, ge=256, description="Context window in tokens: the prompt and answer fit in it."
+    n_ctx: int | None = Field(
+        None,
+        ge=256,
+        description="Context window in tokens: the prompt and answer fit in it. Unset: the "
+        "model's trained context, capped so its cache takes at most a quarter of the memory "
+        "available (a server's: 4096).",
     )
     temperature: float = Field(0.0, ge=0, description="0 (greedy): answers stick to the sources.")
     top_p: float = Field(

@@ -16,10 +16,11 @@ from rag.models.llm import LLM, Prompt
 class WrappedLLM:
     """The real model, behind the LLM interface: subclasses watch or change its requests."""
 
-    def __init__(self, llm: LLM) -> None:
+    def __init__(self, llm: LLM, context_size: int | None = None) -> None:
         self.llm = llm
         self.name = llm.name
         self.chat = llm.chat
+        self.context_size = context_size or llm.context_size  # smaller: to fill it in a test
 
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
@@ -34,8 +35,8 @@ class WrappedLLM:
 class CountingLLM(WrappedLLM):
     """The real model, counting the requests it gets."""
 
-    def __init__(self, llm: LLM) -> None:
-        super().__init__(llm)
+    def __init__(self, llm: LLM, context_size: int | None = None) -> None:
+        super().__init__(llm, context_size)
         self.requests: list[Prompt] = []
 
     def stream(self, prompt: Prompt) -> Iterator[str]:
@@ -77,6 +78,7 @@ class ScriptedLLM:
 
     name = "scripted"
     chat = False
+    context_size = 4096
 
     def __init__(self, *pieces: str) -> None:
         self.pieces = pieces

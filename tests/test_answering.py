@@ -274,15 +274,16 @@ def test_the_context_fits_the_token_budget_and_chunks_are_never_cut(
     question = "What should I check before a ride?"
     frame = model.count_tokens(build_prompt(question, [], []).completion)
     settings = sample_settings.model_copy(deep=True)
-    settings.llm.n_ctx, settings.llm.max_tokens = frame + 64 + 400, 64  # 400 for sources
+    context = frame + 64 + 400  # 400 for sources
+    settings.llm.max_tokens = 64
     settings.answer.excerpt_windows = 0  # whole chunks
     settings.retrieval.min_similarity = -1  # every chunk counts: more than fit
-    counting = CountingLLM(model)
+    counting = CountingLLM(model, context)
     answer = answerer_for(settings, embedder, counting).ask(question, options=AskOptions(k=8))
     assert answer.retrieved, "some sources fit"
     assert answer.left_out, "400 tokens cannot hold 8 chunks"
     prompt = counting.requests[0].completion
-    assert model.count_tokens(prompt) <= settings.llm.n_ctx - 64
+    assert model.count_tokens(prompt) <= context - 64
     for source in answer.retrieved:
         assert " ".join(source.chunk.text.split()) in prompt  # whole, word for word
     for chunk in answer.left_out:
@@ -294,8 +295,8 @@ def test_a_context_that_cannot_hold_a_source_refuses_the_question(
 ) -> None:
     question = "How long does a full charge of the battery take?"
     settings = sample_settings.model_copy(deep=True)
-    settings.llm.n_ctx = model.count_tokens(build_prompt(question, [], []).completion) + 40
-    counting = CountingLLM(model)
+    context = model.count_tokens(build_prompt(question, [], []).completion) + 40
+    counting = CountingLLM(model, context)
     with pytest.raises(QuestionError, match="leaves no room for an answer"):
         answerer_for(settings, embedder, counting).ask(question)
     assert counting.requests == []

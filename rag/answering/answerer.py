@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from rag.answering.answer import Answer, AnswerStream, Source, Turn
 from rag.answering.citations import Checked, LaterSentences, check_answer
-from rag.answering.followups import standalone_question
+from rag.answering.followups import rewrite_follow_up
 from rag.answering.prompt import build_prompt, excerpt, is_follow_up, source_block
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence
 from rag.errors import QuestionError
@@ -158,13 +158,19 @@ class Answerer:
             msg = f"the question is longer than {self.settings.max_question_chars} characters"
             raise QuestionError(msg)
         started = time.perf_counter()
-        standalone = question
+        standalone, query = question, question
         earlier: list[str] = []  # a question that stands alone is not dragged back to old subjects
-        if self.settings.rewrite_follow_ups:
-            standalone = standalone_question(question, history)
-        elif self.settings.history_turns and is_follow_up(question):
+        rewritten = rewrite_follow_up(question, history)
+        if self.settings.rewrite_follow_ups and rewritten:
+            standalone = rewritten.question
+            query = f"{rewritten.earlier} {standalone}"
+        elif (
+            not self.settings.rewrite_follow_ups
+            and self.settings.history_turns
+            and is_follow_up(question)
+        ):
             earlier = [turn.question for turn in history][-self.settings.history_turns :]
-        query = " ".join([*earlier, standalone])
+            query = " ".join([*earlier, question])
         found = self.retriever.retrieve(
             query, options.k, options.sources, options.file_types, options.hybrid
         )
@@ -199,11 +205,11 @@ class Answerer:
         source = self.llm.count_tokens(
             source_block(Source(1, best, excerpt(best, self.settings.excerpt_windows)))
         )
-        room = self.llm_settings.n_ctx - frame - source
+        room = self.llm.context_size - frame - source
         if room < MIN_ANSWER_TOKENS:
             msg = (
                 f"the question and its best source take {frame + source} tokens, which leaves "
-                f"no room for an answer in the model's context of {self.llm_settings.n_ctx}; "
+                f"no room for an answer in the model's context of {self.llm.context_size}; "
                 "ask a shorter question or raise llm.n_ctx"
             )
             raise QuestionError(msg)
@@ -312,7 +318,7 @@ class Answerer:
     ) -> tuple[list[Source], list[Retrieved]]:
         """Number the chunks that fit the token budget, best first; the rest are left out."""
         budget = (
-            self.llm_settings.n_ctx
+            self.llm.context_size
             - reserve
             - self.llm.count_tokens(build_prompt(question, earlier, []).completion)
         )

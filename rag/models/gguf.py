@@ -34,7 +34,10 @@ _SCALARS = {
     12: "d",
 }
 _STRING, _ARRAY = 8, 9
-_KEPT = re.compile(r"general\.\w+|[\w.]+\.context_length|tokenizer\.chat_template")
+_KEPT = re.compile(
+    r"general\.\w+|tokenizer\.chat_template|[\w.]+\.(?:context_length|block_count|"
+    r"embedding_length|attention\.(?:head_count|head_count_kv|key_length|value_length))"
+)
 # llama.cpp's file types (general.file_type), by number.
 _FILE_TYPES = {
     0: "F32",
@@ -90,6 +93,11 @@ class ModelFacts:
     quantization: str  # 'Q4_K_M', or '' when neither the header nor the name says
     context_length: int | None  # the context it was trained with
     chat_template: bool  # whether it carries a chat template
+    kv_bytes_per_token: int | None  # its context's cache in llama.cpp (f16), when it says
+
+    def memory_for(self, context: int) -> int:
+        """Bytes the weights and a context of ``context`` tokens take (the cache in f16)."""
+        return self.size_bytes + context * (self.kv_bytes_per_token or 0)
 
     @property
     def instruction_tuned(self) -> bool:
@@ -159,7 +167,25 @@ def read_facts(path: Path) -> ModelFacts:
         quantization=quantization,
         context_length=int(context) if context is not None else None,
         chat_template="tokenizer.chat_template" in metadata,
+        kv_bytes_per_token=_kv_bytes_per_token(metadata, architecture),
     )
+
+
+def _kv_bytes_per_token(metadata: dict[str, Any], architecture: str) -> int | None:
+    """Keys and values of every layer for one token, 2 bytes each (llama.cpp's f16 cache)."""
+
+    def number(key: str) -> int | None:
+        value = metadata.get(f"{architecture}.{key}")
+        return int(value) if isinstance(value, int | float) and value else None
+
+    layers, heads = number("block_count"), number("attention.head_count")
+    kv_heads = number("attention.head_count_kv") or heads  # a per-layer array: assume all
+    width = number("embedding_length")
+    head = width // heads if width and heads else None
+    keys, values = number("attention.key_length") or head, number("attention.value_length") or head
+    if not (layers and kv_heads and keys and values):
+        return None
+    return layers * kv_heads * (keys + values) * 2
 
 
 def _exactly(file: BinaryIO, count: int) -> bytes:

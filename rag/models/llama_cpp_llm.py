@@ -19,7 +19,16 @@ from functools import cache, cached_property
 from typing import Any
 
 from rag.errors import ModelNotFoundError
-from rag.models.llm import LLMError, Prompt, bundled_gguf_path, sampling, usable_cores
+from rag.models.gguf import ModelFacts, read_facts
+from rag.models.llm import (
+    SERVER_CONTEXT,
+    LLMError,
+    Prompt,
+    bundled_gguf_path,
+    fitting_context,
+    sampling,
+    usable_cores,
+)
 from rag.settings import LLMSettings
 
 _MARK_OPEN, _MARK_CLOSE = "\ue000", "\ue001"  # a source's number, as the model's tokens hold it
@@ -59,6 +68,23 @@ class LlamaCppLLM:
 
         return -1 if llama_cpp.llama_supports_gpu_offload() else 0
 
+    @cached_property
+    def facts(self) -> ModelFacts:
+        """What the GGUF's header says of the model (read without loading it).
+
+        Raises:
+            GGUFError: the file is not a GGUF model, or its header is damaged.
+        """
+        return read_facts(self.model_path)
+
+    @cached_property
+    def context_size(self) -> int:
+        """``llm.n_ctx``, else the model's trained context, capped to fit the memory here."""
+        if self.settings.n_ctx:
+            return self.settings.n_ctx
+        trained = self.facts.context_length or SERVER_CONTEXT
+        return fitting_context(trained, self.facts.kv_bytes_per_token)
+
     def load(self) -> None:
         """Load the GGUF now, so that the first question's timings count no loading."""
         _ = self.model
@@ -86,7 +112,7 @@ class LlamaCppLLM:
         _quiet_llama_log()
         return _copy_bias_llama()(
             model_path=str(self.model_path),
-            n_ctx=self.settings.n_ctx,
+            n_ctx=self.context_size,
             n_batch=self.settings.llama_cpp.n_batch,
             n_threads=self.n_threads,
             n_threads_batch=self.n_threads,

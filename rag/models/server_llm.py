@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
-from rag.models.llm import LLMError, Prompt, sampling
+from rag.models.llm import SERVER_CONTEXT, LLMError, Prompt, sampling
 from rag.settings import LLMSettings
 
 
@@ -45,6 +45,11 @@ class OpenAICompatibleLLM:
 
     def load(self) -> None:
         """Nothing to load: the server holds the model."""
+
+    @property
+    def context_size(self) -> int:
+        """``llm.n_ctx``, else 4096: a server does not say its context."""
+        return self.settings.n_ctx or SERVER_CONTEXT
 
     @cached_property
     def name(self) -> str:
