@@ -248,11 +248,12 @@ class RetrievalSettings(_Block):
 class AnswerSettings(_Block):
     """How answers are grounded in the retrieved chunks."""
 
-    excerpt_windows: int = Field(
-        2,
+    excerpt_windows: int | None = Field(
+        None,
         ge=0,
         description="Show the model each chunk's best-matching sentence pairs (this many, "
-        "omissions marked with '…') instead of the whole chunk. 0: whole chunks.",
+        "omissions marked with '…') instead of the whole chunk. 0: whole chunks. Unset: "
+        "follows the model: 2 for base models, 0 for instruction-tuned ones.",
     )
     min_support: float = Field(
         0.5,
@@ -268,12 +269,13 @@ class AnswerSettings(_Block):
         description="An answer without [n] markers cites the best-ranked source holding at "
         "least this share of its words.",
     )
-    quote: QuotePolicy = Field(
-        QuotePolicy.OFF_PASSAGE,
+    quote: QuotePolicy | None = Field(
+        None,
         description="When to answer with a quote of the passage (sentence pair) that matches "
         "the question best instead of the model's text, which is kept aside: 'unsupported', "
         "when no cited source holds the model's answer; 'off_passage', also when that passage "
-        "does not hold it (small models copy a neighbouring sentence); 'never'.",
+        "does not hold it (small models copy a neighbouring sentence); 'never'. Unset: follows "
+        "the model: 'off_passage' for base models, 'never' for instruction-tuned ones.",
     )
     quote_over_refusal: float = Field(
         0.6,
@@ -309,11 +311,12 @@ class LlamaCppSettings(_Block):
     n_gpu_layers: int | None = Field(
         None, description="Unset: all layers when llama.cpp was built with GPU support, else 0."
     )
-    copy_bias: float = Field(
-        4.0,
+    copy_bias: float | None = Field(
+        None,
         ge=0,
         description="Logit bonus for tokens that occur in the sources: small models then quote "
-        "the sources instead of inventing. 0 turns it off.",
+        "the sources instead of inventing. 0 turns it off. Unset: follows the model: 4 for "
+        "base models, 0 for instruction-tuned ones.",
     )
 
 
@@ -346,6 +349,12 @@ class LLMSettings(_Block):
     )
     backend: Literal["llama_cpp", "openai"] = Field(
         "llama_cpp", description="In process, or any OpenAI-compatible server (llama.cpp, vLLM)."
+    )
+    instruction_tuned: bool | None = Field(
+        None,
+        description="Whether the model follows instructions (the answer rules follow it: "
+        "answer.quote, answer.excerpt_windows, llama_cpp.copy_bias). Unset: its name says "
+        "('Instruct', '-it', 'Chat'), from the GGUF's header or the server's model name.",
     )
     chat: bool | None = Field(
         None,

@@ -21,6 +21,7 @@ class WrappedLLM:
         self.name = llm.name
         self.chat = llm.chat
         self.context_size = context_size or llm.context_size  # smaller: to fill it in a test
+        self.instruction_tuned = llm.instruction_tuned
 
     def count_tokens(self, text: str) -> int:
         return self.llm.count_tokens(text)
@@ -79,6 +80,7 @@ class ScriptedLLM:
     name = "scripted"
     chat = False
     context_size = 4096
+    instruction_tuned = False
 
     def __init__(self, *pieces: str) -> None:
         self.pieces = pieces

@@ -115,8 +115,9 @@ def test_copy_bias_runs_in_llamas_sampler_and_matches_the_python_way() -> None:
         completion="Question: What hovers above the meadow?\nAnswer:",
         completion_stop=("\n",),
         copy_from=sources,
+        copy_bias=30.0,
     )
-    strong = LlamaCppLLM(LLMSettings(max_tokens=12, llama_cpp={"copy_bias": 30.0}))
+    strong = LlamaCppLLM(LLMSettings(max_tokens=12))
     bias = strong.copy_bias_map(prompt)
     assert set(bias) == set(strong.tokens(sources[0]))
     assert set(bias.values()) == {30.0}

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from rag.answering.rules import BASE, INSTRUCTION_TUNED, rules_for
 from rag.models.catalog import resolve_model
 from rag.models.choice import ModelChoice
 from rag.models.gguf import GGUFError, read_facts
 from rag.models.llama_cpp_llm import LlamaCppLLM
 from rag.models.llm import LLMError, bundled_gguf_path
-from rag.settings import LLMSettings
+from rag.settings import AnswerSettings, LLMSettings, QuotePolicy
 from tests.conftest import ROOT, run_rag
 
 
@@ -121,3 +122,20 @@ def test_choosing_another_model_frees_the_last(tmp_path: Path) -> None:
     with pytest.raises(LLMError, match="another one was chosen"):  # freed, never reloaded
         first.load()
     assert choice.model(resolve_model(settings, "other")) is second
+
+
+def test_the_answer_rules_follow_the_kind_of_model(tmp_path: Path) -> None:
+    answer = AnswerSettings()
+    bundled = LlamaCppLLM(LLMSettings())
+    assert not bundled.instruction_tuned  # Gemma 3 270M, a base model
+    assert rules_for(answer, LLMSettings(), bundled.instruction_tuned) == BASE
+    renamed = tmp_path / "tiny-Instruct-Q4_K_M.gguf"
+    renamed.symlink_to(bundled_gguf_path())
+    instruct = LlamaCppLLM(LLMSettings(llama_cpp={"model_path": renamed}))
+    assert instruct.instruction_tuned
+    assert rules_for(answer, LLMSettings(), instruct.instruction_tuned) == INSTRUCTION_TUNED
+    told = LLMSettings(instruction_tuned=False, llama_cpp={"model_path": renamed})
+    assert not LlamaCppLLM(told).instruction_tuned
+    mine = AnswerSettings(quote=QuotePolicy.UNSUPPORTED)  # what the settings set is kept
+    kept = rules_for(mine, LLMSettings(llama_cpp={"copy_bias": 2.0}), True)
+    assert (kept.quote, kept.excerpt_windows, kept.copy_bias) == (QuotePolicy.UNSUPPORTED, 0, 2.0)

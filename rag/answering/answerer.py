@@ -17,11 +17,13 @@ from __future__ import annotations
 import time
 from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 from rag.answering.answer import Answer, AnswerStream, Source, Turn
 from rag.answering.citations import Checked, LaterSentences, check_answer
 from rag.answering.followups import rewrite_follow_up
 from rag.answering.prompt import build_prompt, excerpt, is_follow_up, source_block
+from rag.answering.rules import AnswerRules, rules_for
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence
 from rag.errors import QuestionError
 from rag.models.llm import LLM, LLMError, Prompt
@@ -71,10 +73,23 @@ class Answerer:
         retriever: Retriever,
         llm: LLM,
     ) -> None:
-        self.settings = settings
+        self.given = settings
         self.llm_settings = llm_settings
         self.retriever = retriever
         self.llm = llm
+
+    @cached_property
+    def rules(self) -> AnswerRules:
+        """The answer rules of this kind of model, with what the settings set themselves."""
+        return rules_for(self.given, self.llm_settings, self.llm.instruction_tuned)
+
+    @cached_property
+    def settings(self) -> AnswerSettings:
+        """The answer settings with the rules of this kind of model in what they leave unset."""
+        rules = self.rules
+        return self.given.model_copy(
+            update={"quote": rules.quote, "excerpt_windows": rules.excerpt_windows}
+        )
 
     def load(self) -> None:
         """Load both models now: a question's timings then count answering, never loading."""
@@ -187,6 +202,7 @@ class Answerer:
             build_prompt(standalone, earlier, numbered),
             temperature=options.temperature,
             max_tokens=reserve,
+            copy_bias=self.rules.copy_bias,
         )
         capped_from = asked if reserve < asked else None
         return _Plan(
@@ -203,7 +219,7 @@ class Answerer:
         """
         frame = self.llm.count_tokens(build_prompt(question, earlier, []).completion)
         source = self.llm.count_tokens(
-            source_block(Source(1, best, excerpt(best, self.settings.excerpt_windows)))
+            source_block(Source(1, best, excerpt(best, self.rules.excerpt_windows)))
         )
         room = self.llm.context_size - frame - source
         if room < MIN_ANSWER_TOKENS:
@@ -325,7 +341,7 @@ class Answerer:
         numbered: list[Source] = []
         left_out: list[Retrieved] = []
         for chunk in found:
-            source = Source(len(numbered) + 1, chunk, excerpt(chunk, self.settings.excerpt_windows))
+            source = Source(len(numbered) + 1, chunk, excerpt(chunk, self.rules.excerpt_windows))
             cost = self.llm.count_tokens(source_block(source))
             if cost <= budget:
                 numbered.append(source)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from rag.answering.answer import Citation, Source
 from rag.answering.prompt import clean, fence
+from rag.answering.rules import BASE
 from rag.answering.settling import cut_at_markup, only_repeats
 from rag.retrieval.retriever import Retrieved, sentences
 from rag.settings import AnswerSettings, QuotePolicy
@@ -48,7 +49,7 @@ def check_answer(raw: str, numbered: list[Source], settings: AnswerSettings) -> 
     text, labelled = _without_label(raw.strip(), numbered)
     text, cited = resolve_markers(text, set(by_number))
     refused = is_refusal(text)
-    mode = settings.quote
+    mode = settings.quote or BASE.quote  # unset outside an answerer: the bundled model's
     passages = best_passage(numbered) if mode != QuotePolicy.NEVER else []
     if refused:
         written = text or "I don't know."
@@ -134,7 +135,7 @@ class LaterSentences:
             held = max(self.by_number.values(), key=lambda s: _holds(text, s))
             if _holds(text, held) >= least:
                 text, cited = _cite(text, held.number), [held.number]
-            elif self.settings.quote != QuotePolicy.NEVER:
+            elif (self.settings.quote or BASE.quote) != QuotePolicy.NEVER:
                 self.warnings.append(
                     "the model went on beyond what its sources hold; the rest was left out"
                 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from rag.errors import RagError
+from rag.models.llm import named_instruction_tuned
 
 _MAX_ENTRIES = 1_000_000  # keys or tensors: more is not a model file
 _MAX_STRING = 64 * 2**20
@@ -74,7 +75,6 @@ _FILE_TYPES = {
     37: "TQ2_0",
 }
 _QUANT_IN_NAME = re.compile(r"(?i)(?:^|[-_.])((?:I?Q\d(?:_[0-9A-Z]+)*)|F16|BF16|F32)(?=[-_.]|$)")
-_INSTRUCT_IN_NAME = re.compile(r"(?i)(?:^|[-_. ])(instruct|it|chat)(?:[-_. ]|$)")
 
 
 class GGUFError(RagError):
@@ -105,7 +105,7 @@ class ModelFacts:
 
         A chat template alone does not tell: base models often ship their family's template.
         """
-        return bool(_INSTRUCT_IN_NAME.search(self.name) or _INSTRUCT_IN_NAME.search(self.path.stem))
+        return named_instruction_tuned(self.name) or named_instruction_tuned(self.path.stem)
 
     @property
     def parameters_label(self) -> str:

@@ -19,7 +19,7 @@ from functools import cache, cached_property
 from typing import Any
 
 from rag.errors import ModelNotFoundError
-from rag.models.gguf import ModelFacts, read_facts
+from rag.models.gguf import GGUFError, ModelFacts, read_facts
 from rag.models.llm import (
     SERVER_CONTEXT,
     LLMError,
@@ -145,12 +145,22 @@ class LlamaCppLLM:
             self._token_cache[text] = cached
         return cached
 
+    @cached_property
+    def instruction_tuned(self) -> bool:
+        """``llm.instruction_tuned``, else what the GGUF's name says (base, if unreadable)."""
+        if self.settings.instruction_tuned is not None:
+            return self.settings.instruction_tuned
+        try:
+            return self.facts.instruction_tuned
+        except GGUFError:
+            return False
+
     def copy_bias_map(self, prompt: Prompt) -> dict[int, float]:
-        """``llm.llama_cpp.copy_bias`` for every token that occurs in the prompt's sources."""
-        if not prompt.copy_from or not self.settings.llama_cpp.copy_bias:
+        """The prompt's copy bias for every token that occurs in its sources."""
+        if not prompt.copy_from or not prompt.copy_bias:
             return {}
         ids = {token for text in prompt.copy_from for token in self.tokens(text)}
-        return dict.fromkeys(sorted(ids), float(self.settings.llama_cpp.copy_bias))
+        return dict.fromkeys(sorted(ids), float(prompt.copy_bias))
 
     def prompt_tokens(self, prompt: Prompt) -> list[int]:
         """The tokens the model reads: no text of the prompt's can become a control token.

@@ -8,6 +8,7 @@ llama.cpp or a server's client.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,14 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+_INSTRUCTION_TUNED_NAME = re.compile(r"(?i)(?:^|[-_. ])(instruct|it|chat)(?:[-_. ]|$)")
 SERVER_CONTEXT = 4096  # a server's context, unless llm.n_ctx says: servers do not tell it
 MEMORY_SHARE = 4  # a context may take at most this fraction (1/4) of the memory available
+
+
+def named_instruction_tuned(name: str) -> bool:
+    """Whether a model's name says it follows instructions ('Qwen2.5 Instruct', 'gemma-3-it')."""
+    return bool(_INSTRUCTION_TUNED_NAME.search(name))
 
 
 def available_memory() -> int | None:
@@ -75,7 +82,8 @@ class Prompt:
     messages: list[dict[str, str]]
     completion: str
     completion_stop: tuple[str, ...] = ()  # where a base model's answer ends in ``completion``
-    copy_from: tuple[str, ...] = ()  # whose tokens get ``llm.llama_cpp.copy_bias`` (sources)
+    copy_from: tuple[str, ...] = ()  # whose tokens get the copy bias (the sources)
+    copy_bias: float = 0.0  # logit bonus for those tokens (llama.cpp in process only)
     temperature: float | None = None  # overrides the setting for this request
     max_tokens: int | None = None  # overrides the setting for this request
 
@@ -100,6 +108,11 @@ class LLM(Protocol):
     @property
     def context_size(self) -> int:
         """Tokens the prompt and the answer share: ``llm.n_ctx``, else what the model has."""
+        ...
+
+    @property
+    def instruction_tuned(self) -> bool:
+        """Whether the model follows instructions (``llm.instruction_tuned``, else its name)."""
         ...
 
     def count_tokens(self, text: str) -> int:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
-from rag.models.llm import SERVER_CONTEXT, LLMError, Prompt, sampling
+from rag.models.llm import SERVER_CONTEXT, LLMError, Prompt, named_instruction_tuned, sampling
 from rag.settings import LLMSettings
 
 
@@ -50,6 +50,16 @@ class OpenAICompatibleLLM:
     def context_size(self) -> int:
         """``llm.n_ctx``, else 4096: a server does not say its context."""
         return self.settings.n_ctx or SERVER_CONTEXT
+
+    @cached_property
+    def instruction_tuned(self) -> bool:
+        """``llm.instruction_tuned``, else what the model's name says (base, if untold)."""
+        if self.settings.instruction_tuned is not None:
+            return self.settings.instruction_tuned
+        try:
+            return named_instruction_tuned(self.name)
+        except LLMError:
+            return False
 
     @cached_property
     def name(self) -> str:
