@@ -1,6 +1,7 @@
 """``rag doctor`` against the real models and a real store."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -118,3 +119,18 @@ def test_report_text_marks_and_verdict() -> None:
     assert not report.ok
     assert "FAIL orphans: 1: x" in report.text()
     assert report.text().endswith("broken: 1 failed, 0 warnings")
+
+
+def test_a_model_that_will_not_fit_the_memory_is_a_warning(tmp_path: Path) -> None:
+    fits = doctor("--data-dir", str(tmp_path / "data"), "--no-workload")
+    assert re.search(r"ok +memory: the model with its context of \d+ tokens needs", fits.stdout)
+    huge = subprocess.run(
+        [sys.executable, "-m", "rag.cli", "doctor", "--no-workload"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "RAG_DATA_DIR": str(tmp_path / "data"), "RAG_LLM__N_CTX": "100000000"},
+    )
+    assert "it will not fit; choose a smaller model or set a smaller llm.n_ctx" in huge.stdout
+    assert "WARN memory" in huge.stdout

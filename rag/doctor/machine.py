@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import subprocess
 import sys
 import time
 from importlib import metadata
@@ -18,8 +20,9 @@ from pathlib import Path
 from rag import llama_build
 from rag.doctor.report import Report, Status
 from rag.models.embeddings import Embedder
+from rag.models.gguf import GGUFError
 from rag.models.llama_cpp_llm import LlamaCppLLM, llama_offload_supported, llama_system_info
-from rag.models.llm import LLM, LLMError, usable_cores
+from rag.models.llm import LLM, LLMError, available_memory, usable_cores
 from rag.models.server_llm import OpenAICompatibleLLM
 from rag.settings import Settings
 
@@ -109,6 +112,8 @@ def check_llm(report: Report, llm: LLM) -> None:
         )
     _build_record(report)
     offload = llama_offload_supported()
+    if not _fits(report, llm, offload):
+        return  # loading it here would fail, or push the machine into swap
     try:
         gguf = llm.model.metadata
         layers = int(gguf.get(f"{gguf.get('general.architecture')}.block_count", 0))
@@ -133,6 +138,53 @@ def check_llm(report: Report, llm: LLM) -> None:
         report.add("llama.cpp", "offload", f"{where}: llm.llama_cpp.n_gpu_layers is 0", "warn")
     else:
         report.add("llama.cpp", "offload", f"{where} (CPU build, no GPU found)")
+
+
+def _fits(report: Report, llm: LlamaCppLLM, offload: bool) -> bool:
+    """Whether the model and its context fit the memory available (the GPU's when it runs there)."""
+    try:
+        need = llm.facts.memory_for(llm.context_size)
+    except GGUFError as error:
+        report.add("llama.cpp", "model", str(error), "fail")
+        return False
+    on_gpu = offload and llm.n_gpu_layers != 0
+    free = _free_vram() if on_gpu else available_memory()
+    where = "GPU memory" if on_gpu else "memory"
+    if free is None:
+        report.add("llama.cpp", "memory", f"needs {need / 2**30:.1f} GiB; {where} free unknown")
+        return True
+    said = (
+        f"the model with its context of {llm.context_size} tokens needs {need / 2**30:.1f} GiB; "
+        f"{free / 2**30:.1f} GiB of {where} are free"
+    )
+    if need > free:
+        report.add(
+            "llama.cpp",
+            "memory",
+            f"{said}: it will not fit; choose a smaller model or set a smaller llm.n_ctx",
+            "warn",
+        )
+        return False
+    report.add("llama.cpp", "memory", said, "ok")
+    return True
+
+
+def _free_vram() -> int | None:
+    """Bytes free on the first GPU, as ``nvidia-smi`` tells it, else None."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+        return int(out.split()[0]) * 2**20
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+        return None
 
 
 def _build_record(report: Report) -> None:
