@@ -8,7 +8,10 @@ earlier question joined to its search instead (the way before), and alone. Figur
 answered correctly, the gold file cited, the gold page cited (R manuals), and the ratio of the
 rewritten figure to the one before.
 
-Usage: python bench/bench_followups.py [--set FILE] [--json FILE]
+``--model instruct|PATH`` asks another model (as bench_answer.py does): an instruction-tuned
+one rewrites the follow-ups itself.
+
+Usage: python bench/bench_followups.py [--set FILE] [--model instruct|PATH] [--json FILE]
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from bench_answer import instruct_model
 
 from rag.answering.answer import Turn
 from rag.evaluation import EvalQuestion, EvalRow, load_questions, score
@@ -36,9 +41,13 @@ def corpus_of(path: Path) -> dict[str, str]:
     return {row["id"]: row["corpus"] for row in rows}
 
 
-def ask_all(corpus: str, questions: list[EvalQuestion], work: Path) -> dict[str, list[EvalRow]]:
+def ask_all(
+    corpus: str, questions: list[EvalQuestion], work: Path, model: Path | None
+) -> dict[str, list[EvalRow]]:
     """Each follow-up asked the three ways over one corpus."""
     settings = load_settings(data_dir=work / corpus)
+    if model:
+        settings.llm.llama_cpp.model_path = model
     joined = settings.model_copy(deep=True)
     joined.answer.rewrite_follow_ups = False
     rows: dict[str, list[EvalRow]] = defaultdict(list)
@@ -74,14 +83,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", type=Path, default=HERE / "followups" / "qa.jsonl")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--model", help="'instruct', or a GGUF path (default: the bundled one)")
     args = parser.parse_args()
+    model = instruct_model() if args.model == "instruct" else args.model and Path(args.model)
     questions = load_questions(args.set)
     corpora = corpus_of(args.set)
     rows: dict[str, list[EvalRow]] = defaultdict(list)
     with tempfile.TemporaryDirectory(prefix="bench-followups-") as work:
         for corpus in sorted(set(corpora.values())):
             mine = [q for q in questions if corpora[q.id] == corpus]
-            for way, found in ask_all(corpus, mine, Path(work)).items():
+            for way, found in ask_all(corpus, mine, Path(work), model).items():
                 rows[way] += found
     results = {way: figures(rows[way]) for way in WAYS}
     print(f"\nfollow-ups ({len(questions)}, of which {results['alone']['with_pages']} with pages):")

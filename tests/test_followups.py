@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from rag.answering.answer import Turn
-from rag.answering.followups import standalone_question, subject_of
+from rag.answering.followups import rewrite_with_model, standalone_question, subject_of
+from rag.models.llm import LLMError, Prompt
+from tests.fakes import ScriptedLLM
 
 
 @pytest.mark.parametrize(
@@ -104,3 +108,19 @@ def test_a_chain_of_follow_ups_keeps_its_subject() -> None:
     assert standalone_question("What does it raise?", history) == (
         "What does the del statement raise?"
     )
+
+
+class _Failing(ScriptedLLM):
+    def stream(self, prompt: Prompt) -> Iterator[str]:
+        raise LLMError("the server is gone")
+        yield ""
+
+
+def test_an_instruction_tuned_model_rewrites_and_a_bad_rewrite_falls_back() -> None:
+    history = [Turn("What does dict.popitem() do?", "It removes and returns a pair.")]
+    ruled = "What error does dict.popitem() raise?"
+    good = ScriptedLLM('"What error does dict.popitem() raise on an empty dict?"')
+    written = rewrite_with_model(good, "What error does it raise?", history, ruled)
+    assert written == "What error does dict.popitem() raise on an empty dict?"
+    for bad in (ScriptedLLM("It raises KeyError."), ScriptedLLM("What?\nWhy?"), _Failing()):
+        assert rewrite_with_model(bad, "What error does it raise?", history, ruled) == ruled

@@ -21,7 +21,7 @@ from functools import cached_property
 
 from rag.answering.answer import Answer, AnswerStream, Source, Turn
 from rag.answering.citations import Checked, LaterSentences, check_answer
-from rag.answering.followups import rewrite_follow_up
+from rag.answering.followups import rewrite_follow_up, rewrite_with_model
 from rag.answering.prompt import build_prompt, excerpt, is_follow_up, source_block
 from rag.answering.rules import AnswerRules, rules_for
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence
@@ -178,6 +178,8 @@ class Answerer:
         rewritten = rewrite_follow_up(question, history)
         if self.settings.rewrite_follow_ups and rewritten:
             standalone = rewritten.question
+            if self.llm.instruction_tuned:  # it rewrites better than the rules
+                standalone = rewrite_with_model(self.llm, question, history, standalone)
             query = f"{rewritten.earlier} {standalone}"
         elif (
             not self.settings.rewrite_follow_ups

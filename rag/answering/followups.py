@@ -10,7 +10,10 @@ follow-up alone. The model is shown the rewritten follow-up only. A question tha
 is left as it is, and searched alone, so a new subject is never answered from the last one's
 documents.
 
-The subject is the noun phrase the last question asks about, found by rules (no model): the
+An instruction-tuned model rewrites the follow-up itself (:func:`rewrite_with_model`), from the
+conversation, whenever the rules find one; what it writes is used when it is one plausible
+question, else the rules' rewrite is. The subject is the noun phrase the last question asks
+about, found by rules (no model): the
 words after its question word and auxiliary verb ('What does | the nonlocal statement | do?'),
 up to a verb or a preposition other than 'of'. A chain of follow-ups keeps its subject.
 
@@ -25,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rag.answering.answer import Turn
+from rag.answering.prompt import fence
+from rag.models.llm import LLM, LLMError, Prompt
 
 _WORD = re.compile(r"(?<!\w)'[^']+'(?!\w)|\"[^\"]+\"|[\w'’.()\-/*]+|[^\w\s]")  # a quoted title: one
 _ABOUT = re.compile(
@@ -107,6 +112,49 @@ def rewrite_follow_up(question: str, history: Sequence[Turn]) -> FollowUp | None
         last = asked
     rewritten = _with_subject(question, last, subject) if subject else question
     return FollowUp(rewritten, last) if rewritten != question else None
+
+
+REWRITE_INSTRUCTIONS = (
+    "Rewrite the user's last question so that it can be understood without the conversation: "
+    "put in what words such as 'it', 'its', 'that' or 'they' refer to, and keep everything else. "
+    "Reply with the rewritten question only."
+)
+_REWRITE_TOKENS = 96  # a rewritten question is short
+_ANSWER_CHARS = 300  # of the last answer, shown to the model for what a pronoun may refer to
+
+
+def rewrite_with_model(llm: LLM, question: str, history: Sequence[Turn], ruled: str) -> str:
+    """The follow-up as the model rewrites it from the conversation; ``ruled`` if it cannot.
+
+    Its reply is used when it is one line that ends in a question mark and is at most three
+    times as long as the question; anything else (an answer, a refusal, a ramble) is not a
+    rewrite.
+    """
+    turns = "".join(
+        f"Question: {fence(turn.question)}\nAnswer: {fence(turn.answer)[:_ANSWER_CHARS]}\n"
+        for turn in history[-2:]
+    )
+    user = f"Conversation:\n{turns}\nLast question: {fence(question)}\nRewritten question:"
+    prompt = Prompt(
+        messages=[
+            {"role": "system", "content": REWRITE_INSTRUCTIONS},
+            {"role": "user", "content": user},
+        ],
+        completion=f"{REWRITE_INSTRUCTIONS}\n\n{user}",
+        completion_stop=("\n",),
+        temperature=0.0,
+        max_tokens=_REWRITE_TOKENS,
+    )
+    try:
+        written = "".join(llm.stream(prompt)).strip().strip('"').strip()
+    except LLMError:
+        return ruled
+    plausible = (
+        written.endswith("?")
+        and "\n" not in written
+        and 0 < len(written) <= 3 * max(len(question), 40)
+    )
+    return written if plausible else ruled
 
 
 def subject_of(question: str) -> str:
