@@ -82,22 +82,27 @@ class GpuProbe:
     nvcc: str | None  # path of the CUDA compiler, None: no toolkit
 
 
+def query_gpus(field: str) -> list[str]:
+    """One ``nvidia-smi --query-gpu`` field, a line per GPU; none without a working driver."""
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run(
+            [smi, f"--query-gpu={field}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
 def probe_gpu() -> GpuProbe:
     """Ask ``nvidia-smi`` for the GPUs' compute capabilities and look for ``nvcc``."""
-    caps: tuple[str, ...] = ()
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "--query-gpu=compute_cap", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-                check=True,
-            ).stdout
-            caps = tuple(line.strip() for line in out.splitlines() if line.strip())
-        except (OSError, subprocess.SubprocessError):
-            caps = ()
+    caps = tuple(query_gpus("compute_cap"))
     candidates = [
         shutil.which("nvcc"),
         str(Path(os.environ.get("CUDA_HOME", "/usr/local/cuda")) / "bin" / "nvcc"),

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import platform
-import shutil
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -171,20 +169,8 @@ def _fits(report: Report, llm: LlamaCppLLM, offload: bool) -> bool:
 
 def _free_vram() -> int | None:
     """Bytes free on the first GPU, as ``nvidia-smi`` tells it, else None."""
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        return None
-    try:
-        out = subprocess.run(
-            [smi, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-        return int(out.split()[0]) * 2**20
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
-        return None
+    free = llama_build.query_gpus("memory.free")
+    return int(free[0]) * 2**20 if free and free[0].isdigit() else None
 
 
 def _build_record(report: Report) -> None:
