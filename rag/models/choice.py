@@ -10,10 +10,11 @@ says to ask again.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from rag.errors import RagError
 from rag.models.catalog import resolve_model
-from rag.models.llm import LLM, make_llm
+from rag.models.llm import LLM, bundled_gguf_path, make_llm
 from rag.settings import LLMSettings, Settings
 
 _CHOICE_FILE = "chosen-model.txt"
@@ -45,11 +46,15 @@ class ModelChoice:
 
 
 def _same_model(one: LLMSettings, other: LLMSettings) -> bool:
-    return (one.backend, one.llama_cpp.model_path, one.server.model) == (
-        other.backend,
-        other.llama_cpp.model_path,
-        other.server.model,
-    )
+    """Whether both name one model (the bundled one by its path or by leaving it unset)."""
+
+    def named(settings: LLMSettings) -> tuple[str, Path | None, str | None]:
+        path = settings.llama_cpp.model_path
+        if settings.backend == "llama_cpp" and path is None:
+            path = bundled_gguf_path()
+        return settings.backend, path and path.absolute(), settings.server.model
+
+    return named(one) == named(other)
 
 
 def remembered_model(settings: Settings) -> str | None:
