@@ -275,7 +275,7 @@ class AnswerSettings(_Block):
         "the question best instead of the model's text, which is kept aside: 'unsupported', "
         "when no cited source holds the model's answer; 'off_passage', also when that passage "
         "does not hold it (small models copy a neighbouring sentence); 'never'. Unset: follows "
-        "the model: 'off_passage' for base models, 'never' for instruction-tuned ones.",
+        "the model: 'off_passage' for base models, 'unsupported' for instruction-tuned ones.",
     )
     quote_over_refusal: float = Field(
         0.6,

@@ -122,6 +122,10 @@ def test_choosing_another_model_frees_the_last(tmp_path: Path) -> None:
     with pytest.raises(LLMError, match="another one was chosen"):  # freed, never reloaded
         first.load()
     assert choice.model(resolve_model(settings, "other")) is second
+    # The bundled model named by its path is the one already loaded, not a second one.
+    bundled = resolve_model(settings, str(bundled_gguf_path()))
+    first_again = choice.model(bundled)
+    assert choice.model(LLMSettings(model_dirs=[tmp_path])) is first_again
 
 
 def test_the_answer_rules_follow_the_kind_of_model(tmp_path: Path) -> None:
@@ -139,7 +143,3 @@ def test_the_answer_rules_follow_the_kind_of_model(tmp_path: Path) -> None:
     mine = AnswerSettings(quote=QuotePolicy.UNSUPPORTED)  # what the settings set is kept
     kept = rules_for(mine, LLMSettings(llama_cpp={"copy_bias": 2.0}), True)
     assert (kept.quote, kept.excerpt_windows, kept.copy_bias) == (QuotePolicy.UNSUPPORTED, 0, 2.0)
-    # The bundled model named by its path is the one already loaded, not a second one.
-    bundled = resolve_model(settings, str(bundled_gguf_path()))
-    first_again = choice.model(bundled)
-    assert choice.model(LLMSettings(model_dirs=[tmp_path])) is first_again
