@@ -22,7 +22,7 @@ from rag.ingest.ingestion import Ingestor, Progress
 from rag.models.embeddings import Embedder
 from rag.models.llm import LLM, make_llm
 from rag.retrieval.retriever import Retriever
-from rag.settings import Settings
+from rag.settings import LLMSettings, Settings
 from rag.storage.store import open_store
 
 
@@ -79,6 +79,10 @@ class Pipeline:
                 self.settings.answer, self.settings.llm, self.retriever, self.llm
             )
         return self._answerer
+
+    def answerer_with(self, llm_settings: LLMSettings, llm: LLM) -> Answerer:
+        """An answerer over this store with another model (the one chosen in the app)."""
+        return Answerer(self.settings.answer, llm_settings, self.retriever, llm)
 
     def retriever_with(self, **changes: Any) -> Retriever:
         """A retriever over this store with some retrieval settings changed (to compare them)."""

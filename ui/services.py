@@ -94,9 +94,7 @@ class Services:
         Raises:
             ModelNotFoundError: the model's file is gone.
         """
-        return Answerer(
-            self.settings.answer, self.model_settings, self.pipeline.retriever, self.llm
-        )
+        return self.pipeline.answerer_with(self.model_settings, self.llm)
 
     @property
     def model_settings(self) -> LLMSettings:
