@@ -69,6 +69,7 @@ bench: setup $(CHROMIUM)
 	$(BIN)/python bench/bench_answer.py
 	$(BIN)/python bench/bench_answer.py --eval ../shared/eval/rmanuals --no-overhead
 	$(BIN)/python bench/bench_realfolder.py
+	$(BIN)/python bench/bench_followups.py
 	$(BIN)/python bench/bench_pdf.py
 	$(BIN)/python bench/bench_ui.py
 
