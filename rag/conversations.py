@@ -118,12 +118,17 @@ class Conversations:
 
     def recent(self) -> list[Conversation]:
         """This workspace's conversations, the last one asked in first."""
+        return self._headers("")
+
+    def _headers(self, only: str, *values: str) -> list[Conversation]:
+        """The workspace's conversation headers, narrowed by the condition ``only`` if any."""
         with self._connection() as db:
             rows = db.execute(
                 "SELECT c.id, c.workspace, c.title, c.created, c.updated, COUNT(t.id) "
                 "FROM conversations c LEFT JOIN turns t ON t.conversation = c.id "
-                "WHERE c.workspace = ? GROUP BY c.id ORDER BY c.updated DESC, c.rowid DESC",
-                (self.workspace,),
+                f"WHERE c.workspace = ? {only} GROUP BY c.id "
+                "ORDER BY c.updated DESC, c.rowid DESC",
+                (self.workspace, *values),
             ).fetchall()
         return [Conversation(*row) for row in rows]
 
@@ -138,9 +143,8 @@ class Conversations:
         Raises:
             NoConversationError: this workspace has no conversation of that id.
         """
-        for found in self.recent():
-            if found.id == conversation:
-                return found
+        for found in self._headers("AND c.id = ?", conversation):
+            return found
         msg = f"no conversation {conversation!r} in workspace {self.workspace!r}"
         raise NoConversationError(msg)
 
