@@ -9,7 +9,8 @@ import numpy as np
 from rag.answering.answer import QUOTED_NOTICE, UNSUPPORTED_NOTICE, Answer, Source
 from rag.answering.answerer import _stem
 from rag.answering.citations import Checked, _numbers, check_answer, resolve_markers, support
-from rag.answering.prompt import excerpt, is_follow_up
+from rag.answering.followups import is_follow_up
+from rag.answering.prompt import excerpt
 from rag.retrieval.retriever import Retrieved
 from rag.settings import AnswerSettings
 

@@ -21,8 +21,8 @@ from functools import cached_property
 
 from rag.answering.answer import Answer, AnswerStream, Source, Turn
 from rag.answering.citations import Checked, LaterSentences, check_answer
-from rag.answering.followups import rewrite_follow_up, rewrite_with_model
-from rag.answering.prompt import build_prompt, excerpt, is_follow_up, source_block
+from rag.answering.followups import is_follow_up, rewrite_follow_up, rewrite_with_model
+from rag.answering.prompt import build_prompt, excerpt, source_block
 from rag.answering.rules import AnswerRules, rules_for
 from rag.answering.settling import cut_at_markup, loop_start, next_sentence
 from rag.errors import QuestionError

@@ -13,9 +13,9 @@ documents.
 An instruction-tuned model rewrites the follow-up itself (:func:`rewrite_with_model`), from the
 conversation, whenever the rules find one; what it writes is used when it is one plausible
 question, else the rules' rewrite is. The subject is the noun phrase the last question asks
-about, found by rules (no model): the
-words after its question word and auxiliary verb ('What does | the nonlocal statement | do?'),
-up to a verb or a preposition other than 'of'. A chain of follow-ups keeps its subject.
+about, found by rules (no model): the words after its question word and auxiliary verb ('What
+does | the nonlocal statement | do?'), up to a verb or a preposition other than 'of'. A chain
+of follow-ups keeps its subject.
 
 Limits: English only; the rules know common verbs, not every verb, and put the subject in for
 the first referring word only ('tells it to keep them' keeps 'them').
@@ -88,6 +88,18 @@ class FollowUp:
 
     question: str
     earlier: str
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether a chat question leans on the one before ('and its warranty?', 'how long is it?').
+
+    With ``answer.rewrite_follow_ups`` off, such a question retrieves with the earlier question
+    too; one that stands alone does not, so a new subject is never answered from the previous
+    subject's documents.
+    """
+    words = set(re.findall(r"[a-z']+", question.lower()))
+    leading = _FOLLOW_UP_START.match(question) or _WHAT_ABOUT.match(question)
+    return bool(leading) or bool(words & (_PRONOUNS | _DEMONSTRATIVES | {"one"}))
 
 
 def standalone_question(question: str, history: Sequence[Turn]) -> str:
