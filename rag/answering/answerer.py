@@ -175,8 +175,10 @@ class Answerer:
         started = time.perf_counter()
         standalone, query = question, question
         earlier: list[str] = []  # a question that stands alone is not dragged back to old subjects
-        rewritten = rewrite_follow_up(question, history)
-        if self.settings.rewrite_follow_ups and rewritten:
+        rewritten = (
+            rewrite_follow_up(question, history) if self.settings.rewrite_follow_ups else None
+        )
+        if rewritten:
             standalone = rewritten.question
             if self.llm.instruction_tuned:  # it rewrites better than the rules
                 standalone = rewrite_with_model(self.llm, question, history, standalone)
