@@ -121,10 +121,10 @@ class LlamaCppLLM:
             verbose=False,
         )
 
-    @cached_property
+    @property
     def has_chat_template(self) -> bool:
-        """True for instruction-tuned models, whose GGUF carries a chat template."""
-        return bool(self.model.metadata.get("tokenizer.chat_template"))
+        """True for instruction-tuned models, whose GGUF carries a chat template (its header)."""
+        return self.facts.chat_template
 
     @property
     def chat(self) -> bool:
