@@ -94,7 +94,8 @@ class Services:
         Raises:
             ModelNotFoundError: the model's file is gone.
         """
-        return self.pipeline.answerer_with(self.model_settings, self.llm)
+        chosen = self.model_settings  # read once: it is a file
+        return self.pipeline.answerer_with(chosen, self.models.model(chosen))
 
     @property
     def model_settings(self) -> LLMSettings:
