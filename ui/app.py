@@ -84,12 +84,11 @@ def open_conversation(services: Services, wanted: str | None) -> None:
     """Show conversation ``wanted``, else the workspace's last one, else a new chat."""
     state: Any = st.session_state
     try:
-        found = {c.id for c in services.conversations.recent()}
-        latest = services.conversations.latest()
+        listed = [c.id for c in services.conversations.recent()]  # the last asked in first
     except RagError as error:
         st.error(plain(f"Cannot read the conversations: {error}"), icon=":material/error:")
-        found, latest = set(), None
-    chosen = wanted if wanted in found else (latest.id if latest else None)
+        listed = []
+    chosen = wanted if wanted in listed else (listed[0] if listed else None)
     state.conversation = chosen
     st.query_params.clear()  # the address names what is shown, for a reload
     if services.workspace != DEFAULT_WORKSPACE:

@@ -98,9 +98,10 @@ def resolve_model(settings: LLMSettings, wanted: str) -> LLMSettings:
         return settings.model_copy(update={"server": server})
     path = Path(wanted).expanduser()
     if not path.is_file():
-        found = [f for f in find_models(settings) if _named(f, wanted)]
+        every = find_models(settings)
+        found = [f for f in every if _named(f, wanted)]
         if len(found) != 1:
-            names = ", ".join(sorted({f.path.name for f in find_models(settings)})) or "none"
+            names = ", ".join(sorted({f.path.name for f in every})) or "none"
             why = "several models have" if found else "no GGUF file has"
             msg = f"{why} the name or path {wanted!r}; the models found: {names}"
             raise ModelNotFoundError(msg)
