@@ -450,3 +450,21 @@ def test_cli_eval_reports_every_figure(tmp_path: Path) -> None:
     result = run_rag("eval", str(questions), "--corpus", str(SAMPLE))
     assert result.returncode == 2
     assert "qa.jsonl, line 1: not a question" in result.stderr
+
+
+def test_a_model_told_it_is_instruction_tuned_rewrites_the_follow_up_in_llama_cpp(
+    sample_settings: Settings, embedder: Embedder
+) -> None:
+    settings = sample_settings.model_copy(deep=True)
+    settings.llm.instruction_tuned = True  # the bundled model takes the instruct path for real
+    llm = CountingLLM(make_llm(settings.llm))
+    answerer = answerer_for(settings, embedder, llm)
+    history = [Turn("What does the warranty cover on the frame?", "The frame, for five years.")]
+    answer = answerer.ask("How many charge cycles does it cover?", history)
+    rewrite = llm.requests[0]  # the rewrite request went to llama.cpp before the answer's
+    assert "Last question: How many charge cycles does it cover?" in rewrite.completion
+    assert answer.standalone_question is not None
+    assert answer.standalone_question.endswith("?")
+    assert answer.standalone_question != "How many charge cycles does it cover?"
+    assert len(llm.requests) == 2
+    assert any(c.source == "warranty.pdf" for c in answer.citations), answer.to_json()

@@ -122,5 +122,6 @@ def test_an_instruction_tuned_model_rewrites_and_a_bad_rewrite_falls_back() -> N
     good = ScriptedLLM('"What error does dict.popitem() raise on an empty dict?"')
     written = rewrite_with_model(good, "What error does it raise?", history, ruled)
     assert written == "What error does dict.popitem() raise on an empty dict?"
-    for bad in (ScriptedLLM("It raises KeyError."), ScriptedLLM("What?\nWhy?"), _Failing()):
+    echo = ScriptedLLM("What error does it raise?")
+    for bad in (ScriptedLLM("It raises KeyError."), ScriptedLLM("What?\nWhy?"), echo, _Failing()):
         assert rewrite_with_model(bad, "What error does it raise?", history, ruled) == ruled

@@ -138,9 +138,9 @@ _ANSWER_CHARS = 300  # of the last answer, shown to the model for what a pronoun
 def rewrite_with_model(llm: LLM, question: str, history: Sequence[Turn], ruled: str) -> str:
     """The follow-up as the model rewrites it from the conversation; ``ruled`` if it cannot.
 
-    Its reply is used when it is one line that ends in a question mark and is at most three
-    times as long as the question; anything else (an answer, a refusal, a ramble) is not a
-    rewrite.
+    Its reply is used when it is one line that ends in a question mark, is at most three times
+    as long as the question and is not the question again; anything else (an answer, a
+    refusal, a ramble, an echo) is not a rewrite.
     """
     turns = "".join(
         f"Question: {fence(turn.question)}\nAnswer: {fence(turn.answer)[:_ANSWER_CHARS]}\n"
@@ -165,6 +165,7 @@ def rewrite_with_model(llm: LLM, question: str, history: Sequence[Turn], ruled: 
         written.endswith("?")
         and "\n" not in written
         and 0 < len(written) <= 3 * max(len(question), 40)
+        and written.casefold() != question.strip().casefold()  # an echo rewrites nothing
     )
     return written if plausible else ruled
 
