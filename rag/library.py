@@ -14,6 +14,7 @@ from rag.documents.uploads import save_upload
 from rag.errors import RagError
 from rag.ingest.ingestion import Ingestor, IngestReport
 from rag.pipeline import Pipeline
+from rag.storage.records import Metadata
 
 
 class NoDocumentError(RagError):
@@ -107,6 +108,95 @@ def remove_document(pipeline: Pipeline, source: str, root: str | None = None) ->
         NoDocumentError: no document of that name (under ``root``, when given).
         AmbiguousDocumentError: documents of that name came from several folders.
     """
+    found = _folder_of(pipeline, source, root)
+    return Document(found, source, pipeline.remove_document(found, source))
+
+
+@dataclass(frozen=True)
+class DocumentText:
+    """A span of a stored document's text: all of it, or of one page, from ``offset`` on."""
+
+    source: str
+    root: str
+    page: int | None  # the page read, or None for the whole document
+    pages: list[int]  # every page the document has (none for a file without pages)
+    text: str
+    offset: int  # where ``text`` starts in the text read
+    total_chars: int  # the length of the text read (the page's, or the document's)
+
+    @property
+    def next_offset(self) -> int | None:
+        """Where the next span starts, or None when this one reaches the end."""
+        end = self.offset + len(self.text)
+        return end if end < self.total_chars else None
+
+
+READ_LIMIT = 20_000  # characters one read returns at most: a client asks again from next_offset
+
+
+def read_document(
+    pipeline: Pipeline,
+    source: str,
+    page: int | None = None,
+    offset: int = 0,
+    max_chars: int = 8_000,
+    root: str | None = None,
+) -> DocumentText:
+    """The stored text of a document (or of one of its pages), ``max_chars`` from ``offset``.
+
+    The text is the document's chunks put back together, overlaps removed: what was
+    ingested, not the file as it is now. Limits: at most ``READ_LIMIT`` characters a read.
+
+    Raises:
+        NoDocumentError: no document of that name, or it has no such page.
+        AmbiguousDocumentError: documents of that name came from several folders.
+    """
+    found = _folder_of(pipeline, source, root)
+    chunks = pipeline.store.file_chunks(found, source)
+    pages = sorted({int(metadata["page"]) for _, metadata in chunks if "page" in metadata})
+    if page is not None:
+        if page not in pages:
+            held = f"its pages are {pages[0]} to {pages[-1]}" if pages else "it has no pages"
+            msg = f"{source!r} has no page {page}: {held}"
+            raise NoDocumentError(msg)
+        chunks = [(text, metadata) for text, metadata in chunks if metadata.get("page") == page]
+    text = _put_together(chunks)
+    if not 0 <= offset <= len(text):
+        msg = f"offset {offset} is outside {source!r}, which has {len(text)} characters"
+        raise InvalidReadError(msg)
+    span = text[offset : offset + max(1, min(max_chars, READ_LIMIT))]
+    return DocumentText(source, found, page, pages, span, offset, len(text))
+
+
+class InvalidReadError(RagError):
+    """A read that asks for a span the document does not have."""
+
+    http_status = 400
+
+
+def _put_together(chunks: Iterable[tuple[str, Metadata]]) -> str:
+    """Chunks in reading order as one text: the part a chunk shares with the last is left out."""
+    parts: list[str] = []
+    reached = 0
+    for text, metadata in chunks:
+        start = int(metadata.get("start_char", reached))
+        end = int(metadata.get("end_char", start + len(text)))
+        if parts and start < reached:
+            text = text[reached - start :]
+        elif parts:
+            parts.append("\n\n")  # what lay between them was blank
+        parts.append(text)
+        reached = max(reached, end)
+    return "".join(parts)
+
+
+def _folder_of(pipeline: Pipeline, source: str, root: str | None) -> str:
+    """The folder a stored document was ingested from.
+
+    Raises:
+        NoDocumentError: no document of that name (under ``root``, when given).
+        AmbiguousDocumentError: documents of that name came from several folders.
+    """
     roots = {r for (r, s) in pipeline.store.files() if s == source}
     if root is not None:
         roots &= {root}
@@ -117,4 +207,4 @@ def remove_document(pipeline: Pipeline, source: str, root: str | None = None) ->
         msg = f"{source!r} is in several folders: name one"
         raise AmbiguousDocumentError(msg)
     (found,) = roots
-    return Document(found, source, pipeline.remove_document(found, source))
+    return found

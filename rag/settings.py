@@ -441,6 +441,17 @@ class ServeSettings(_Block):
     )
 
 
+class MCPSettings(_Block):
+    """``rag mcp``: the Model Context Protocol server, for assistants in other apps."""
+
+    host: str = Field(
+        "127.0.0.1",
+        description="Address the streamable HTTP transport listens on; beyond loopback it "
+        "needs serve.api_key, which every request must then carry as a bearer token.",
+    )
+    port: int = Field(8002, ge=1, le=65535, description="Port of the streamable HTTP transport.")
+
+
 DEFAULT_WORKSPACE = "default"
 WORKSPACE_NAME = r"^[a-z0-9][a-z0-9_-]{0,39}$"  # lowercase, digits, '-' and '_'; 40 at most
 WORKSPACE_SEPARATOR = "__"  # between the collection's name and a workspace's
@@ -474,6 +485,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     ui: UISettings = UISettings()
     serve: ServeSettings = ServeSettings()
+    mcp: MCPSettings = MCPSettings()
 
     @property
     def chroma_path(self) -> Path:

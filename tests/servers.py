@@ -18,7 +18,12 @@ from typing import IO, Any
 
 import httpx
 
+from rag.models.embeddings import Embedder
 from rag.models.llm import bundled_gguf_path
+from rag.settings import load_settings
+from rag.workspaces import Workspaces
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
 
 def free_port() -> int:
@@ -81,6 +86,23 @@ def start_llama_server(
     url = f"http://127.0.0.1:{port}/v1/models"
     wait_until_serving(url, lambda r: r.status_code == 200, process, log_path)
     return process
+
+
+KESTREL_NOTE = "# Kestrels\n\nThe kestrel hovers over the meadow, then drops onto voles.\n"
+
+
+def store_two_workspaces(folder: Path, embedder: Embedder) -> Path:
+    """A data dir under ``folder``: the samples in 'default', a note on kestrels in 'birds'."""
+    birds = folder / "birds"
+    birds.mkdir()
+    (birds / "kestrel.md").write_text(KESTREL_NOTE)
+    served = Workspaces(load_settings(data_dir=folder / "data"), embedder=embedder)
+    try:
+        assert served.default.ingestor.sync([SAMPLE]).ok
+        assert served.create("birds").ingestor.sync([birds]).ok
+    finally:
+        served.close()
+    return folder / "data"
 
 
 def start_rag_serve(

@@ -19,10 +19,13 @@ import pytest
 from rag.answering.answer import AnswerStream
 from rag.api.chat import Gate, Generation
 from rag.models.embeddings import Embedder
-from rag.settings import load_settings
-from rag.workspaces import Workspaces
 from tests.conftest import ROOT
-from tests.servers import free_port, server_store_environment, start_rag_serve
+from tests.servers import (
+    free_port,
+    server_store_environment,
+    start_rag_serve,
+    store_two_workspaces,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -37,15 +40,7 @@ SERVE_LOG: dict[str, Path] = {}  # the server's output, by its URL
 def server(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Iterator[str]:
     """A real ``rag serve`` over two workspaces: the sample (default) and 'birds'."""
     folder = tmp_path_factory.mktemp("api")
-    birds = folder / "birds"
-    birds.mkdir()
-    (birds / "kestrel.md").write_text(
-        "# Kestrels\n\nThe kestrel hovers over the meadow, then drops onto voles.\n"
-    )
-    served = Workspaces(load_settings(data_dir=folder / "data"), embedder=embedder)
-    assert served.default.ingestor.sync([SAMPLE]).ok
-    assert served.create("birds").ingestor.sync([birds]).ok
-    served.close()
+    store_two_workspaces(folder, embedder)
     port = free_port()
     env = {"RAG_DATA_DIR": str(folder / "data"), "RAG_SERVE__API_KEY": KEY}
     env["RAG_SERVE__MAX_QUEUE"] = "1"

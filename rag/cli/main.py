@@ -20,7 +20,7 @@ from rag.cli.output import (
     tell,
 )
 from rag.cli.questions import ask, chat, evaluate_set, search
-from rag.cli.servers import doctor, manage_workspaces, run_app, serve
+from rag.cli.servers import doctor, manage_workspaces, run_app, serve, serve_mcp
 from rag.errors import RagError
 from rag.models.catalog import resolve_model
 from rag.pipeline import Pipeline
@@ -198,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: serve.host)")
     serve.add_argument("--port", type=int, help="port (default: serve.port)")
     serve.add_argument("--workers", type=int, help="processes serving (default: serve.workers)")
+    mcp = commands.add_parser(
+        "mcp",
+        parents=[common],
+        help="serve the documents as MCP tools to assistants in other apps (stdio, or --http)",
+        description="A Model Context Protocol server with the tools search, ask, "
+        "list_documents, read_document and list_workspaces: over stdio for a desktop app that "
+        "starts it, or over streamable HTTP (http://HOST:PORT/mcp) with --http. Beyond "
+        "loopback, serve.api_key is required as a bearer token.",
+    )
+    mcp.add_argument("--http", action="store_true", help="streamable HTTP instead of stdio")
+    mcp.add_argument("--host", help="address to listen on with --http (default: mcp.host)")
+    mcp.add_argument("--port", type=int, help="port with --http (default: mcp.port)")
     workspaces = commands.add_parser(
         "workspaces",
         parents=[common],
@@ -238,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             return doctor(settings, args)
         if args.command == "serve":
             return serve(settings, args)
+        if args.command == "mcp":
+            return serve_mcp(settings, args)
         if args.command == "workspaces":
             return manage_workspaces(settings, args)
         if args.command == "conversations":

@@ -104,6 +104,33 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def serve_mcp(settings: Settings, args: argparse.Namespace) -> int:
+    """Serve the MCP tools over stdio, or over streamable HTTP with ``--http``, until stopped."""
+    import uvicorn
+
+    from rag.mcp_server import build_server, requiring_key
+    from rag.workspaces import Workspaces
+
+    host, port = args.host or settings.mcp.host, args.port or settings.mcp.port
+    key = settings.serve.api_key
+    if args.http and host not in LOOPBACK and key is None:
+        tell(f"error: listening on {host} needs serve.api_key (RAG_SERVE__API_KEY)")
+        return EXIT_ERROR
+    served = Workspaces(settings, on_wait=tell)
+    try:
+        server = build_server(served)
+        if not args.http:
+            server.run("stdio")  # stdout is the protocol's: the rest goes to stderr
+            return EXIT_OK
+        app = server.streamable_http_app(host=host)
+        guarded = app if key is None else requiring_key(app, key.get_secret_value())
+        tell(f"MCP server on http://{host}:{port}/mcp (Ctrl-C stops)")
+        uvicorn.run(guarded, host=host, port=port, log_level="warning")
+    finally:
+        served.close()
+    return EXIT_OK
+
+
 def manage_workspaces(settings: Settings, args: argparse.Namespace) -> int:
     """Create, rename, remove or list the workspaces."""
     from rag.workspaces import Workspaces

@@ -276,17 +276,33 @@ class ChunkStore(StoreConnection):
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """Text of the chunks with these ids."""
-        texts: dict[str, str] = {}
+        return {chunk_id: text for chunk_id, (text, _) in self._rows_by_id(ids).items()}
+
+    def file_chunks(self, root: str, source: str) -> list[tuple[str, Metadata]]:
+        """Text and metadata of one file's chunks, in reading order (to read the file back).
+
+        The keyword index finds the ids; the texts come from Chroma, the store of record.
+        """
+        self._bring_index_in_step()
+        with self.indexed() as index:
+            ids = [chunk_id for chunk_id, _ in index.rows_of(root, source)]
+        rows = self._rows_by_id(ids).values()
+        return sorted(rows, key=lambda row: int(row[1]["chunk_index"]))
+
+    def _rows_by_id(self, ids: Sequence[str]) -> dict[str, tuple[str, Metadata]]:
+        """(text, metadata) of the chunks with these ids, read from Chroma a page at a time."""
+        rows: dict[str, tuple[str, Metadata]] = {}
         for start in range(0, len(ids), READ_PAGE):
             with self.reading():
                 result = self.collection.get(
                     ids=list(ids[start : start + READ_PAGE]), include=cast(Any, ROWS)
                 )
-                rows = self._stored_rows(
-                    result["ids"], result.get("documents"), result.get("metadatas")
+                rows.update(
+                    self._stored_rows(
+                        result["ids"], result.get("documents"), result.get("metadatas")
+                    )
                 )
-                texts.update({chunk_id: text for chunk_id, (text, _) in rows.items()})
-        return texts
+        return rows
 
     def files(self) -> dict[tuple[str, str], int]:
         """Chunk count of every stored file by (root, source), counted by the keyword index."""
