@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from rag.answering.answer import Answer, Turn, source_label
+from rag.answering.answer import Answer, Turn, label_of
 from rag.errors import RagError
 
 TurnState = Literal["answering", "answered", "interrupted", "failed"]
@@ -284,10 +284,7 @@ class Conversations:
             citations = (exchange.details or {}).get("citations", [])
             if citations:
                 lines += ["Sources:", ""]
-                lines += [
-                    f"- [{c['number']}] {source_label(c['source'], c['page'], c['also_in'])}"
-                    for c in citations
-                ]
+                lines += [f"- [{c['number']}] {label_of(c)}" for c in citations]
                 lines.append("")
             if exchange.model:
                 lines += [f"_Answered by {exchange.model}._", ""]

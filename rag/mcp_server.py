@@ -51,7 +51,13 @@ class Passage(BaseModel):
     """A stored chunk that matches a search."""
 
     source: str = Field(description="The file, relative to the folder it was ingested from.")
-    page: int | None = Field(description="The page it starts on (PDF, slides), else null.")
+    page: int | None = Field(
+        description="The page it starts on (a PDF's page, a slide, sheet, chapter), else null."
+    )
+    location: str | None = Field(
+        description="Where it is, when a page number would not say: 'slide 3', "
+        "'sheet Costs, rows 2–14', 'chapter 2', 'message 4 (Re: budget)'."
+    )
     headings: str = Field(description="The headings above it, outermost first, joined by ' > '.")
     score: float = Field(description="Cosine similarity to the query, -1 to 1.")
     text: str = Field(description="The passage's text, as stored.")
@@ -69,6 +75,7 @@ class CitedSource(BaseModel):
     number: int
     source: str
     page: int | None
+    location: str | None = Field(description="'slide 3', 'sheet Costs, row 4', ... or null.")
     snippet: str = Field(description="The passage that holds the cited words.")
 
 
@@ -141,6 +148,7 @@ def build_server(served: Workspaces) -> MCPServer:
                 Passage(
                     source=str(chunk.metadata["source"]),
                     page=int(chunk.metadata["page"]) if "page" in chunk.metadata else None,
+                    location=_text_or_none(chunk.metadata.get("location")),
                     headings=str(chunk.metadata.get("headings", "")),
                     score=round(chunk.similarity, 4),
                     text=chunk.text,
@@ -162,7 +170,13 @@ def build_server(served: Workspaces) -> MCPServer:
         return AskResult(
             answer=answer.text,
             citations=[
-                CitedSource(number=c.number, source=c.source, page=c.page, snippet=c.snippet)
+                CitedSource(
+                    number=c.number,
+                    source=c.source,
+                    page=c.page,
+                    location=c.location,
+                    snippet=c.snippet,
+                )
                 for c in answer.citations
             ],
             refused=answer.refused,
@@ -227,6 +241,10 @@ def _reported(work: Callable[[], T]) -> T:
         return work()
     except RagError as error:
         raise ToolError(str(error)) from None
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def requiring_key(app: ASGIApp, key: str) -> ASGIApp:

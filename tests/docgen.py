@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
+from email.message import EmailMessage
 from pathlib import Path
 
 
@@ -116,3 +118,205 @@ def write_mixed_folder(folder: Path) -> dict[str, str]:
         "parts.csv": "part: sprocket",
         "sub/deep.txt": "walrus",
     }
+
+
+# --- slides, sheets, e-books, mail: each written by its format's own library ----------------
+
+
+def write_pptx(path: Path, slides: list[tuple[str, list[str], str]], hidden: int = 0) -> Path:
+    """A real PPTX (python-pptx): slides of (title, bullet lines, speaker notes).
+
+    ``hidden``: the number (1-based) of a slide marked hidden, or 0.
+    """
+    from pptx import Presentation
+
+    deck = Presentation()
+    for number, (title, lines, notes) in enumerate(slides, start=1):
+        slide = deck.slides.add_slide(deck.slide_layouts[1])  # title and content
+        slide.shapes.title.text = title
+        body = slide.placeholders[1].text_frame
+        body.text = lines[0] if lines else ""
+        for line in lines[1:]:
+            body.add_paragraph().text = line
+        if notes:
+            slide.notes_slide.notes_text_frame.text = notes
+        if number == hidden:
+            slide.element.set("show", "0")
+    deck.save(str(path))
+    return path
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[object]]], hidden: str = "") -> Path:
+    """A real XLSX (openpyxl): sheets by name, each a list of rows (the first the header)."""
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+        if name == hidden:
+            sheet.sheet_state = "hidden"
+    book.save(str(path))
+    return path
+
+
+def write_ods(path: Path, sheets: dict[str, list[list[str]]]) -> Path:
+    """A real ODS (odfpy): sheets by name, each a list of rows of text cells."""
+    from odf.opendocument import OpenDocumentSpreadsheet
+    from odf.table import Table, TableCell, TableRow
+    from odf.text import P
+
+    document = OpenDocumentSpreadsheet()
+    for name, rows in sheets.items():
+        table = Table(name=name)
+        for row in rows:
+            table_row = TableRow()
+            for value in row:
+                cell = TableCell(valuetype="string")
+                cell.addElement(P(text=value))
+                table_row.addElement(cell)
+            table.addElement(table_row)
+        document.spreadsheet.addElement(table)
+    document.save(str(path))
+    return path
+
+
+def write_odt(path: Path, blocks: list[tuple[str, str]]) -> Path:
+    """A real ODT (odfpy): blocks are (style, text); style 'h1'..'h3' or 'p'."""
+    from odf.opendocument import OpenDocumentText
+    from odf.text import H, P
+
+    document = OpenDocumentText()
+    for style, text in blocks:
+        if style.startswith("h"):
+            document.text.addElement(H(outlinelevel=int(style[1:]), text=text))
+        else:
+            document.text.addElement(P(text=text))
+    document.save(str(path))
+    return path
+
+
+def write_rtf(path: Path, title: str, paragraphs: list[str]) -> Path:
+    """An RTF file as word processors write it: font table, \\par, \\'hh and \\uN escapes.
+
+    No permissively licensed library writes RTF, so the control words are written here,
+    by the specification (RTF 1.9.1).
+    """
+
+    def escaped(text: str) -> str:
+        out = []
+        for char in text:
+            if char in "\\{}":
+                out.append("\\" + char)
+            elif ord(char) < 128:
+                out.append(char)
+            elif ord(char) < 256:
+                out.append(f"\\'{ord(char):02x}")
+            else:
+                out.append(f"\\u{ord(char) if ord(char) < 32768 else ord(char) - 65536}?")
+        return "".join(out)
+
+    body = "".join(f"{{\\pard\\f0\\fs22 {escaped(p)}\\par}}\n" for p in paragraphs)
+    path.write_text(
+        "{\\rtf1\\ansi\\ansicpg1252\\deff0{\\fonttbl{\\f0\\fswiss Helvetica;}}\n"
+        "{\\info{\\title " + escaped(title) + "}}\n"
+        f"{{\\pard\\b\\fs32 {escaped(title)}\\par}}\n{body}}}",
+        encoding="ascii",
+    )
+    return path
+
+
+def write_epub(path: Path, title: str, chapters: list[tuple[str, str]]) -> Path:
+    """A real EPUB 3, written with the standard library's zip writer as the specification
+    lays it out (no permissively licensed EPUB writer is well kept): a mimetype stored first,
+    the container, the package document with its spine, a nav document, one XHTML file per
+    (chapter title, paragraph)."""
+    import zipfile
+
+    files = {f"text/ch{n}.xhtml": chapter for n, chapter in enumerate(chapters, start=1)}
+    manifest = "".join(
+        f'<item id="c{n}" href="{name}" media-type="application/xhtml+xml"/>'
+        for n, name in enumerate(files, start=1)
+    )
+    spine = "".join(f'<itemref idref="c{n}"/>' for n in range(1, len(files) + 1))
+    toc = "".join(f'<li><a href="{name}">{t}</a></li>' for name, (t, _) in files.items())
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book:
+        book.writestr(zipfile.ZipInfo("mimetype"), "application/epub+zip")  # stored
+        book.writestr(
+            "META-INF/container.xml",
+            '<?xml version="1.0"?><container version="1.0" '
+            'xmlns="urn:oasis:names:tc:opendocument:xmlns:container"><rootfiles>'
+            '<rootfile full-path="OEBPS/book.opf" media-type="application/oebps-package+xml"/>'
+            "</rootfiles></container>",
+        )
+        book.writestr(
+            "OEBPS/book.opf",
+            '<?xml version="1.0"?><package xmlns="http://www.idpf.org/2007/opf" version="3.0" '
+            'unique-identifier="id"><metadata xmlns:dc="http://purl.org/dc/elements/1.1/">'
+            f'<dc:identifier id="id">urn:uuid:rag-test</dc:identifier><dc:title>{title}'
+            "</dc:title><dc:language>en</dc:language></metadata><manifest>"
+            '<item id="nav" href="nav.xhtml" media-type="application/xhtml+xml" '
+            f'properties="nav"/>{manifest}</manifest><spine>{spine}</spine></package>',
+        )
+        xhtml = '<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml" '
+        xhtml += 'xmlns:epub="http://www.idpf.org/2007/ops">'
+        book.writestr(
+            "OEBPS/nav.xhtml",
+            f'{xhtml}<head><title>{title}</title></head><body><nav epub:type="toc">'
+            f"<h1>Contents</h1><ol>{toc}</ol></nav></body></html>",
+        )
+        for name, (chapter_title, text) in files.items():
+            book.writestr(
+                f"OEBPS/{name}",
+                f"{xhtml}<head><title>{chapter_title}</title></head><body>"
+                f"<h1>{chapter_title}</h1><p>{text}</p></body></html>",
+            )
+    return path
+
+
+def mail_message(
+    subject: str,
+    body: str,
+    attachments: Sequence[Path] = (),
+    html: bool = False,
+    sender: str = "Ada Lovelace <ada@example.org>",
+) -> EmailMessage:
+    """A real message (the standard library's email package), with files attached."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "Charles Babbage <charles@example.org>"
+    message["Date"] = "Thu, 03 Dec 2026 10:15:00 +0000"
+    message["Subject"] = subject
+    if html:
+        message.set_content(body, subtype="html")
+    else:
+        message.set_content(body)
+    for attachment in attachments:
+        message.add_attachment(
+            attachment.read_bytes(),
+            maintype="application",
+            subtype="octet-stream",
+            filename=attachment.name,
+        )
+    return message
+
+
+def write_eml(path: Path, message: EmailMessage) -> Path:
+    """A message as an .eml file."""
+    path.write_bytes(bytes(message))
+    return path
+
+
+def write_mbox(path: Path, messages: list[EmailMessage]) -> Path:
+    """Messages in an mbox mailbox (the standard library's mailbox module)."""
+    import mailbox
+
+    box = mailbox.mbox(str(path))
+    try:
+        for message in messages:
+            box.add(message)
+    finally:
+        box.close()
+    return path

@@ -126,7 +126,7 @@ def test_bad_input_names_file_and_reason(
 
 
 def test_a_csv_wider_than_a_table_is_refused(tmp_path: Path) -> None:
-    from rag.documents.office import MAX_CSV_COLUMNS
+    from rag.documents.sheets import MAX_COLUMNS as MAX_CSV_COLUMNS
     from tests.hostile import wide_csv
 
     load(wide_csv(tmp_path / "fits.csv", columns=MAX_CSV_COLUMNS))

@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 import streamlit.components.v1 as components
 
-from rag.answering.answer import source_label
+from rag.answering.answer import label_of, source_label
 from rag.answering.answerer import AskOptions
 from rag.conversations import TITLE_CHARS, NoConversationError, answer_details, exchange_text
 from rag.documents.page_view import cited_page
@@ -224,8 +224,7 @@ def show_sources(details: dict[str, Any]) -> None:
             st.caption(plain(f"Searched as: {details['standalone_question']}"))
         by_number = {source["number"]: source for source in retrieved}
         for citation in citations:
-            where = source_label(citation["source"], citation["page"], citation["also_in"])
-            line = f"[{citation['number']}] {printable(where)} · "
+            line = f"[{citation['number']}] {printable(label_of(citation))} · "
             line += f"similarity {citation['similarity']:.2f}"
             st.markdown(plain(line))
             st.caption(plain(citation["snippet"]))
@@ -234,7 +233,7 @@ def show_sources(details: dict[str, Any]) -> None:
             show_page(root, source["source"], source["page"], citation["snippet"])
         cited = {c["number"] for c in citations}
         uncited = [
-            f"[{s['number']}] {printable(source_label(s['source'], s['page']))}"
+            f"[{s['number']}] {printable(label_of(s))}"
             for s in retrieved
             if s["number"] not in cited
         ]

@@ -6,7 +6,7 @@ Plain data that every front door reads; ``Answer.to_json`` is the one JSON shape
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,9 +33,15 @@ class Source:
         return int(page) if page is not None else None
 
     @property
+    def location(self) -> str | None:
+        """Where in the file, where 'page 3' would not say it: 'slide 3', 'sheet Costs, row 4'."""
+        location = self.chunk.metadata.get("location")
+        return str(location) if location is not None else None
+
+    @property
     def label(self) -> str:
         """'file, page 3' as the prompt and the reader see it."""
-        return source_label(self.source, self.page)
+        return source_label(self.source, self.page, location=self.location)
 
 
 @dataclass(frozen=True)
@@ -49,17 +55,34 @@ class Citation:
     similarity: float  # cosine similarity of the chunk to the question
     also_in: tuple[str, ...]  # other files holding the same passage
     by_model: bool  # False: the model cited nothing and the best-supporting source was added
+    location: str | None = None  # 'slide 3', 'sheet Costs, rows 2–14': said instead of the page
 
     @property
     def label(self) -> str:
         """'file, page 3 (also in other.md)' as the reader sees it."""
-        return source_label(self.source, self.page, self.also_in)
+        return source_label(self.source, self.page, self.also_in, self.location)
 
 
-def source_label(source: str, page: int | None, also_in: Sequence[str] = ()) -> str:
-    """'file, page 3 (also in other.md)': where a passage is, as every front door writes it."""
-    where = source + (f", page {page}" if page is not None else "")
-    return where + (f" (also in {', '.join(also_in)})" if also_in else "")
+def source_label(
+    source: str, page: int | None, also_in: Sequence[str] = (), location: str | None = None
+) -> str:
+    """'file, page 3 (also in other.md)': where a passage is, as every front door writes it.
+
+    ``location`` ('slide 3', 'sheet Costs, rows 2–14', 'chapter 2') is said instead of the page.
+    """
+    where = location if location else f"page {page}" if page is not None else None
+    return (
+        source
+        + (f", {where}" if where else "")
+        + (f" (also in {', '.join(also_in)})" if also_in else "")
+    )
+
+
+def label_of(entry: Mapping[str, Any]) -> str:
+    """The label of a citation or source as the JSON shape (and a stored chat) holds it."""
+    return source_label(
+        entry["source"], entry.get("page"), entry.get("also_in", ()), entry.get("location")
+    )
 
 
 QUOTED_NOTICE = (
@@ -121,6 +144,7 @@ class Answer:
                     "number": c.number,
                     "source": c.source,
                     "page": c.page,
+                    "location": c.location,
                     "similarity": round(c.similarity, 4),
                     "snippet": c.snippet,
                     "also_in": list(c.also_in),
@@ -133,6 +157,7 @@ class Answer:
                     "number": s.number,
                     "source": s.source,
                     "page": s.page,
+                    "location": s.location,
                     "similarity": round(s.chunk.similarity, 4),
                     "fused_score": round(s.chunk.fused_score, 4),
                 }

@@ -168,6 +168,7 @@ def _citations(cited: list[int], by_number: dict[int, Source], by_model: bool) -
             by_number[n].chunk.similarity,
             by_number[n].chunk.also_in,
             by_model,
+            by_number[n].location,
         )
         for n in cited
     ]

@@ -49,6 +49,7 @@ def search(body: SearchRequest, request: Request) -> dict[str, Any]:
                 "id": chunk.id,
                 "source": chunk.metadata.get("source"),
                 "page": chunk.metadata.get("page"),
+                "location": chunk.metadata.get("location"),
                 "headings": chunk.metadata.get("headings") or None,
                 "similarity": round(chunk.similarity, 4),
                 "keyword_score": round(chunk.keyword_score, 4),

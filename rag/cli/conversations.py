@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from rag.answering.answer import source_label
+from rag.answering.answer import label_of
 from rag.cli.output import EXIT_OK, tell
 from rag.conversations import Conversations, exchange_text
 from rag.documents.scanning import printable
@@ -54,5 +54,4 @@ def show_conversation(chats: Conversations, conversation: str) -> None:
         print(f"> {printable(exchange.question)}")
         print(printable(exchange_text(exchange)))
         for citation in (exchange.details or {}).get("citations", []):
-            where = source_label(citation["source"], citation["page"], citation["also_in"])
-            print(f"  [{citation['number']}] {printable(where)}")
+            print(f"  [{citation['number']}] {printable(label_of(citation))}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rag.answering.answer import Answer, AnswerStream
+from rag.answering.answer import Answer, AnswerStream, label_of
 from rag.answering.answerer import Answerer, AskOptions
 from rag.cli.conversations import show_conversation
 from rag.cli.documents import print_report
@@ -38,9 +38,7 @@ def search(query: str, k: int | None, retriever: Retriever) -> int:
     if not found:
         print("nothing relevant found: no chunk is above the relevance floor")
     for rank, chunk in enumerate(found, start=1):
-        where = printable(chunk.metadata["source"])
-        if "page" in chunk.metadata:
-            where += f", page {chunk.metadata['page']}"
+        where = printable(label_of(chunk.metadata))
         if chunk.metadata.get("headings"):
             where += f" ({chunk.metadata['headings']})"
         snippet = " ".join(chunk.text.split())[:200]

@@ -46,6 +46,7 @@ class Chunk:
     headings: tuple[str, ...]
     page: int | None
     tokens: int
+    location: str | None = None  # the section's, with the sheet rows it holds
 
 
 class Chunker:
@@ -85,6 +86,7 @@ class Chunker:
                         headings=section.headings,
                         page=section.page,
                         tokens=span.tokens(piece_start, piece_end),
+                        location=_location(document, section, piece_start, piece_end),
                     )
                 )
         return chunks
@@ -173,6 +175,16 @@ class _Spans:
         return pieces
 
 
+def _location(document: LoadedDocument, section: Section, start: int, end: int) -> str | None:
+    """'sheet Costs, rows 2–14': the section's location, and the rows a piece of a sheet holds."""
+    rows = document.rows_between(start, end)
+    if rows is None:
+        return section.location
+    first, last = rows
+    held = f"row {first}" if first == last else f"rows {first}–{last}"
+    return f"{section.location}, {held}" if section.location else held
+
+
 def _merge_heading_only(sections: list[Section], text: str) -> list[Section]:
     """Fold a section that is only its heading into the section after it on the same page.
 
@@ -182,7 +194,9 @@ def _merge_heading_only(sections: list[Section], text: str) -> list[Section]:
     waiting: Section | None = None  # a heading-only section, to prefix to the next one
     for section in sections:
         if waiting is not None and waiting.page == section.page:
-            section = Section(waiting.start, section.end, section.headings, section.page)
+            section = Section(
+                waiting.start, section.end, section.headings, section.page, section.location
+            )
         elif waiting is not None:
             merged.append(waiting)
         waiting = None

@@ -1,8 +1,10 @@
 """Turn a file into text plus the structure that chunking respects: one loader per format.
 
-:func:`load` picks the loader by the file's type: text and Markdown here, HTML
-(:mod:`rag.documents.html`), PDF (:mod:`rag.documents.pdf`), Word and CSV
-(:mod:`rag.documents.office`), and pictures of text by OCR (:mod:`rag.documents.ocr`, unless
+:func:`load` picks the loader by the file's type: text, Markdown and RTF here, HTML
+(:mod:`rag.documents.html`), PDF (:mod:`rag.documents.pdf`), Word, PowerPoint and
+OpenDocument text (:mod:`rag.documents.office`), spreadsheets and CSV
+(:mod:`rag.documents.sheets`), EPUB (:mod:`rag.documents.ebooks`), mail
+(:mod:`rag.documents.mail`), and pictures of text by OCR (:mod:`rag.documents.ocr`, unless
 ``ingest.ocr`` is off). A file of any other name is read as text when its first bytes are text
 (:func:`binary_kind`). Text a reader would not see is left out and counted (``hidden_chars``),
 since a known attack hides instructions to the model in it.
@@ -25,16 +27,21 @@ from rag.documents.document import (
     decode_text,
     strip_invisible,
 )
+from rag.documents.ebooks import load_epub
 from rag.documents.html import load_html
+from rag.documents.mail import load_eml, load_mbox
 from rag.documents.ocr import image_text
-from rag.documents.office import load_csv, load_docx
+from rag.documents.office import load_docx, load_odt, load_pptx
 from rag.documents.pdf import load_pdf
+from rag.documents.sheets import load_csv, load_ods, load_xlsx
 
 IMAGE_TYPES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 
 
 SUPPORTED_TYPES = (
-    frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv"}) | IMAGE_TYPES
+    frozenset({".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".csv", ".rtf"})
+    | frozenset({".pptx", ".xlsx", ".ods", ".odt", ".epub", ".eml", ".mbox"})
+    | IMAGE_TYPES
 )
 
 
@@ -98,7 +105,7 @@ def load(path: Path, data: bytes | None = None, ocr: bool = True) -> LoadedDocum
         LoadError: the file is unreadable, corrupt, empty, binary or of another type.
     """
     loader = _LOADERS.get(path.suffix.lower(), load_txt)  # another type: text, if it is
-    if loader in (load_pdf, load_image):
+    if loader in _READ_PICTURES:
         loader = functools.partial(loader, ocr=ocr)
     if data is None:
         try:
@@ -197,6 +204,20 @@ def load_markdown(path: Path, data: bytes) -> LoadedDocument:
     return _load_plain(path, data, markdown=True)
 
 
+def load_rtf(path: Path, data: bytes) -> LoadedDocument:
+    """Rich Text Format, as its plain text (striprtf); headings as in plain text.
+
+    Limits: tables lose their structure, pictures and embedded objects are left out.
+    """
+    from striprtf.striprtf import rtf_to_text
+
+    if not data.lstrip().startswith(b"{\\rtf"):
+        raise LoadError(path, "not an RTF file (it does not start with {\\rtf)")
+    convert: Callable[..., str] = rtf_to_text  # untyped: it takes and gives str
+    text = convert(data.decode("latin-1"), errors="ignore")  # its escapes decoded by it
+    return _load_plain(path, text.encode(), markdown=False)
+
+
 def load_image(path: Path, data: bytes, ocr: bool = True) -> LoadedDocument:
     """The text in a picture (png, jpg, tiff), by OCR; each page of a multi-page TIFF is a page."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
@@ -224,6 +245,17 @@ _LOADERS: dict[str, Callable[[Path, bytes], LoadedDocument]] = {
     ".htm": load_html,
     ".pdf": load_pdf,
     ".docx": load_docx,
+    ".pptx": load_pptx,
+    ".odt": load_odt,
+    ".rtf": load_rtf,
     ".csv": load_csv,
+    ".xlsx": load_xlsx,
+    ".ods": load_ods,
+    ".epub": load_epub,
+    ".eml": load_eml,
+    ".mbox": load_mbox,
     **dict.fromkeys(IMAGE_TYPES, load_image),
 }
+
+
+_READ_PICTURES = frozenset({load_pdf, load_image, load_eml, load_mbox})  # they take ``ocr``

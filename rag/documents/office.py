@@ -1,22 +1,25 @@
-"""Word documents (headings and tables) and CSV files (each row whole, as column: value lines).
+"""Documents of office suites: Word (.docx), PowerPoint (.pptx) and OpenDocument text (.odt).
 
-Limits: a DOCX that would unpack to more than ``MAX_INFLATION`` times its size (and
-``MAX_INFLATED_MB``) is refused before unpacking, as is a CSV wider than ``MAX_CSV_COLUMNS``.
+Headings are kept as headings (a slide's title heads its slide), tables as rows of cells
+joined by " | ", and each slide is a page ("slide 3"), its speaker notes after it, marked.
+Hidden slides are left out and counted.
+
+Limits: an archive that would unpack too far is refused before unpacking
+(:func:`check_unpacked_size`); charts, pictures and embedded objects are not read.
 """
 
 from __future__ import annotations
 
-import csv
 import io
 import re
-import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from rag.documents.document import (
     DocumentBuilder,
     LoadedDocument,
-    LoadError,
-    decode_text,
+    check_unpacked_size,
 )
 
 
@@ -25,7 +28,7 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     import docx
     from docx.table import Table
 
-    _check_inflated_size(path, data)
+    check_unpacked_size(path, data)
     document = docx.Document(io.BytesIO(data))
     builder = DocumentBuilder()
     stack: list[tuple[int, str]] = []
@@ -45,60 +48,89 @@ def load_docx(path: Path, data: bytes) -> LoadedDocument:
     return builder.build()
 
 
-MAX_INFLATION = 100  # a DOCX may unpack to this many times its size (text XML packs ~10x)
-
-
-MAX_INFLATED_MB = 256  # ... once it unpacks to more than this
-
-
-def _check_inflated_size(path: Path, data: bytes) -> None:
-    """Refuse a zip bomb before unpacking it: sizes from the archive's own directory.
-
-    Python's zip reader stops at the sizes that directory declares, so they bound the read.
-    """
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        inflated = sum(item.file_size for item in archive.infolist())
-    if inflated > MAX_INFLATED_MB * 2**20 and inflated > MAX_INFLATION * len(data):
-        reason = (
-            f"unpacks to {inflated / 2**20:.0f} MB from {len(data) / 2**20:.1f} MB "
-            "(a zip bomb, or too large to read)"
-        )
-        raise LoadError(path, reason)
-
-
 def _docx_heading_level(style: str) -> int | None:
     """'Heading 2' -> 2; any other style -> None."""
     match = re.fullmatch(r"Heading (\d)", style)
     return int(match.group(1)) if match else None
 
 
-def load_csv(path: Path, data: bytes) -> LoadedDocument:
-    """CSV rows, each kept whole as 'column: value' lines under the header."""
-    text = decode_text(path, data)
-    try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(text[:8192])
-    except csv.Error:
-        dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
-    if not rows:
-        raise LoadError(path, "no rows in the CSV file")
-    widest = max(len(row) for row in rows)
-    if widest > MAX_CSV_COLUMNS:
-        reason = f"{widest:,} columns: over the {MAX_CSV_COLUMNS:,} a table to read can have"
-        raise LoadError(path, reason)
-    header, body = rows[0], rows[1:]
+def load_pptx(path: Path, data: bytes) -> LoadedDocument:
+    """Each visible slide as a page: its title as heading, its text and tables, its notes."""
+    from pptx import Presentation
+
+    check_unpacked_size(path, data)
+    deck = Presentation(io.BytesIO(data))
     builder = DocumentBuilder()
-    for row in body or [header]:
-        if not any(cell.strip() for cell in row):
+    for number, slide in enumerate(deck.slides, start=1):
+        texts = list(_shape_texts(slide.shapes))
+        notes = ""
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            notes = slide.notes_slide.notes_text_frame.text.strip()
+        if slide.element.get("show") == "0":  # a hidden slide: not shown when presenting
+            builder.hidden_chars += sum(len(text) for text in texts) + len(notes)
             continue
-        names = header if body else [""] * len(row)
-        lines = [
-            f"{name.strip()}: {cell.strip()}" if name.strip() else cell.strip()
-            for name, cell in zip(names + [""] * (len(row) - len(names)), row, strict=False)
-            if cell.strip()
-        ]
-        builder.add("\n".join(lines))
+        title = slide.shapes.title
+        heading = title.text_frame.text.strip() if title is not None else ""
+        headings = (" ".join(heading.split()),) if heading else ()
+        for text in texts:
+            builder.add(text, headings, number, f"slide {number}")
+        if notes:
+            builder.add(f"Speaker notes: {notes}", headings, number, f"slide {number}")
     return builder.build()
 
 
-MAX_CSV_COLUMNS = 10_000  # wider is a data matrix, not a table to ask questions of
+def _shape_texts(shapes: Any) -> Iterator[str]:
+    """The text of each shape in order: text frames, table rows, the shapes of a group."""
+    for shape in shapes:
+        if shape.shape_type is not None and hasattr(shape, "shapes"):  # a group
+            yield from _shape_texts(shape.shapes)
+        elif getattr(shape, "has_table", False):
+            for row in shape.table.rows:
+                cells = [cell.text.strip() for cell in row.cells]
+                yield " | ".join(c for c in cells if c)
+        elif getattr(shape, "has_text_frame", False):
+            yield shape.text_frame.text
+
+
+def load_odt(path: Path, data: bytes) -> LoadedDocument:
+    """OpenDocument text: headings by outline level, paragraphs, lists and tables in order."""
+    from odf.opendocument import load as load_odf
+
+    check_unpacked_size(path, data)
+    document = load_odf(io.BytesIO(data))
+    builder = DocumentBuilder()
+    _add_odt_blocks(builder, document.text, [])
+    return builder.build()
+
+
+def _add_odt_blocks(builder: DocumentBuilder, element: Any, stack: list[tuple[int, str]]) -> None:
+    """The blocks under ``element`` in reading order; ``stack`` holds the open headings."""
+    from odf import teletype
+    from odf.namespaces import TABLENS, TEXTNS
+    from odf.table import TableRow
+
+    for child in element.childNodes:
+        if child.nodeType != child.ELEMENT_NODE:
+            continue
+        if child.qname == (TEXTNS, "h"):
+            title = " ".join(teletype.extractText(child).split())
+            level = int(child.getAttribute("outlinelevel") or 1)
+            while stack and stack[-1][0] >= level:
+                stack.pop()
+            if title:
+                stack.append((level, title))
+            builder.add(title, tuple(t for _, t in stack))
+        elif child.qname == (TEXTNS, "p"):
+            builder.add(teletype.extractText(child), tuple(t for _, t in stack))
+        elif child.qname == (TABLENS, "table"):
+            for row in child.getElementsByType(TableRow):
+                cells = [teletype.extractText(cell).strip() for cell in row.childNodes]
+                builder.add(" | ".join(c for c in cells if c), tuple(t for _, t in stack))
+        elif child.qname in ((TEXTNS, "list"), (TEXTNS, "list-item"), (TEXTNS, "section")):
+            _add_odt_blocks(builder, child, stack)
+
+
+def _table_row() -> Any:
+    from odf.table import TableRow
+
+    return TableRow

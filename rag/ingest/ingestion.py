@@ -334,6 +334,8 @@ class Ingestor:
         }
         if chunk.page is not None:
             metadata["page"] = chunk.page
+        if chunk.location is not None:
+            metadata["location"] = chunk.location
         if is_navigation(chunk.text):
             metadata["navigation"] = True  # an index, a contents page: ranked below content
         return metadata
