@@ -6,7 +6,8 @@ equal to what a clean run over the surviving inputs writes (same ids). Printed a
 cases tried, crashes (target 0), documents lost (target 0), and the longest time and highest
 memory spent on one hostile file, also as ratios against the same ingest without it.
 
-Hostile inputs: a zip-bomb DOCX (1 GB inside), a PDF of 10,000 pages, a 50 MB text file on one
+Hostile inputs: zip-bomb DOCX, PPTX, XLSX and EPUB files (1 GB inside), an XLSX of 6 million
+cells, a mail of 100,000 parts, a PDF of 10,000 pages, a 50 MB text file on one
 line, HTML nested 100,000 deep, a CSV with a million columns, file names holding a newline, a
 right-to-left override or ``..\\``, a symlink leading out of the folder, a document full of
 prompt structure and special tokens.
@@ -115,6 +116,15 @@ def crashed(result: Run) -> bool:
 def hostile_inputs(work: Path, quick: bool, figures: Figures) -> None:
     makers: dict[str, Callable[[Path], Path]] = {
         "zip-bomb DOCX": lambda f: hostile.zip_bomb_docx(f / "bomb.docx", 64 if quick else 1024),
+        "zip-bomb PPTX": lambda f: hostile.zip_bomb(f / "bomb.pptx", 64 if quick else 1024),
+        "zip-bomb XLSX": lambda f: hostile.zip_bomb(f / "bomb.xlsx", 64 if quick else 1024),
+        "zip-bomb EPUB": lambda f: hostile.zip_bomb(f / "bomb.epub", 64 if quick else 1024),
+        "sheet of 6 million cells": lambda f: hostile.huge_sheet(
+            f / "huge.xlsx", 600_000 if quick else 6_000_000
+        ),
+        "mail of 100,000 parts": lambda f: hostile.mail_bomb(
+            f / "bomb.eml", 5_000 if quick else 100_000
+        ),
         "PDF of many pages": lambda f: hostile.many_pages_pdf(
             f / "long.pdf", 300 if quick else 10_000
         ),

@@ -91,6 +91,59 @@ def zip_bomb_docx(path: Path, megabytes: int = 1024) -> Path:
     return path
 
 
+def zip_bomb(path: Path, megabytes: int = 1024) -> Path:
+    """An office file or e-book (by ``path``'s suffix) whose one member inflates to
+    ``megabytes`` of one byte repeated (about 1 MB on disk per GB)."""
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive,
+        archive.open("content.xml", "w", force_zip64=True) as member,
+    ):
+        block = b"x" * 2**20
+        for _ in range(megabytes):
+            member.write(block)
+    return path
+
+
+def huge_sheet(path: Path, cells: int = 6_000_000, columns: int = 20) -> Path:
+    """An XLSX of one sheet with ``cells`` numeric cells, its sheet XML streamed into the zip.
+
+    Written as the format lays it out (openpyxl writes the workbook around it), since
+    openpyxl itself takes minutes to write millions of cells.
+    """
+    from tests.docgen import write_xlsx
+
+    template = write_xlsx(path.with_suffix(".tmp.xlsx"), {"Log": [["a"]]})
+    with (
+        zipfile.ZipFile(template) as source,
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as book,
+    ):
+        for item in source.infolist():
+            if item.filename != "xl/worksheets/sheet1.xml":
+                book.writestr(item, source.read(item))
+                continue
+            head, _, tail = source.read(item).decode().partition("<sheetData>")
+            tail = tail.partition("</sheetData>")[2]
+            with book.open(item.filename, "w", force_zip64=True) as out:
+                out.write((head + "<sheetData>").encode())
+                for row in range(1, cells // columns + 1):
+                    values = "".join(f"<c><v>{row * columns + c}</v></c>" for c in range(columns))
+                    out.write(f'<row r="{row}">{values}</row>'.encode())
+                out.write(("</sheetData>" + tail).encode())
+    template.unlink()
+    return path
+
+
+def mail_bomb(path: Path, parts: int = 100_000) -> Path:
+    """An .eml of ``parts`` tiny attached parts."""
+    with path.open("w") as out:
+        out.write("From: x@example.org\nSubject: many parts\nMIME-Version: 1.0\n")
+        out.write('Content-Type: multipart/mixed; boundary="b"\n\n')
+        for number in range(parts):
+            out.write(f"--b\nContent-Type: text/plain\n\npart {number}\n")
+        out.write("--b--\n")
+    return path
+
+
 def many_pages_pdf(path: Path, pages: int = 10_000) -> Path:
     """A PDF of ``pages`` short pages."""
     from fpdf import FPDF

@@ -4,7 +4,6 @@ message › attachment); corrupt files and bombs refused with the file named and
 
 from __future__ import annotations
 
-import io
 import zipfile
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.docgen import (
     write_rtf,
     write_xlsx,
 )
+from tests.hostile import mail_bomb, zip_bomb
 
 
 def _section_of(
@@ -194,22 +194,9 @@ def test_an_epub_without_its_package_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", [".pptx", ".xlsx", ".ods", ".odt", ".epub"])
 def test_an_archive_bomb_is_refused_before_unpacking(tmp_path: Path, suffix: str) -> None:
-    path = tmp_path / f"bomb{suffix}"
-    path.write_bytes(zip_bomb(300))
+    path = zip_bomb(tmp_path / f"bomb{suffix}", megabytes=300)
     with pytest.raises(LoadError, match="zip bomb"):
         load(path)
-
-
-def zip_bomb(megabytes: int) -> bytes:
-    """A zip archive of one member that inflates to ``megabytes`` of the same byte."""
-    buffer = io.BytesIO()
-    with (
-        zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive,
-        archive.open("content.xml", "w", force_zip64=True) as member,
-    ):
-        for _ in range(megabytes):
-            member.write(b"x" * 2**20)
-    return buffer.getvalue()
 
 
 def test_a_huge_sheet_is_refused_not_cut(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,13 +210,7 @@ def test_a_huge_sheet_is_refused_not_cut(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_a_mail_bomb_of_many_parts_is_refused(tmp_path: Path) -> None:
-    boundary = "b"
-    parts = "".join(f"--{boundary}\nContent-Type: text/plain\n\npart {n}\n" for n in range(5000))
-    path = tmp_path / "bomb.eml"
-    path.write_text(
-        "From: x@example.org\nSubject: many\nMIME-Version: 1.0\n"
-        f'Content-Type: multipart/mixed; boundary="{boundary}"\n\n{parts}--{boundary}--\n'
-    )
+    path = mail_bomb(tmp_path / "bomb.eml", parts=5000)
     with pytest.raises(LoadError, match="more than 1,000 parts"):
         load(path)
 

@@ -51,6 +51,7 @@ def load_mbox(path: Path, data: bytes, ocr: bool = True) -> LoadedDocument:
     return builder.build()
 
 
+_PART_HEADER = re.compile(rb"^content-type:", re.IGNORECASE | re.MULTILINE)
 _FROM_LINE = re.compile(rb"^From [^\n]*\n?", re.MULTILINE)
 _QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 
@@ -67,14 +68,16 @@ def _mbox_messages(path: Path, data: bytes) -> Iterator[bytes]:
 
 def _parsed(path: Path, data: bytes) -> EmailMessage:
     """A message parsed, refused when it has too many parts or nests too deep to follow."""
+    too_many = f"a message of more than {MAX_PARTS:,} parts (a mail bomb, or too many to read)"
+    if len(_PART_HEADER.findall(data)) > MAX_PARTS:  # counted before they are parsed
+        raise LoadError(path, too_many)
     try:
         message = BytesParser(policy=policy.default).parsebytes(data)
         parts = sum(1 for _ in itertools.islice(message.walk(), MAX_PARTS + 1))
     except RecursionError as error:
         raise LoadError(path, "a message nested too deeply to read (a mail bomb)") from error
     if parts > MAX_PARTS:
-        reason = f"a message of more than {MAX_PARTS:,} parts (a mail bomb, or too many to read)"
-        raise LoadError(path, reason)
+        raise LoadError(path, too_many)
     if not isinstance(message, EmailMessage) or not any(message.get(h) for h in _HEADERS):
         raise LoadError(path, "not a mail message (no From, To, Date or Subject header)")
     return message

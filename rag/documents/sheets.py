@@ -31,7 +31,7 @@ from rag.documents.document import (
 MAX_COLUMNS = 10_000  # wider is a data matrix, not a table to ask questions of
 
 
-MAX_CELLS = 5_000_000  # cells of a workbook read at most (a 100k-row, 50-column sheet fits)
+MAX_CELLS = 2_000_000  # cells of a workbook read at most (100,000 rows of 20 columns fit)
 
 
 Row = Sequence[str]
