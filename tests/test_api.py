@@ -163,6 +163,31 @@ def test_a_workspace_never_answers_from_anothers_documents(
         client.chat.completions.create(model="fish", messages=[{"role": "user", "content": "x"}])
 
 
+def test_slides_sheets_and_mail_are_uploaded_over_http_and_cited_by_their_place(
+    server: str, client: openai.OpenAI, tmp_path: Path
+) -> None:
+    from tests.docgen import mail_message, write_eml, write_pptx, write_xlsx
+
+    api = httpx.Client(base_url=f"{server}/v1", headers={"Authorization": f"Bearer {KEY}"})
+    assert api.post("/workspaces", json={"name": "office"}).status_code == 201
+    deck = write_pptx(tmp_path / "deck.pptx", [("Ferry", ["The ferry leaves at 7:40."], "")])
+    sheet = write_xlsx(tmp_path / "rota.xlsx", {"Rota": [["day", "cook"], ["Monday", "Ines"]]})
+    mail = write_eml(tmp_path / "note.eml", mail_message("Keys", "The keys are under the mat."))
+    sent = api.post(
+        "/workspaces/office/documents",
+        files=[("files", (p.name, p.read_bytes())) for p in (deck, sheet, mail)],
+    ).json()
+    assert sorted(sent["added"]) == ["deck.pptx", "note.eml", "rota.xlsx"], sent
+    answer = client.chat.completions.create(
+        model="office", messages=[{"role": "user", "content": "When does the ferry leave?"}]
+    )
+    citations = (answer.model_extra or {})["citations"]
+    assert [(c["source"], c["location"]) for c in citations] == [("deck.pptx", "slide 1")]
+    found = api.post("/search", json={"model": "office", "query": "Who cooks on Monday?"})
+    assert found.json()["data"][0]["location"] == "sheet Rota, row 2"
+    assert api.delete("/workspaces/office").status_code in (200, 204)
+
+
 def test_documents_are_uploaded_listed_removed_and_synced_over_http(
     server: str, tmp_path: Path
 ) -> None:

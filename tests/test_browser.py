@@ -206,6 +206,38 @@ def test_an_upload_says_what_it_waits_for(app_url: str, tmp_path: Path) -> None:
         browser.close()
 
 
+def test_slides_and_mail_are_uploaded_and_cited_by_slide_and_message(
+    app_url: str, tmp_path: Path
+) -> None:
+    from tests.docgen import mail_message, write_mbox, write_pptx
+
+    deck = write_pptx(
+        tmp_path / "launch.pptx",
+        [
+            ("Launch plan", ["The kettle ships in March."], ""),
+            ("Risks", ["The thermostat supplier delivers in late April."], ""),
+        ],
+    )
+    inbox = write_mbox(
+        tmp_path / "inbox.mbox",
+        [mail_message("Picnic", "Bring the blue blanket."), mail_message("Menu", "Soup.")],
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(app_url)
+        expect(page.get_by_text("No documents yet")).to_be_visible(timeout=120_000)
+        page.locator("input[type=file]").set_input_files([str(deck), str(inbox)])
+        page.get_by_role("button", name="Ingest").click()
+        expect(page.get_by_text("Added 2, updated 0")).to_be_visible(timeout=120_000)
+        ask(page, "When does the thermostat supplier deliver?")
+        answer = page.get_by_test_id("stChatMessage").nth(1)
+        expect(answer.get_by_text("Sources (1 cited")).to_be_visible(timeout=120_000)
+        answer.get_by_text("Sources (1 cited").click()
+        expect(answer).to_contain_text("[1] launch.pptx, slide 2")
+        browser.close()
+
+
 @pytest.mark.server
 def test_two_app_machines_on_one_chroma_server_share_the_documents(
     tmp_path: Path, chroma_server: tuple[str, int]
