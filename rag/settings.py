@@ -441,6 +441,27 @@ class ServeSettings(_Block):
     )
 
 
+class WebSettings(_Block):
+    """``rag ingest URL``: web pages and sitemaps, fetched within bounds."""
+
+    max_page_mb: float = Field(
+        5.0, gt=0, description="A larger page or sitemap is refused; its last good version stays."
+    )
+    timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A page not wholly received in this time is refused (a slow server too); "
+        "its last good version stays.",
+    )
+    max_pages: int = Field(
+        1000, ge=1, description="Pages read from one sitemap at most (its sitemaps included)."
+    )
+    user_agent: str = Field(
+        "rag-local-documents/0.1",
+        description="The name sent to sites; their robots.txt rules for it are obeyed.",
+    )
+
+
 class MCPSettings(_Block):
     """``rag mcp``: the Model Context Protocol server, for assistants in other apps."""
 
@@ -484,6 +505,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
     ui: UISettings = UISettings()
+    web: WebSettings = WebSettings()
     serve: ServeSettings = ServeSettings()
     mcp: MCPSettings = MCPSettings()
 

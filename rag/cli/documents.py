@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from rag.ingest.ingestion import Ingestor, IngestReport, Progress
 from rag.library import counted, list_documents
 from rag.pipeline import Pipeline
 from rag.settings import Settings
+from rag.web.fetching import checked_url
 
 SKIPPED_SHOWN = 20  # skipped files an ingest names, unless --verbose
 
@@ -61,7 +63,7 @@ class BarProgress(Progress):
 
 
 def ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
-    """Sync the given paths into the store (or --reset it, or --watch them); prints the report."""
+    """Sync the given paths and URLs into the store (or --reset it, or --watch paths)."""
     if not args.paths and not args.reset:
         tell("error: give at least one PATH to ingest (or --reset alone to empty the store)")
         return EXIT_ERROR
@@ -72,22 +74,34 @@ def ingest(args: argparse.Namespace, pipeline: Pipeline) -> int:
         tell(f"emptied collection {collection!r} at {pipeline.store.location}")
     if not args.paths:
         return EXIT_OK
-    missing = [path for path in args.paths if not os.path.lexists(path)]
+    urls = [given for given in args.paths if _ADDRESS.match(given)]
+    paths = [Path(given) for given in args.paths if not _ADDRESS.match(given)]
+    missing = [path for path in paths if not os.path.lexists(path)]
     if len(missing) == len(args.paths) or (missing and args.watch):
         for path in missing:
             tell(f"error: no such file or folder: {printable(path)}")
         return EXIT_ERROR
     if args.watch:
-        return _watch(ingestor, args.paths, args.verbose)
+        if urls:
+            tell("error: --watch follows folders and files; ingest web pages again to update them")
+            return EXIT_ERROR
+        return _watch(ingestor, paths, args.verbose)
+    for url in urls:
+        checked_url(url)  # another scheme is an error before anything is done
     bars = BarProgress()
     ingestor.progress = bars
     try:
-        report = ingestor.sync(args.paths)
+        report = ingestor.sync(paths) if paths else IngestReport()
+        if urls:
+            report.include(ingestor.sync_web(urls))
     finally:
         bars.close()
     print_report(report, verbose=args.verbose)
     print(f"store: {pipeline.store.location} ({_store_named(pipeline.settings)})")
     return EXIT_OK if report.ok else EXIT_FILES_FAILED
+
+
+_ADDRESS = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # a URL, not a path
 
 
 def _store_named(settings: Settings) -> str:

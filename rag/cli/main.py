@@ -55,18 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     ingest = commands.add_parser(
         "ingest",
         parents=[common],
-        help="sync folders or files into the store",
-        description="Load, chunk and embed documents (txt, md, html, pdf, docx, csv; png, jpg "
-        "and tiff by OCR; files of any other name when they hold plain text) and bring "
+        help="sync folders, files or web pages into the store",
+        description="Load, chunk and embed documents (txt, md, html, pdf, docx, pptx, odt, "
+        "rtf, csv, xlsx, ods, epub, eml, mbox; png, jpg and tiff by OCR; files of any other "
+        "name when they hold plain text; web pages and sitemaps by URL) and bring "
         "the store exactly in line with them: new files are added, edited ones replaced, "
         "deleted ones removed, unchanged ones skipped without embedding anything.",
     )
     ingest.add_argument(
         "paths",
         nargs="*",
-        type=Path,
         metavar="PATH",
-        help="folders (synced whole, deletions included) or single files",
+        help="folders (synced whole, deletions included), single files, or web pages and "
+        "sitemaps (http:// or https://; a sitemap is synced like a folder)",
     )
     ingest.add_argument(
         "--watch", action="store_true", help="keep syncing as files change, until Ctrl-C"

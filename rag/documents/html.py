@@ -137,6 +137,35 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     return builder.build()
 
 
+def without_hidden(path: Path, data: bytes) -> tuple[str, int]:
+    """The page's HTML with what a reader would not see taken out, and its characters counted.
+
+    For an extractor that reads markup but not styles (:mod:`rag.documents.web`); the same
+    rules as :func:`load_html`'s.
+    """
+    from bs4 import BeautifulSoup
+    from bs4.element import Tag
+
+    soup = BeautifulSoup(decode_text(path, data), "html.parser")
+    rules = _stylesheet_rules(" ".join(style.get_text() for style in soup.find_all("style")))
+    hidden = 0
+    frames: list[tuple[Iterator[Any], tuple[int, ...]]] = [(iter(list(soup.children)), _WHITE)]
+    while frames:
+        children, background = frames[-1]
+        child = next(children, _END)
+        if child is _END:
+            frames.pop()
+        elif isinstance(child, Tag) and child.name not in _SKIPPED_TAGS:
+            style = _style_of(child, rules)
+            shown_on = _color(style.get("background-color") or style.get("background", ""))
+            if _is_hidden(child, style, shown_on or background):
+                hidden += len(_SPACES.sub(" ", child.get_text(" ")).strip())
+                child.extract()
+            else:
+                frames.append((iter(list(child.children)), shown_on or background))
+    return str(soup), hidden
+
+
 _END = object()
 
 

@@ -34,8 +34,16 @@ if TYPE_CHECKING:
 
 from rag.ingest.embed import EmbeddingRunner
 from rag.ingest.hashing import digest
-from rag.ingest.prepare import ChunkingRecipe, FileOutcome, prepare_files
+from rag.ingest.prepare import (
+    ChunkingRecipe,
+    FileOutcome,
+    held_version,
+    load_and_chunk,
+    prepare_files,
+)
+from rag.ingest.web import Visit, load_page, page_file, visit
 from rag.ingest.write import GroupWrite, GroupWriter
+from rag.web.fetching import Fetched, WebFetcher, checked_url
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +51,11 @@ log = logging.getLogger(__name__)
 # Bump when loading or chunking changes chunk texts: every file is then redone, its unchanged
 # chunks' vectors reused (3: hidden text left out; 4: PDF text NFKC, hyphenated words joined;
 # 5: two-column PDF pages read column by column; 6: HTML navigation left out, index and
-# contents chunks marked).
-CHUNKER_VERSION = 6
+# contents chunks marked; 7: a CSV chunk's rows named in its location).
+CHUNKER_VERSION = 7
+
+
+PAGES_PER_GROUP = 64  # web pages embedded and written together
 
 
 class Progress:
@@ -89,6 +100,16 @@ class IngestReport:
         """True when no file failed."""
         return not self.failed
 
+    def include(self, other: IngestReport) -> None:
+        """Add another run's outcome to this one's (a folder's and a site's, in one report)."""
+        for name in ("added", "updated", "removed", "renamed", "skipped", "failed", "notes"):
+            getattr(self, name).extend(getattr(other, name))
+        self.unchanged += other.unchanged
+        self.chunks_embedded += other.chunks_embedded
+        self.chunks_reused += other.chunks_reused
+        self.chunks_in_store = other.chunks_in_store
+        self.seconds += other.seconds
+
     def summary(self) -> str:
         """One line for people."""
         return (
@@ -109,6 +130,7 @@ class PreparedFile:
     chunks: list[Chunk]
     words: list[list[str]]  # each chunk's keywords, for the keyword index
     record: FileRecord | None
+    extra: Metadata = field(default_factory=dict)  # more for each chunk's metadata (a page's)
 
 
 def make_chunker(settings: Settings, embedder: Embedder) -> Chunker:
@@ -170,6 +192,95 @@ class Ingestor:
         report.chunks_in_store = self.store.count()
         report.seconds = time.perf_counter() - started
         return report
+
+    def sync_web(self, urls: Sequence[str]) -> IngestReport:
+        """Make the store hold the pages at ``urls`` (a sitemap's: those it lists) as they are.
+
+        Pages are fetched before the store is locked for writing (:mod:`rag.ingest.web`).
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        roots = list(dict.fromkeys(checked_url(url) for url in urls))
+        held = self.store.records(roots)
+
+        def validators(root: str, url: str) -> tuple[str | None, str | None]:
+            record = held.get((root, url))
+            if held_version(record, self.pipeline) is None:
+                return None, None  # not stored whole by this pipeline: fetched in full
+            metadata = self.store.file_metadata(root, url) or {}
+            etag, date = metadata.get("http_etag"), metadata.get("http_last_modified")
+            return (str(etag) if etag else None), (str(date) if date else None)
+
+        with WebFetcher(self.settings.web) as fetcher:
+            visits = [
+                visit(fetcher, root, validators, self.settings.web.max_pages) for root in roots
+            ]
+        self.progress.files_total(sum(len(v.pages) for v in visits))
+        with self.store.writer():
+            records = self.store.records(roots)
+            prepared = [
+                taken
+                for v in visits
+                for page in v.pages
+                if (taken := self._page_to_embed(v.root, page, records, report)) is not None
+            ]
+            with (
+                EmbeddingRunner(self.embedder, self.settings.ingest.embedding_process) as embedding,
+                GroupWriter(self.store, embedding) as writer,
+            ):
+                for start in range(0, len(prepared), 64):
+                    writer.submit(
+                        self._embed_group(prepared[start : start + 64], embedding, report)
+                    )
+            self._remove_pages_gone(visits, records, report)
+        report.chunks_in_store = self.store.count()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _page_to_embed(
+        self, root: str, page: Fetched, records: Records, report: IngestReport
+    ) -> PreparedFile | None:
+        """A fetched page's outcome in the report; the page to embed when it is new or changed."""
+        self.progress.file_done()
+        record = records.get((root, page.url))
+        if page.status == "failed":
+            report.failed.append((page.url, page.reason))
+            return None
+        if page.status != "fetched":  # unchanged, or gone (removed afterwards)
+            report.unchanged += page.status == "unchanged"
+            return None
+        held = held_version(record, self.pipeline)
+        read = FileOutcome(digest(page.data))
+        if held is not None and held[0] == read.file_hash:
+            report.unchanged += 1
+            return None
+        path = page_file(page)
+        outcome = load_and_chunk(path, page.data, read, self._recipe, self.chunker, load_page)
+        file = SourceFile(root, page.url, path)
+        report.notes += [(page.url, note) for note in outcome.notes]
+        if outcome.failure is not None or outcome.chunks is None:
+            report.failed.append((page.url, outcome.failure or "no text"))
+            return None
+        extra: Metadata = {}
+        if page.etag:
+            extra["http_etag"] = page.etag
+        if page.last_modified:
+            extra["http_last_modified"] = page.last_modified
+        return PreparedFile(file, outcome.file_hash, outcome.chunks, outcome.words, record, extra)
+
+    def _remove_pages_gone(
+        self, visits: Sequence[Visit], records: Records, report: IngestReport
+    ) -> None:
+        """Pages that answered 404 or 410, and a sitemap's pages it no longer lists."""
+        gone: list[FileRecord] = []
+        for v in visits:
+            answered_gone = {page.url for page in v.pages if page.status == "gone"}
+            for root, source in records:
+                unlisted = v.listed is not None and source not in v.listed
+                if root == v.root and (source in answered_gone or unlisted):
+                    gone.append(records[(root, source)])
+        self.store.write(delete_ids=[i for record in gone for i in record.chunk_ids])
+        report.removed += [record.source for record in gone]
 
     def _plan(self, paths: Sequence[Path], report: IngestReport) -> ScanResult:
         """Step 1: the files under ``paths``; those skipped or failing are reported."""
@@ -338,6 +449,7 @@ class Ingestor:
             metadata["location"] = chunk.location
         if is_navigation(chunk.text):
             metadata["navigation"] = True  # an index, a contents page: ranked below content
+        metadata.update(prepared.extra)
         return metadata
 
 

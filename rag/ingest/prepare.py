@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import multiprocessing
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.documents.chunking import Chunk, Chunker
-from rag.documents.document import LoadError
+from rag.documents.document import LoadedDocument, LoadError
 from rag.documents.loaders import load
 from rag.documents.scanning import SourceFile
 from rag.ingest.hashing import digest
@@ -61,7 +61,7 @@ class FileOutcome:
     notes: list[str] = field(default_factory=list)
 
 
-def _held(record: FileRecord | None, pipeline: str) -> tuple[str, str] | None:
+def held_version(record: FileRecord | None, pipeline: str) -> tuple[str, str] | None:
     """The (file hash, pipeline) a record holds completely, if any."""
     if record is None or not record.complete:
         return None
@@ -86,19 +86,20 @@ def _read(file: SourceFile, held: tuple[str, str] | None) -> tuple[FileOutcome, 
     return FileOutcome(file_hash), data
 
 
-def _load(
+def load_and_chunk(
     path: Path,
     data: bytes,
     read: FileOutcome,
     reading: ChunkingRecipe,
     chunker: Chunker | None = None,
+    loader: Callable[[Path, bytes], LoadedDocument] | None = None,
 ) -> FileOutcome:
-    """Load and chunk a new or changed file's ``data``.
+    """Load and chunk a new or changed file's ``data`` (with ``loader``, else by its type).
 
     In line with the ingestor's ``chunker``, or in a worker process with one made there.
     """
     try:
-        document = load(path, data, ocr=reading.ocr)
+        document = loader(path, data) if loader else load(path, data, ocr=reading.ocr)
     except LoadError as error:
         return FileOutcome(read.file_hash, failure=error.reason)
     notes = []
@@ -155,18 +156,18 @@ def prepare_files(
     try:
         for file in files:
             record = records.get((file.root, file.source))
-            outcome, data = _read(file, _held(record, pipeline))
+            outcome, data = _read(file, held_version(record, pipeline))
             if data is None:
                 ahead.append((file, record, _done(outcome), 0))
             elif workers and changed >= _POOL_MIN_FILES:
                 if pool is None:
                     spawn = multiprocessing.get_context("spawn")  # never fork Chroma's threads
                     pool = ProcessPoolExecutor(workers, mp_context=spawn)
-                submitted = pool.submit(_load, file.path, data, outcome, recipe)
+                submitted = pool.submit(load_and_chunk, file.path, data, outcome, recipe)
                 ahead.append((file, record, submitted, len(data)))
                 in_flight += len(data)
             else:
-                loaded = _load(file.path, data, outcome, recipe, chunker)
+                loaded = load_and_chunk(file.path, data, outcome, recipe, chunker)
                 ahead.append((file, record, _done(loaded), 0))
             changed += data is not None
             # Enough ahead to keep the workers busy while a group is embedded and written.

@@ -289,6 +289,14 @@ class ChunkStore(StoreConnection):
         rows = self._rows_by_id(ids).values()
         return sorted(rows, key=lambda row: int(row[1]["chunk_index"]))
 
+    def file_metadata(self, root: str, source: str) -> Metadata | None:
+        """The metadata of one of a file's chunks (what every chunk of it records alike)."""
+        self._bring_index_in_step()
+        with self.indexed() as index:
+            ids = [chunk_id for chunk_id, _ in index.rows_of(root, source)][:1]
+        rows = self._rows_by_id(ids)
+        return next(iter(rows.values()))[1] if rows else None
+
     def _rows_by_id(self, ids: Sequence[str]) -> dict[str, tuple[str, Metadata]]:
         """(text, metadata) of the chunks with these ids, read from Chroma a page at a time."""
         rows: dict[str, tuple[str, Metadata]] = {}

@@ -1,0 +1,1 @@
+"""The web as a source of documents: pages and sitemaps fetched politely and within bounds."""
