@@ -7,7 +7,8 @@ cases tried, crashes (target 0), documents lost (target 0), and the longest time
 memory spent on one hostile file, also as ratios against the same ingest without it.
 
 Hostile inputs: zip-bomb DOCX, PPTX, XLSX and EPUB files (1 GB inside), an XLSX of 6 million
-cells, a mail of 100,000 parts, a PDF of 10,000 pages, a 50 MB text file on one
+cells, a mail of 100,000 parts, a web page of 60 MB and one that drips a byte every 10 ms
+(served on 127.0.0.1), a PDF of 10,000 pages, a 50 MB text file on one
 line, HTML nested 100,000 deep, a CSV with a million columns, file names holding a newline, a
 right-to-left override or ``..\\``, a symlink leading out of the folder, a document full of
 prompt structure and special tokens.
@@ -56,6 +57,7 @@ from tests.servers import (  # noqa: E402
     start_llama_server,
     wait_until_serving,
 )
+from tests.website import Page, Site  # noqa: E402
 
 NORMAL = "# Kestrel\n\nThe kestrel hovers over the field at dawn.\n"
 
@@ -85,8 +87,11 @@ def run(args: list[str], env: dict[str, str] | None = None, kill_after: float | 
     return Run(process.returncode, stdout, stderr, time.perf_counter() - started, 0.0)
 
 
-def ingest(folder: Path, data: Path, env: dict[str, str] | None = None, **kw: Any) -> Run:
-    return run([str(ROOT / "ingest.py"), str(folder), "--data-dir", str(data)], env, **kw)
+def ingest(
+    folder: Path, data: Path, env: dict[str, str] | None = None, *urls: str, **kw: Any
+) -> Run:
+    command = [str(ROOT / "ingest.py"), str(folder), *urls, "--data-dir", str(data)]
+    return run(command, env, **kw)
 
 
 def stored(data: Path, settings_env: dict[str, Any] | None = None) -> set[str]:
@@ -114,7 +119,12 @@ def crashed(result: Run) -> bool:
 
 
 def hostile_inputs(work: Path, quick: bool, figures: Figures) -> None:
-    makers: dict[str, Callable[[Path], Path]] = {
+    site = Site()
+    site.pages["/huge.html"] = Page(b"<p>" + b"big " * ((8 if quick else 60) * 2**18) + b"</p>")
+    site.pages["/slow.html"] = Page(b"<p>" + b"slow " * 4_000 + b"</p>", drip=0.01)
+    makers: dict[str, Callable[[Path], Path | str]] = {
+        "web page of 60 MB (past web.max_page_mb)": lambda f: site.url("/huge.html"),
+        "web page dripping a byte each 10 ms": lambda f: site.url("/slow.html"),
         "zip-bomb DOCX": lambda f: hostile.zip_bomb_docx(f / "bomb.docx", 64 if quick else 1024),
         "zip-bomb PPTX": lambda f: hostile.zip_bomb(f / "bomb.pptx", 64 if quick else 1024),
         "zip-bomb XLSX": lambda f: hostile.zip_bomb(f / "bomb.xlsx", 64 if quick else 1024),
@@ -151,8 +161,8 @@ def hostile_inputs(work: Path, quick: bool, figures: Figures) -> None:
         docs = case / "docs"
         docs.mkdir(parents=True)
         (docs / "normal.md").write_text(NORMAL)
-        make(docs)
-        result = ingest(docs, case / "data")
+        made = make(docs)
+        result = ingest(docs, case / "data", None, *([made] if isinstance(made, str) else []))
         failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
         named = all(": " in line.removeprefix("failed: ") for line in failed)
         lost = 0 if "normal.md" in sources(case / "data") else 1
@@ -170,6 +180,7 @@ def hostile_inputs(work: Path, quick: bool, figures: Figures) -> None:
             hostile=True,
         )
         shutil.rmtree(case / "docs")  # the big files
+    site.close()
 
 
 def _outside_link(folder: Path) -> Path:
