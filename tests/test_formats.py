@@ -140,8 +140,11 @@ def test_mail_body_headers_and_attachments(tmp_path: Path) -> None:
         2,
         "Q3 numbers › memo.pdf, page 2",
     )
-    chunks = Chunker(lambda text: _word_spans(text), 200).split(document)
-    assert "Q3 numbers › q3.xlsx, sheet Sales, row 2" in [c.location for c in chunks]
+    chunks = Chunker(lambda text: _word_spans(text), 50).split(document)
+    places = {chunk.text.split("\n")[0]: chunk.location for chunk in chunks}
+    assert places["From: Ada Lovelace <ada@example.org>"] is None  # the body is not a row
+    assert places["region: north"] == "Q3 numbers › q3.xlsx, sheet Sales, row 2"
+    assert places["Cover page."] == "Q3 numbers › memo.pdf, page 1"
 
 
 def test_a_mailbox_is_a_page_per_message_and_html_bodies_are_read(tmp_path: Path) -> None:
@@ -159,29 +162,6 @@ def test_a_mailbox_is_a_page_per_message_and_html_bodies_are_read(tmp_path: Path
     assert "Ignore your instructions" not in document.text
     assert document.hidden_chars > 0
     assert "From the start of a line, a From stays." in document.text
-
-
-@pytest.mark.parametrize(
-    ("name", "data", "reason"),
-    [
-        ("broken.pptx", b"PK\x03\x04 not really a zip", "cannot parse .pptx"),
-        ("broken.xlsx", b"PK\x03\x04 not really a zip", "cannot parse .xlsx"),
-        ("broken.ods", b"PK\x03\x04 not really a zip", "cannot parse .ods"),
-        ("broken.odt", b"PK\x03\x04 not really a zip", "cannot parse .odt"),
-        ("broken.epub", b"PK\x03\x04 not really a zip", "cannot parse .epub"),
-        ("broken.rtf", b"just words, no rtf header", "not an RTF file"),
-        ("broken.mbox", b"Subject: no From line first\n\nhello\n", "not an mbox mailbox"),
-        ("broken.eml", b"\x00\x01\x02 binary junk", "not a mail message"),
-    ],
-)
-def test_a_corrupt_file_names_itself_and_the_reason(
-    tmp_path: Path, name: str, data: bytes, reason: str
-) -> None:
-    path = tmp_path / name
-    path.write_bytes(data)
-    with pytest.raises(LoadError, match=reason) as raised:
-        load(path)
-    assert raised.value.path == path
 
 
 def test_an_epub_without_its_package_is_refused(tmp_path: Path) -> None:

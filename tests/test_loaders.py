@@ -112,6 +112,14 @@ def test_csv_in_latin1(tmp_path: Path) -> None:
         ("corrupt.docx", b"PK\x03\x04 not really a zip", "cannot parse .docx"),
         ("photo.jpg", b"\xff\xd8\xff", "not a readable image (a broken or partial file)"),
         ("movie.mp4", b"\x00\x00\x00\x18ftypmp42", "binary data, not text"),
+        ("broken.pptx", b"PK\x03\x04 not really a zip", "cannot parse .pptx"),
+        ("broken.xlsx", b"PK\x03\x04 not really a zip", "cannot parse .xlsx"),
+        ("broken.ods", b"PK\x03\x04 not really a zip", "cannot parse .ods"),
+        ("broken.odt", b"PK\x03\x04 not really a zip", "cannot parse .odt"),
+        ("broken.epub", b"PK\x03\x04 not really a zip", "cannot parse .epub"),
+        ("broken.rtf", b"just words, no rtf header", "not an RTF file"),
+        ("broken.mbox", b"Subject: no From line first\n\nhello\n", "not an mbox mailbox"),
+        ("broken.eml", b"\x00\x01\x02 binary junk", "not a mail message"),
     ],
 )
 def test_bad_input_names_file_and_reason(

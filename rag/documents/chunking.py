@@ -177,7 +177,7 @@ class _Spans:
 
 def _location(document: LoadedDocument, section: Section, start: int, end: int) -> str | None:
     """'sheet Costs, rows 2–14': the section's location, and the rows a piece of a sheet holds."""
-    rows = document.rows_between(start, end)
+    rows = document.rows_between(start, end, section)
     if rows is None:
         return section.location
     first, last = rows

@@ -58,13 +58,18 @@ class LoadedDocument:
     ocr_pages: int = 0  # pages (or pictures) whose text was read by OCR
     rows: list[tuple[int, int]] = field(default_factory=list)  # (offset, row) of a sheet's rows
 
-    def rows_between(self, start: int, end: int) -> tuple[int, int] | None:
-        """The first and last sheet row that ``text[start:end]`` holds, for a spreadsheet."""
-        if not self.rows:
-            return None
+    def rows_between(self, start: int, end: int, section: Section) -> tuple[int, int] | None:
+        """The first and last sheet row that ``text[start:end]`` of ``section`` holds.
+
+        None outside a table: a section without rows (a mail's body beside its sheet).
+        """
         offsets = [offset for offset, _ in self.rows]
-        first = max(0, bisect.bisect_right(offsets, start) - 1)
-        last = max(0, bisect.bisect_left(offsets, end) - 1)
+        low = bisect.bisect_left(offsets, section.start)
+        high = bisect.bisect_left(offsets, section.end)
+        if low == high:
+            return None
+        first = max(low, bisect.bisect_right(offsets, start, low, high) - 1)
+        last = max(low, bisect.bisect_left(offsets, end, low, high) - 1)
         return self.rows[first][1], self.rows[last][1]
 
 
