@@ -1,7 +1,8 @@
-"""A workspace's documents as every front door sees them: list, accept uploads, remove one.
+"""A workspace's documents as every front door sees them: list, accept uploads, remove, read.
 
-The chat app, the API and the CLI call these, so what they accept, refuse and report cannot
-drift apart. Limits: uploads are held in memory whole (up to ``ui.max_upload_mb`` each).
+The chat app, the API, the CLI and the MCP server call these, so what they accept, refuse and
+report cannot drift apart. Limits: uploads are held in memory whole (up to
+``ui.max_upload_mb`` each); a document is read back as its stored chunks, not its file.
 """
 
 from __future__ import annotations
