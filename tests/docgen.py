@@ -184,14 +184,25 @@ def write_ods(path: Path, sheets: dict[str, list[list[str]]]) -> Path:
 
 
 def write_odt(path: Path, blocks: list[tuple[str, str]]) -> Path:
-    """A real ODT (odfpy): blocks are (style, text); style 'h1'..'h3' or 'p'."""
+    """A real ODT (odfpy): blocks are (style, text); style 'h1'..'h3', 'p' or 'table:a|b;c|d'."""
     from odf.opendocument import OpenDocumentText
+    from odf.table import Table, TableCell, TableRow
     from odf.text import H, P
 
     document = OpenDocumentText()
     for style, text in blocks:
         if style.startswith("h"):
             document.text.addElement(H(outlinelevel=int(style[1:]), text=text))
+        elif style == "table":
+            table = Table()
+            for row in text.split(";"):
+                table_row = TableRow()
+                for value in row.split("|"):
+                    cell = TableCell()
+                    cell.addElement(P(text=value))
+                    table_row.addElement(cell)
+                table.addElement(table_row)
+            document.text.addElement(table)
         else:
             document.text.addElement(P(text=text))
     document.save(str(path))

@@ -99,9 +99,17 @@ def test_ods_sheets_and_odt_headings(tmp_path: Path) -> None:
 
     text = write_odt(
         tmp_path / "minutes.odt",
-        [("h1", "Minutes"), ("p", "We met on Tuesday."), ("h2", "Budget"), ("p", "Rent rose.")],
+        [
+            ("h1", "Minutes"),
+            ("p", "We met on Tuesday."),
+            ("h2", "Budget"),
+            ("p", "Rent rose."),
+            ("table", "item|cost;paint|40"),
+        ],
     )
-    assert _section_of(load(text), "Rent rose.") == (("Minutes", "Budget"), None, None)
+    minutes = load(text)
+    assert _section_of(minutes, "Rent rose.") == (("Minutes", "Budget"), None, None)
+    assert _section_of(minutes, "paint | 40") == (("Minutes", "Budget"), None, None)
 
 
 def test_rtf_is_read_as_its_text(tmp_path: Path) -> None:

@@ -128,9 +128,3 @@ def _add_odt_blocks(builder: DocumentBuilder, element: Any, stack: list[tuple[in
                 builder.add(" | ".join(c for c in cells if c), tuple(t for _, t in stack))
         elif child.qname in ((TEXTNS, "list"), (TEXTNS, "list-item"), (TEXTNS, "section")):
             _add_odt_blocks(builder, child, stack)
-
-
-def _table_row() -> Any:
-    from odf.table import TableRow
-
-    return TableRow

@@ -228,10 +228,9 @@ class Ingestor:
                 EmbeddingRunner(self.embedder, self.settings.ingest.embedding_process) as embedding,
                 GroupWriter(self.store, embedding) as writer,
             ):
-                for start in range(0, len(prepared), 64):
-                    writer.submit(
-                        self._embed_group(prepared[start : start + 64], embedding, report)
-                    )
+                for start in range(0, len(prepared), PAGES_PER_GROUP):
+                    group = prepared[start : start + PAGES_PER_GROUP]
+                    writer.submit(self._embed_group(group, embedding, report))
             self._remove_pages_gone(visits, records, report)
         report.chunks_in_store = self.store.count()
         report.seconds = time.perf_counter() - started
