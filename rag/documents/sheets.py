@@ -94,27 +94,26 @@ def _sheets(
 ) -> LoadedDocument:
     """A workbook's sheets, numbered as pages; hidden ones counted, not kept."""
     builder = DocumentBuilder()
-    cells = [0]
+    cells = 0
+
+    def counted(rows: Iterable[tuple[int, Row]]) -> Iterator[tuple[int, Row]]:
+        """The rows, refused once the workbook's cells pass ``MAX_CELLS``."""
+        nonlocal cells
+        for number, row in rows:
+            cells += len(row)
+            if cells > MAX_CELLS:
+                reason = f"more than {MAX_CELLS:,} cells: too large a workbook to read"
+                raise LoadError(path, reason)
+            yield number, row
+
     number = 0
     for name, hidden, rows in sheets:
         if hidden:
-            builder.hidden_chars += sum(len("".join(row)) for _, row in _counted(path, rows, cells))
+            builder.hidden_chars += sum(len("".join(row)) for _, row in counted(rows))
             continue
         number += 1
-        _add_table(path, builder, _counted(path, rows, cells), (name,), number, f"sheet {name}")
+        _add_table(path, builder, counted(rows), (name,), number, f"sheet {name}")
     return builder.build()
-
-
-def _counted(
-    path: Path, rows: Iterable[tuple[int, Row]], cells: list[int]
-) -> Iterator[tuple[int, Row]]:
-    """The rows, refused once the workbook's cells (in ``cells[0]``) pass ``MAX_CELLS``."""
-    for number, row in rows:
-        cells[0] += len(row)
-        if cells[0] > MAX_CELLS:
-            reason = f"more than {MAX_CELLS:,} cells: too large a workbook to read"
-            raise LoadError(path, reason)
-        yield number, row
 
 
 def _add_table(

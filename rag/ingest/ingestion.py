@@ -205,9 +205,10 @@ class Ingestor:
 
         def validators(root: str, url: str) -> tuple[str | None, str | None]:
             record = held.get((root, url))
-            if held_version(record, self.pipeline) is None:
+            if record is None or held_version(record, self.pipeline) is None:
                 return None, None  # not stored whole by this pipeline: fetched in full
-            metadata = self.store.file_metadata(root, url) or {}
+            rows = self.store.rows(sorted(record.chunk_ids)[:1])  # each chunk records them
+            metadata = next(iter(rows.values()))[1] if rows else {}
             etag, date = metadata.get("http_etag"), metadata.get("http_last_modified")
             return (str(etag) if etag else None), (str(date) if date else None)
 

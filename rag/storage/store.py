@@ -276,7 +276,7 @@ class ChunkStore(StoreConnection):
 
     def texts(self, ids: Sequence[str]) -> dict[str, str]:
         """Text of the chunks with these ids."""
-        return {chunk_id: text for chunk_id, (text, _) in self._rows_by_id(ids).items()}
+        return {chunk_id: text for chunk_id, (text, _) in self.rows(ids).items()}
 
     def file_chunks(self, root: str, source: str) -> list[tuple[str, Metadata]]:
         """Text and metadata of one file's chunks, in reading order (to read the file back).
@@ -286,18 +286,9 @@ class ChunkStore(StoreConnection):
         self._bring_index_in_step()
         with self.indexed() as index:
             ids = [chunk_id for chunk_id, _ in index.rows_of(root, source)]
-        rows = self._rows_by_id(ids).values()
-        return sorted(rows, key=lambda row: int(row[1]["chunk_index"]))
+        return sorted(self.rows(ids).values(), key=lambda row: int(row[1]["chunk_index"]))
 
-    def file_metadata(self, root: str, source: str) -> Metadata | None:
-        """The metadata of one of a file's chunks (what every chunk of it records alike)."""
-        self._bring_index_in_step()
-        with self.indexed() as index:
-            ids = [chunk_id for chunk_id, _ in index.rows_of(root, source)][:1]
-        rows = self._rows_by_id(ids)
-        return next(iter(rows.values()))[1] if rows else None
-
-    def _rows_by_id(self, ids: Sequence[str]) -> dict[str, tuple[str, Metadata]]:
+    def rows(self, ids: Sequence[str]) -> dict[str, tuple[str, Metadata]]:
         """(text, metadata) of the chunks with these ids, read from Chroma a page at a time."""
         rows: dict[str, tuple[str, Metadata]] = {}
         for start in range(0, len(ids), READ_PAGE):
