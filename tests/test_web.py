@@ -167,3 +167,15 @@ def test_the_cli_ingests_a_url_and_refuses_other_schemes(site: Site, tmp_path: P
     refused = run_rag("ingest", "--data-dir", data, "ftp://127.0.0.1/ferry.html")
     assert refused.returncode == 2
     assert "only http:// and https:// addresses can be ingested" in refused.stderr
+
+
+def test_a_site_whose_robots_txt_cannot_be_read_is_not_fetched(
+    site: Site, settings: Settings, embedder: Embedder
+) -> None:
+    site.pages["/robots.txt"] = Page(b"down for maintenance", 503, "text/plain")
+    site.pages["/ferry.html"] = html_page(*FERRY)
+    with Pipeline(settings, embedder=embedder) as pipeline:
+        report = pipeline.ingestor.sync_web([site.url("/ferry.html")])
+    reason = f"{site.base}/robots.txt cannot be read now, so nothing there is fetched"
+    assert report.failed == [(site.url("/ferry.html"), reason)]
+    assert site.requests["/ferry.html"] == 0

@@ -91,8 +91,8 @@ class WebFetcher:
             conditions["If-Modified-Since"] = last_modified
         where = url
         for _ in range(MAX_REDIRECTS + 1):
-            if not self.allowed(where):
-                return Fetched(url, "failed", reason=f"robots.txt does not allow {where}")
+            if (refused := self._robots_refusal(where)) is not None:
+                return Fetched(url, "failed", reason=refused)
             fetched, location = self._get(url, where, conditions, self.settings.max_page_mb)
             if location is None:
                 return fetched
@@ -101,14 +101,18 @@ class WebFetcher:
                 return Fetched(url, "failed", reason=f"redirected to {where}, not a web page")
         return Fetched(url, "failed", reason=f"more than {MAX_REDIRECTS} redirects (a loop?)")
 
-    def allowed(self, url: str) -> bool:
-        """Whether the site's robots.txt lets this program's user agent read ``url``."""
+    def _robots_refusal(self, url: str) -> str | None:
+        """Why the site's robots.txt keeps this program's user agent from ``url``, or None."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         if origin not in self._robots:
             self._robots[origin] = self._read_robots(origin)
         rules = self._robots[origin]
-        return rules is not None and rules.can_fetch(self.settings.user_agent, url)
+        if rules is None:
+            return f"{origin}/robots.txt cannot be read now, so nothing there is fetched"
+        if not rules.can_fetch(self.settings.user_agent, url):
+            return f"robots.txt does not allow {url}"
+        return None
 
     def _read_robots(self, origin: str) -> urllib.robotparser.RobotFileParser | None:
         """The site's rules; None when none can be read for now (nothing is then fetched)."""
