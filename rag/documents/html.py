@@ -82,7 +82,7 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
     from bs4.element import Comment, Doctype, NavigableString, Tag
 
     soup = BeautifulSoup(decode_text(path, data), "html.parser")
-    rules = _stylesheet_rules(" ".join(style.get_text() for style in soup.find_all("style")))
+    rules = _page_rules(soup)
     builder = DocumentBuilder()
     stack: list[tuple[int, str]] = []
     paragraph: list[str] = []
@@ -113,14 +113,12 @@ def load_html(path: Path, data: bytes) -> LoadedDocument:
         elif isinstance(child, NavigableString):
             paragraph.append(str(child))
         elif isinstance(child, Tag) and child.name not in _SKIPPED_TAGS:
-            style = _style_of(child, rules)
-            inner = _color(style.get("background-color") or style.get("background", ""))
-            shown_on = inner or background
-            if _is_hidden(child, style, shown_on):
-                builder.hidden_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
+            shown_on = _seen_on(child, rules, background)
+            if shown_on is None:
+                builder.hidden_chars += _text_length(child)
                 continue
             if _navigation(child):
-                builder.navigation_chars += len(_SPACES.sub(" ", child.get_text(" ")).strip())
+                builder.navigation_chars += _text_length(child)
                 continue
             level = _HEADING_TAGS.get(child.name)
             if level is not None:
@@ -147,7 +145,7 @@ def without_hidden(path: Path, data: bytes) -> tuple[str, int]:
     from bs4.element import Tag
 
     soup = BeautifulSoup(decode_text(path, data), "html.parser")
-    rules = _stylesheet_rules(" ".join(style.get_text() for style in soup.find_all("style")))
+    rules = _page_rules(soup)
     hidden = 0
     frames: list[tuple[Iterator[Any], tuple[int, ...]]] = [(iter(list(soup.children)), _WHITE)]
     while frames:
@@ -156,13 +154,12 @@ def without_hidden(path: Path, data: bytes) -> tuple[str, int]:
         if child is _END:
             frames.pop()
         elif isinstance(child, Tag) and child.name not in _SKIPPED_TAGS:
-            style = _style_of(child, rules)
-            shown_on = _color(style.get("background-color") or style.get("background", ""))
-            if _is_hidden(child, style, shown_on or background):
-                hidden += len(_SPACES.sub(" ", child.get_text(" ")).strip())
+            shown_on = _seen_on(child, rules, background)
+            if shown_on is None:
+                hidden += _text_length(child)
                 child.extract()
             else:
-                frames.append((iter(list(child.children)), shown_on or background))
+                frames.append((iter(list(child.children)), shown_on))
     return str(soup), hidden
 
 
@@ -226,6 +223,25 @@ _RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
 
 
 _SIMPLE_SELECTOR = re.compile(r"[.#]?[\w-]+")
+
+
+def _page_rules(soup: Any) -> dict[str, dict[str, str]]:
+    """The simple rules of the page's own stylesheets."""
+    return _stylesheet_rules(" ".join(style.get_text() for style in soup.find_all("style")))
+
+
+def _seen_on(
+    tag: Any, rules: dict[str, dict[str, str]], background: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """The background ``tag`` shows on (its own, else ``background``); None when it is hidden."""
+    style = _style_of(tag, rules)
+    shown_on = _color(style.get("background-color") or style.get("background", "")) or background
+    return None if _is_hidden(tag, style, shown_on) else shown_on
+
+
+def _text_length(tag: Any) -> int:
+    """Characters of a tag's text as a reader sees it, spaces collapsed."""
+    return len(_SPACES.sub(" ", tag.get_text(" ")).strip())
 
 
 def _declarations(css: str) -> dict[str, str]:
