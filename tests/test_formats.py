@@ -293,3 +293,13 @@ def test_answers_cite_slide_sheet_and_row_chapter_and_message(
             cited = answer.citations[0]
             assert cited.source == source, (question, answer.text)
             assert place in cited.label, cited.label
+
+
+def test_a_message_attached_to_a_message_is_read_under_both_subjects(tmp_path: Path) -> None:
+    inner = mail_message("Boat hire", "The rowing boats cost 15 euros an hour.")
+    outer = mail_message("Fwd: Boat hire", "See below.")
+    outer.add_attachment(inner)  # message/rfc822
+    document = load(write_eml(tmp_path / "forward.eml", outer))
+    headings, _, location = _section_of(document, "15 euros an hour")
+    assert headings == ("Boat hire",)
+    assert location == "Fwd: Boat hire › Boat hire"

@@ -93,7 +93,7 @@ def _add_message(
     depth: int,
 ) -> None:
     """A message's header lines, body and attachments, under its subject."""
-    subject = " ".join(str(message.get("Subject", "")).split())[:SUBJECT_CHARS] or "(no subject)"
+    subject = _subject(message) or "(no subject)"
     headings = (subject,)
     lines = [f"{h}: {' '.join(str(message[h]).split())}" for h in _HEADERS if message.get(h)]
     builder.add("\n".join(lines), headings, page, place)
@@ -124,8 +124,7 @@ def _add_attachment(
     if part.get_content_type() == "message/rfc822":
         inner = part.get_content()
         if depth < MAX_DEPTH and isinstance(inner, EmailMessage):
-            title = " ".join(str(inner.get("Subject", "")).split())[:SUBJECT_CHARS]
-            within = f"{place} › {title or 'attached message'}"
+            within = f"{place} › {_subject(inner) or 'attached message'}"
             _add_message(path, builder, inner, page, within, ocr, depth + 1)
         return
     name = Path(part.get_filename() or "").name
@@ -142,6 +141,11 @@ def _add_attachment(
         builder.parser_warnings.append(f"attachment {name}: {error.reason}")
         return
     builder.add_document(attached, (*headings, name), page, f"{place} › {name}")
+
+
+def _subject(message: EmailMessage) -> str:
+    """A message's subject on one line, cut to ``SUBJECT_CHARS`` ('' when it has none)."""
+    return " ".join(str(message.get("Subject", "")).split())[:SUBJECT_CHARS]
 
 
 def _text_of(part: Message) -> str:
