@@ -38,7 +38,7 @@ class Visit:
 def visit(fetcher: WebFetcher, root: str, validators: Validators, max_pages: int) -> Visit:
     """Fetch ``root``, and when it is a sitemap, the pages it lists (conditionally each)."""
     first = fetcher.fetch(root, *validators(root, root))
-    listing = sitemap_pages(first) if first.status == "fetched" else None
+    listing = sitemap_pages(first)
     if listing is None:
         return Visit(root, set() if first.status == "gone" else None, [first])
     pages, sitemaps = listing
@@ -46,7 +46,7 @@ def visit(fetcher: WebFetcher, root: str, validators: Validators, max_pages: int
         if not same_site(root, sitemap):
             continue
         inner = fetcher.fetch(sitemap)
-        inner_listing = sitemap_pages(inner) if inner.status == "fetched" else None
+        inner_listing = sitemap_pages(inner)
         if inner_listing is None:
             return Visit(root, None, [inner])  # part of the listing is unknown: remove nothing
         pages += inner_listing[0]

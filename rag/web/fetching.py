@@ -198,6 +198,8 @@ def _too_large(max_mb: float) -> str:
 
 def sitemap_pages(fetched: Fetched) -> tuple[list[str], list[str]] | None:
     """(page URLs, sitemap URLs) a sitemap lists, or None when ``fetched`` is no sitemap."""
+    if fetched.status != "fetched":
+        return None
     head = fetched.data[:512].lstrip()
     if not (head.startswith(b"<?xml") or head.startswith(b"<urlset") or b"<sitemapindex" in head):
         return None
